@@ -1,0 +1,202 @@
+//! `mctl audit list|tail`.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use futures_util::StreamExt;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+
+use super::Context;
+use super::output::{self, Table};
+use super::parse;
+use crate::domain::{AuditEntry, Source};
+use crate::error::{Error, Result};
+use crate::store::audit::{AuditQuery, CHANGE_CHANNEL};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recent audit entries of the project, newest first.
+    List {
+        /// Only entries since then: RFC 3339, a date, or a span like 2h (ago).
+        #[arg(long, value_parser = |s: &str| parse::when(s, -1))]
+        since: Option<OffsetDateTime>,
+        /// Only entries about this task key, page slug, lane name or handle.
+        #[arg(long)]
+        entity: Option<String>,
+        /// console, cli, sync, recovery or agent.
+        #[arg(long)]
+        source: Option<Source>,
+        /// Only entries of one operation.
+        #[arg(long)]
+        correlation: Option<uuid::Uuid>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Entries of every project, and of global objects such as agents.
+        #[arg(long)]
+        all_projects: bool,
+    },
+    /// The latest entries, oldest first; with --follow, keep printing new ones.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+pub async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
+    let store = ctx.store().await?;
+    match command {
+        AuditCommand::List { since, entity, source, correlation, limit, all_projects } => {
+            let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };
+            let entries = store
+                .list_audit(&AuditQuery {
+                    project_id,
+                    since,
+                    entity_key: entity.map(|e| e.trim().to_string()),
+                    source,
+                    correlation_id: correlation,
+                    limit,
+                    ..Default::default()
+                })
+                .await?;
+            if ctx.json {
+                return output::json(&entries);
+            }
+            print_entries(&entries);
+        }
+        AuditCommand::Tail { lines, follow } => {
+            let project = ctx.project(&store).await?;
+            let mut entries = store
+                .list_audit(&AuditQuery { project_id: Some(project.id), limit: lines, ..Default::default() })
+                .await?;
+            entries.reverse();
+            let mut last_id = entries.last().map(|e| e.id).unwrap_or(0);
+            emit(ctx, &entries)?;
+            if !follow {
+                return Ok(());
+            }
+            // LISTEN on a dedicated connection; notifications only say "something
+            // changed", the entries themselves are read back by id.
+            let (client, mut connection) = store.dedicated_connection().await?;
+            let (wake_tx, mut wake_rx) = tokio::sync::mpsc::unbounded_channel();
+            let driver = tokio::spawn(async move {
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                            if wake_tx.send(()).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            });
+            client.batch_execute(&format!("LISTEN {CHANGE_CHANNEL}")).await.map_err(crate::store::StoreError::from)?;
+            loop {
+                // A notification wakes us at once; the timeout is the fallback poll.
+                let woke = tokio::time::timeout(Duration::from_secs(2), wake_rx.recv()).await;
+                if let Ok(None) = woke {
+                    let reason = match driver.await {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "the notification connection closed".to_string(),
+                    };
+                    return Err(Error::Database(format!("lost the database connection: {reason}")));
+                }
+                let fresh = store
+                    .list_audit(&AuditQuery {
+                        project_id: Some(project.id),
+                        after_id: Some(last_id),
+                        limit: 500,
+                        ..Default::default()
+                    })
+                    .await?;
+                if let Some(last) = fresh.last() {
+                    last_id = last.id;
+                    emit(ctx, &fresh)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tail output: one JSON object per line with --json, else one text line each.
+fn emit(ctx: &Context, entries: &[AuditEntry]) -> Result<()> {
+    for entry in entries {
+        if ctx.json {
+            output::line(serde_json::to_string(entry).map_err(|e| Error::Io(e.to_string()))?);
+        } else {
+            output::line(format!(
+                "{}  {:<18} {:<10} {:<14} {} ({})",
+                short_time(entry.at),
+                entry.action,
+                output::cell(entry.entity_key.as_deref().unwrap_or("-"), 10),
+                output::cell(&entry.actor, 14),
+                summary(entry),
+                entry.source
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn print_entries(entries: &[AuditEntry]) {
+    let mut table = Table::new(&["ID", "TIME", "ACTOR", "SOURCE", "ACTION", "ENTITY", "CHANGE"]);
+    for e in entries {
+        table.row([
+            e.id.to_string(),
+            short_time(e.at),
+            e.actor.clone(),
+            e.source.to_string(),
+            e.action.clone(),
+            output::or_dash(e.entity_key.as_deref()),
+            summary(e),
+        ]);
+    }
+    table.print();
+}
+
+/// The fields that differ between before and after, as `field: old → new`.
+pub fn summary(entry: &AuditEntry) -> String {
+    let (Some(before), Some(after)) = (&entry.before, &entry.after) else {
+        return String::new();
+    };
+    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
+        return String::new();
+    };
+    const NOISE: &[&str] = &["version", "updated_at", "rank", "lane_id", "assignee_id", "cycle_id", "lane_category"];
+    let mut parts = Vec::new();
+    for (key, new) in after {
+        if NOISE.contains(&key.as_str()) {
+            continue;
+        }
+        let old = before.get(key).unwrap_or(&serde_json::Value::Null);
+        if old != new {
+            parts.push(format!("{key}: {} → {}", brief(old), brief(new)));
+        }
+    }
+    if parts.is_empty() && before.get("rank") != after.get("rank") {
+        parts.push("reordered".into());
+    }
+    output::cell(&parts.join("; "), 120)
+}
+
+fn brief(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => output::cell(s, 40),
+        other => output::cell(&other.to_string(), 40),
+    }
+}
+
+/// `2026-11-27 14:05:09` in UTC, for tables and tails.
+pub fn short_time(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+        .or_else(|_| at.format(&Rfc3339))
+        .unwrap_or_default()
+}

@@ -1,0 +1,158 @@
+//! `mctl connection add|list|show|remove` and `mctl mapping list`.
+
+use clap::Subcommand;
+use serde_json::{Map, Value};
+
+use super::Context;
+use super::output::{self, Table};
+use super::parse;
+use crate::domain::Provider;
+use crate::error::Result;
+use crate::store::integrations::{MappingFilter, NewConnection};
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Register a provider connection. Secrets are referenced, never stored.
+    Add {
+        /// plane, github, gitea, gitlab or n8n.
+        provider: Provider,
+        /// Unique connection key, like github-main.
+        #[arg(long)]
+        key: String,
+        /// The server's base URL (self-hosted servers included).
+        #[arg(long)]
+        url: String,
+        /// Where the token lives: env:NAME or file:/path.
+        #[arg(long, value_name = "REF")]
+        token_ref: Option<String>,
+        /// Repository, for github, gitea and gitlab (OWNER/NAME).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Workspace slug, for plane.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Any other non-secret setting as key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
+        settings: Vec<(String, String)>,
+    },
+    /// List the project's connections.
+    List,
+    /// Show one connection.
+    Show { key: String },
+    /// Remove a connection (with --force, also its mappings).
+    Remove {
+        key: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// List external mappings.
+    List {
+        #[arg(long)]
+        connection: Option<String>,
+        /// Only the mappings of this task key (or page slug, lane name...).
+        #[arg(long)]
+        task: Option<String>,
+    },
+}
+
+pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result<()> {
+    let store = ctx.store().await?;
+    match command {
+        ConnectionCommand::Add { provider, key, url, token_ref, repo, workspace, settings } => {
+            let project = ctx.project(&store).await?;
+            let mut config = Map::new();
+            if let Some(repo) = repo {
+                config.insert("repo".into(), Value::String(repo));
+            }
+            if let Some(workspace) = workspace {
+                config.insert("workspace".into(), Value::String(workspace));
+            }
+            for (k, v) in settings {
+                config.insert(k, Value::String(v));
+            }
+            let connection = store
+                .add_connection(
+                    &ctx.actor(),
+                    project.id,
+                    NewConnection {
+                        key,
+                        provider,
+                        base_url: url,
+                        config: Value::Object(config),
+                        secret_ref: token_ref,
+                    },
+                )
+                .await?;
+            if ctx.json {
+                return output::json(&connection);
+            }
+            output::line(format!("added {} connection {}", connection.provider, connection.key));
+        }
+        ConnectionCommand::List => {
+            let project = ctx.project(&store).await?;
+            let connections = store.list_connections(project.id).await?;
+            if ctx.json {
+                return output::json(&connections);
+            }
+            let mut table = Table::new(&["KEY", "PROVIDER", "URL", "SECRET", "ENABLED"]);
+            for c in &connections {
+                table.row([
+                    c.key.clone(),
+                    c.provider.to_string(),
+                    c.base_url.clone(),
+                    output::or_dash(c.secret_ref.as_deref()),
+                    if c.enabled { "yes".into() } else { "no".into() },
+                ]);
+            }
+            table.print();
+        }
+        ConnectionCommand::Show { key } => {
+            let c = store.connection_by_key(&key).await?;
+            if ctx.json {
+                return output::json(&c);
+            }
+            output::line(format!("{}  {}  {}", c.key, c.provider, output::cell(&c.base_url, 200)));
+            output::line(format!("secret: {}", output::or_dash(c.secret_ref.as_deref())));
+            output::line(format!("settings: {}", output::cell(&c.config.to_string(), 300)));
+        }
+        ConnectionCommand::Remove { key, force } => {
+            let c = store.remove_connection(&ctx.actor(), &key, force).await?;
+            if ctx.json {
+                return output::json(&c);
+            }
+            output::line(format!("removed connection {}", c.key));
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_mapping(ctx: &Context, command: MappingCommand) -> Result<()> {
+    let store = ctx.store().await?;
+    let project = ctx.project(&store).await?;
+    match command {
+        MappingCommand::List { connection, task } => {
+            let mappings =
+                store.list_mappings(&MappingFilter { project_id: project.id, connection, local_key: task }).await?;
+            if ctx.json {
+                return output::json(&mappings);
+            }
+            let mut table = Table::new(&["CONNECTION", "KIND", "LOCAL", "EXTERNAL", "STATE", "URL"]);
+            for m in &mappings {
+                table.row([
+                    m.connection.clone(),
+                    m.local_kind.to_string(),
+                    output::or_dash(m.local_key.as_deref()),
+                    m.external_key.clone().unwrap_or_else(|| m.external_id.clone()),
+                    m.sync_state.to_string(),
+                    output::or_dash(m.url.as_deref()),
+                ]);
+            }
+            table.print();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! The command line. Every subcommand group has its own module; they all call
+//! the same repository functions the console uses, and print a table or JSON.
+
+mod agent;
+mod audit;
+mod db;
+mod delivery;
+mod handoff;
+mod integration;
+mod lane;
+pub mod output;
+pub mod parse;
+mod planning;
+mod project;
+mod seed;
+mod task;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, Paths};
+use crate::db as database;
+use crate::domain::{Project, Source};
+use crate::error::{Error, Result};
+use crate::store::{Actor, Store, StoreOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mctl",
+    version,
+    about = "Mission Control: the operator console for software delivery",
+    long_about = "Mission Control: the operator console for software delivery.\n\n\
+                  Without a command, opens the console. Every console action has a command here, \
+                  with --json output for scripts.",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// PostgreSQL connection string (else MC_DATABASE_URL, DATABASE_URL, the config file, or the embedded cluster).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Project key to work in (else MC_PROJECT, the config file, or the only project there is).
+    #[arg(long, global = true, value_name = "KEY", env = "MC_PROJECT")]
+    pub project: Option<String>,
+
+    /// Name recorded in the audit log (default: the OS user).
+    #[arg(long, global = true, value_name = "NAME", env = "MC_OPERATOR")]
+    pub operator: Option<String>,
+
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Config file to use instead of the default one.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Open the database read-only: every change is refused.
+    #[arg(long, global = true)]
+    pub readonly: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending schema migrations.
+    Migrate,
+    /// Manage the embedded local PostgreSQL cluster.
+    #[command(subcommand)]
+    Db(db::DbCommand),
+    /// Show where mctl keeps its files.
+    #[command(subcommand)]
+    Config(db::ConfigCommand),
+    /// Create and list projects.
+    #[command(subcommand)]
+    Project(project::ProjectCommand),
+    /// The columns of the board.
+    #[command(subcommand)]
+    Lane(lane::LaneCommand),
+    /// People, AI agents and services that work is assigned to.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Create, move, edit, assign and archive tasks.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Transfer or blocked-work contracts between actors.
+    #[command(subcommand)]
+    Handoff(handoff::HandoffCommand),
+    /// Dated iterations; a task is in at most one.
+    #[command(subcommand)]
+    Cycle(planning::CycleCommand),
+    /// Feature groupings; a task can be in several.
+    #[command(subcommand)]
+    Module(planning::ModuleCommand),
+    /// Knowledge pages (markdown).
+    #[command(subcommand)]
+    Page(planning::PageCommand),
+    /// Deployment environments.
+    #[command(subcommand)]
+    Env(delivery::EnvCommand),
+    /// Record and list pipeline runs.
+    #[command(subcommand)]
+    Pipeline(delivery::PipelineCommand),
+    /// Record and list deployments.
+    #[command(subcommand)]
+    Deploy(delivery::DeployCommand),
+    /// Releases and their readiness.
+    #[command(subcommand)]
+    Release(delivery::ReleaseCommand),
+    /// Provider connections (metadata and a secret reference only).
+    #[command(subcommand)]
+    Connection(integration::ConnectionCommand),
+    /// Links between local objects and their provider copies.
+    #[command(subcommand)]
+    Mapping(integration::MappingCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Load demo or benchmark data.
+    #[command(subcommand)]
+    Seed(seed::SeedCommand),
+    /// Seed the demo project if it is missing and open it.
+    Demo,
+}
+
+/// What every command needs: paths, config, who is acting, output format.
+pub struct Context {
+    pub paths: Paths,
+    pub config: Config,
+    pub json: bool,
+    pub operator: String,
+    pub project_key: Option<String>,
+    pub database_url: Option<String>,
+    pub read_only: bool,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> Result<Context> {
+        let mut paths = Paths::from_env(cli.config.as_deref())?;
+        if cli.config.is_some() && !paths.config_file.exists() {
+            return Err(Error::Config(format!("config file {} does not exist", paths.config_file.display())));
+        }
+        let config = Config::load(&paths.config_file)?;
+        paths.apply_config(&config);
+        let operator =
+            cli.operator.clone().or_else(|| config.operator.clone()).unwrap_or_else(config::default_operator);
+        let operator = operator.trim().to_string();
+        if operator.is_empty() || operator.len() > 200 || operator.chars().any(char::is_control) {
+            return Err(Error::usage("invalid operator name: one line of at most 200 characters"));
+        }
+        Ok(Context {
+            project_key: cli.project.clone().or_else(|| config.project.clone()),
+            read_only: cli.readonly || config.read_only,
+            database_url: cli.database_url.clone(),
+            json: cli.json,
+            operator,
+            paths,
+            config,
+        })
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.operator.clone(), Source::Cli)
+    }
+
+    pub fn target(&self) -> Result<database::Target> {
+        database::resolve(self.database_url.as_deref(), &self.config, &self.paths)
+    }
+
+    /// Connects, starting the embedded cluster and migrating as needed.
+    pub async fn store(&self) -> Result<Store> {
+        let options = StoreOptions {
+            read_only: self.read_only,
+            max_connections: self.config.pool_size.unwrap_or(8),
+            ..StoreOptions::default()
+        };
+        database::open(&self.target()?, options).await
+    }
+
+    /// The project this command works in: `--project`, `MC_PROJECT`, the
+    /// config file, or the only project in the database.
+    pub async fn project(&self, store: &Store) -> Result<Project> {
+        if let Some(key) = &self.project_key {
+            return Ok(store.project_by_key(key).await?);
+        }
+        let mut projects = store.list_projects(false).await?;
+        match projects.len() {
+            1 => Ok(projects.remove(0)),
+            0 => Err(Error::usage(
+                "there are no projects yet: create one with `mctl project create KEY --name NAME` or run `mctl demo`",
+            )),
+            _ => {
+                let keys: Vec<&str> = projects.iter().map(|p| p.key.as_str()).collect();
+                Err(Error::usage(format!(
+                    "several projects exist ({}): pass --project KEY or set MC_PROJECT",
+                    keys.join(", ")
+                )))
+            }
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context::new(&cli)?;
+    let _log_guard = crate::logging::init(&ctx.paths.log_dir);
+    tracing::debug!(command = ?cli.command, "starting");
+    let Some(command) = cli.command else {
+        return seed::open_console(&ctx, None).await;
+    };
+    match command {
+        Command::Migrate => db::migrate(&ctx).await,
+        Command::Db(command) => db::run(&ctx, command).await,
+        Command::Config(command) => db::config(&ctx, command),
+        Command::Project(command) => project::run(&ctx, command).await,
+        Command::Lane(command) => lane::run(&ctx, command).await,
+        Command::Agent(command) => agent::run(&ctx, command).await,
+        Command::Task(command) => task::run(&ctx, command).await,
+        Command::Handoff(command) => handoff::run(&ctx, command).await,
+        Command::Cycle(command) => planning::run_cycle(&ctx, command).await,
+        Command::Module(command) => planning::run_module(&ctx, command).await,
+        Command::Page(command) => planning::run_page(&ctx, command).await,
+        Command::Env(command) => delivery::run_env(&ctx, command).await,
+        Command::Pipeline(command) => delivery::run_pipeline(&ctx, command).await,
+        Command::Deploy(command) => delivery::run_deploy(&ctx, command).await,
+        Command::Release(command) => delivery::run_release(&ctx, command).await,
+        Command::Connection(command) => integration::run_connection(&ctx, command).await,
+        Command::Mapping(command) => integration::run_mapping(&ctx, command).await,
+        Command::Audit(command) => audit::run(&ctx, command).await,
+        Command::Seed(command) => seed::run(&ctx, command).await,
+        Command::Demo => seed::demo(&ctx).await,
+    }
+}

@@ -1,0 +1,161 @@
+//! Where mctl keeps things, and the optional `config.toml`.
+//!
+//! Every path can be moved with an environment variable, which is how tests
+//! and packagers keep runs apart: `MC_CONFIG` (the file), `MC_CONFIG_DIR`,
+//! `MC_DATA_DIR` (the embedded cluster lives under it) and `MC_STATE_DIR` (logs).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The settings `config.toml` may carry. Unknown keys are refused so a typo
+/// is reported instead of silently ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// PostgreSQL connection string (URL or key=value form).
+    pub database_url: Option<String>,
+    /// Default project key for commands and the console.
+    pub project: Option<String>,
+    /// Name recorded as the actor in the audit log (default: the OS user).
+    pub operator: Option<String>,
+    /// Open every session read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Where the embedded PostgreSQL cluster and other data live.
+    pub data_dir: Option<PathBuf>,
+    /// Directory holding `initdb` and `pg_ctl`, when they are not found on their own.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Connections in the pool (default 8).
+    pub pool_size: Option<usize>,
+}
+
+impl Config {
+    /// Reads the file if it exists; a missing file is an empty config.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) => return Err(Error::Config(format!("cannot read config file {}: {e}", path.display()))),
+        };
+        Config::parse(&text).map_err(|reason| Error::Config(format!("config file {}: {reason}", path.display())))
+    }
+
+    /// Parses config text; the error is one line with the position of the problem.
+    pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("line {line}, column {column}: {message}; fix the file or move it away")
+                }
+                None => format!("{message}; fix the file or move it away"),
+            }
+        })
+    }
+}
+
+/// Every path mctl uses. `mctl config path` prints them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// The embedded PostgreSQL cluster (data, socket, server log).
+    pub cluster_dir: PathBuf,
+}
+
+impl Paths {
+    /// Resolves paths from the environment and the platform defaults. The
+    /// config file may move the data directory, so it is applied afterwards
+    /// with [`Paths::apply_config`].
+    pub fn from_env(config_file_flag: Option<&Path>) -> Result<Paths> {
+        let env_path = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let dirs = directories::ProjectDirs::from("", "", "mission-control");
+        let home_missing =
+            || Error::Config("cannot find a home directory: set MC_CONFIG_DIR, MC_DATA_DIR and MC_STATE_DIR".into());
+
+        let config_dir = match env_path("MC_CONFIG_DIR") {
+            Some(dir) => dir,
+            None => dirs.as_ref().ok_or_else(home_missing)?.config_dir().to_path_buf(),
+        };
+        let config_file = config_file_flag
+            .map(Path::to_path_buf)
+            .or_else(|| env_path("MC_CONFIG"))
+            .unwrap_or_else(|| config_dir.join("config.toml"));
+        let explicit_data = env_path("MC_DATA_DIR");
+        let data_dir = match &explicit_data {
+            Some(dir) => dir.clone(),
+            None => dirs.as_ref().ok_or_else(home_missing)?.data_local_dir().to_path_buf(),
+        };
+        let state_dir = match env_path("MC_STATE_DIR") {
+            Some(dir) => dir,
+            None => {
+                let dirs = dirs.as_ref().ok_or_else(home_missing)?;
+                dirs.state_dir().map(Path::to_path_buf).unwrap_or_else(|| dirs.data_local_dir().join("state"))
+            }
+        };
+        let cluster_dir = default_cluster_dir(&data_dir, explicit_data.is_some());
+        Ok(Paths { log_dir: state_dir.join("logs"), config_file, data_dir, state_dir, cluster_dir })
+    }
+
+    /// Applies `data_dir` from the config file (the environment still wins).
+    pub fn apply_config(&mut self, config: &Config) {
+        if std::env::var_os("MC_DATA_DIR").is_some_and(|v| !v.is_empty()) {
+            return;
+        }
+        if let Some(dir) = &config.data_dir {
+            self.data_dir = dir.clone();
+            self.cluster_dir = default_cluster_dir(dir, true);
+        }
+    }
+}
+
+/// The embedded cluster lives in `<data dir>/postgres`. When root runs mctl
+/// without choosing a data directory, the cluster goes to
+/// `/var/lib/mission-control/postgres` instead: it runs as the `postgres` user,
+/// which cannot enter root's home.
+fn default_cluster_dir(data_dir: &Path, explicit: bool) -> PathBuf {
+    if !explicit && crate::db::running_as_root() {
+        PathBuf::from("/var/lib/mission-control/postgres")
+    } else {
+        data_dir.join("postgres")
+    }
+}
+
+/// The name changes are recorded under: flag, `MC_OPERATOR`, config, then the OS user.
+pub fn default_operator() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "operator".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_are_one_line_with_a_position() {
+        let err = Config::parse("project = \"MC\"\ndatabase_url = \n").unwrap_err();
+        assert!(err.starts_with("line 2, column"), "{err}");
+        assert!(!err.contains('\n'));
+        let err = Config::parse("projcet = \"MC\"").unwrap_err();
+        assert!(err.contains("projcet"), "{err}");
+    }
+
+    #[test]
+    fn reads_known_keys() {
+        let config = Config::parse("project = \"OPS\"\nread_only = true\npool_size = 4").unwrap();
+        assert_eq!(config.project.as_deref(), Some("OPS"));
+        assert!(config.read_only);
+        assert_eq!(config.pool_size, Some(4));
+    }
+}

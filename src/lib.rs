@@ -1,0 +1,13 @@
+//! Mission Control: a terminal operator console for software delivery.
+//!
+//! The binary (`mctl`) is a thin entry point; everything lives here so tests and
+//! benchmarks drive the same code the operator runs.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod logging;
+pub mod seed;
+pub mod store;

@@ -1,0 +1,179 @@
+//! The audit log: written in the same transaction as every change, read by
+//! `mctl audit`, the console's audit drawer and a task's history.
+
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{Actor, Store, StoreResult};
+use crate::domain::{AuditEntry, Source};
+
+/// The channel every change is announced on. Payloads carry ids only, never
+/// content: listeners read what they need through the repository.
+pub const CHANGE_CHANNEL: &str = "mc_change";
+
+/// One change, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub project_id: Option<i64>,
+    /// `kind.verb`, e.g. `task.move`.
+    pub action: String,
+    pub entity_kind: &'static str,
+    pub entity_id: Option<i64>,
+    /// The human key operators search by (task key, slug, handle...).
+    pub entity_key: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl Change {
+    pub fn new(entity_kind: &'static str, verb: &str, project_id: Option<i64>) -> Self {
+        Change {
+            project_id,
+            action: format!("{entity_kind}.{verb}"),
+            entity_kind,
+            entity_id: None,
+            entity_key: None,
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn entity(mut self, id: i64, key: impl Into<String>) -> Self {
+        self.entity_id = Some(id);
+        self.entity_key = Some(key.into());
+        self
+    }
+
+    pub fn before<T: Serialize>(mut self, value: &T) -> Self {
+        self.before = serde_json::to_value(value).ok();
+        self
+    }
+
+    pub fn after<T: Serialize>(mut self, value: &T) -> Self {
+        self.after = serde_json::to_value(value).ok();
+        self
+    }
+}
+
+/// Appends the audit entry and queues the change notification (delivered when
+/// the surrounding transaction commits). Returns the audit entry id.
+pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) -> StoreResult<i64> {
+    let statement = client
+        .prepare_cached(
+            "WITH entry AS (
+                 INSERT INTO audit_entry (project_id, actor, source, action, entity_kind, entity_id,
+                                          entity_key, before, after, correlation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 RETURNING id, project_id, entity_kind, entity_id, action)
+             SELECT id, pg_notify($11, json_build_object('project_id', project_id, 'kind', entity_kind,
+                                                          'id', entity_id, 'action', action, 'audit_id', id)::text)::text
+             FROM entry",
+        )
+        .await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &change.project_id,
+                &actor.name,
+                &actor.source.as_str(),
+                &change.action,
+                &change.entity_kind,
+                &change.entity_id,
+                &change.entity_key,
+                &change.before,
+                &change.after,
+                &actor.correlation_id,
+                &CHANGE_CHANNEL,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// What `mctl audit list` and the audit drawer ask for. Results are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub project_id: Option<i64>,
+    pub since: Option<OffsetDateTime>,
+    pub entity_key: Option<String>,
+    pub source: Option<Source>,
+    pub correlation_id: Option<Uuid>,
+    /// Keyset paging: only entries older than this id.
+    pub before_id: Option<i64>,
+    /// Only entries newer than this id (for following a tail).
+    pub after_id: Option<i64>,
+    pub limit: i64,
+}
+
+const AUDIT_COLUMNS: &str =
+    "id, project_id, at, actor, source, action, entity_kind, entity_id, entity_key, before, after, correlation_id";
+
+fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        source: Source::from_db(row.try_get("source")?)?,
+        action: row.try_get("action")?,
+        entity_kind: row.try_get("entity_kind")?,
+        entity_id: row.try_get("entity_id")?,
+        entity_key: row.try_get("entity_key")?,
+        before: row.try_get("before")?,
+        after: row.try_get("after")?,
+        correlation_id: row.try_get("correlation_id")?,
+    })
+}
+
+impl Store {
+    pub async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        let client = self.client().await?;
+        let (order, limit) = if query.after_id.is_some() { ("ASC", query.limit) } else { ("DESC", query.limit) };
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_entry
+             WHERE ($1::bigint IS NULL OR project_id = $1)
+               AND ($2::timestamptz IS NULL OR at >= $2)
+               AND ($3::text IS NULL OR entity_key = $3)
+               AND ($4::text IS NULL OR source = $4)
+               AND ($5::uuid IS NULL OR correlation_id = $5)
+               AND ($6::bigint IS NULL OR id < $6)
+               AND ($7::bigint IS NULL OR id > $7)
+             ORDER BY id {order} LIMIT $8"
+        );
+        let statement = client.prepare_cached(&sql).await?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &query.project_id,
+                    &query.since,
+                    &query.entity_key,
+                    &query.source.map(|s| s.as_str()),
+                    &query.correlation_id,
+                    &query.before_id,
+                    &query.after_id,
+                    &limit.clamp(1, 10_000),
+                ],
+            )
+            .await?;
+        let mut entries = rows.iter().map(audit_from_row).collect::<StoreResult<Vec<_>>>()?;
+        if query.after_id.is_some() {
+            entries.reverse();
+        }
+        Ok(entries)
+    }
+
+    /// Entries of one task (and its handoffs and mappings), oldest first.
+    pub async fn task_history(&self, task_key: &str, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let mut entries = self
+            .list_audit(&AuditQuery { entity_key: Some(task_key.to_string()), limit, ..Default::default() })
+            .await?;
+        entries.reverse();
+        Ok(entries)
+    }
+}

@@ -1,0 +1,227 @@
+//! Integration connections (provider metadata plus a secret *reference*) and
+//! the external mappings that link local objects to their remote copies.
+
+use serde_json::Value;
+
+use super::audit::{self, Change};
+use super::rows::{self, CONNECTION_COLUMNS, MAPPING_COLUMNS};
+use super::{Actor, Store, StoreError, StoreResult};
+use crate::domain::{self, Connection, LocalKind, Mapping, Provider, SecretRef, text};
+
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub key: String,
+    pub provider: Provider,
+    pub base_url: String,
+    /// Non-secret settings (workspace, repository, project id...).
+    pub config: Value,
+    pub secret_ref: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMapping {
+    pub connection: String,
+    pub local_kind: LocalKind,
+    pub local_id: i64,
+    pub external_id: String,
+    pub external_key: Option<String>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MappingFilter {
+    pub project_id: i64,
+    pub connection: Option<String>,
+    pub local_key: Option<String>,
+}
+
+/// Settings keys that would hold a secret. Those belong behind `secret_ref`.
+const SECRET_WORDS: &[&str] =
+    &["token", "secret", "password", "passwd", "apikey", "api_key", "private_key", "credential"];
+
+fn check_config(config: &Value) -> StoreResult<()> {
+    let Some(object) = config.as_object() else {
+        return Err(StoreError::invalid("connection settings must be key=value pairs"));
+    };
+    for key in object.keys() {
+        let lower = key.to_ascii_lowercase().replace('-', "_");
+        if SECRET_WORDS.iter().any(|word| lower.contains(word)) {
+            return Err(StoreError::invalid(format!(
+                "setting {key:?} looks like a secret: keep secrets out of the database and pass --token-ref env:NAME or file:/path"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn add_connection(&self, actor: &Actor, project_id: i64, new: NewConnection) -> StoreResult<Connection> {
+        self.refuse_if_read_only()?;
+        let key = domain::connection_key(&new.key)?;
+        let base_url = new.base_url.trim().trim_end_matches('/').to_string();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+            || base_url.len() > 2000
+            || base_url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(StoreError::invalid(format!(
+                "invalid base URL {:?}: use the server's http(s):// address",
+                text::clip(&base_url, 70)
+            )));
+        }
+        if base_url.contains('@') {
+            return Err(StoreError::invalid("the base URL carries credentials: remove them and use --token-ref"));
+        }
+        check_config(&new.config)?;
+        let secret_ref =
+            new.secret_ref.as_deref().map(|r| r.parse::<SecretRef>().map(|r| r.to_string())).transpose()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO integration_connection AS ic (project_id, connection_key, provider, base_url, config, secret_ref)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CONNECTION_COLUMNS}"
+                ),
+                &[&project_id, &key, &new.provider.as_str(), &base_url, &new.config, &secret_ref],
+            )
+            .await?;
+        let connection = rows::connection(&row)?;
+        audit::record(
+            &tx,
+            actor,
+            Change::new("connection", "create", Some(project_id))
+                .entity(connection.id, &connection.key)
+                .after(&connection),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(connection)
+    }
+
+    pub async fn list_connections(&self, project_id: i64) -> StoreResult<Vec<Connection>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.project_id = $1 ORDER BY ic.connection_key"
+                ),
+                &[&project_id],
+            )
+            .await?;
+        rows.iter().map(rows::connection).collect()
+    }
+
+    pub async fn connection_by_key(&self, key: &str) -> StoreResult<Connection> {
+        let key = domain::connection_key(key)?;
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.connection_key = $1"),
+                &[&key],
+            )
+            .await?
+            .ok_or_else(|| StoreError::not_found("connection", &key))?;
+        rows::connection(&row)
+    }
+
+    /// Removes a connection. One that still has mappings is only removed with
+    /// `force`, which removes its mappings in the same transaction.
+    pub async fn remove_connection(&self, actor: &Actor, key: &str, force: bool) -> StoreResult<Connection> {
+        self.refuse_if_read_only()?;
+        let key = domain::connection_key(key)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.connection_key = $1 FOR UPDATE"
+                ),
+                &[&key],
+            )
+            .await?
+            .ok_or_else(|| StoreError::not_found("connection", &key))?;
+        let connection = rows::connection(&row)?;
+        let mappings: i64 = tx
+            .query_one("SELECT count(*) FROM external_mapping WHERE connection_id = $1", &[&connection.id])
+            .await?
+            .get(0);
+        if mappings > 0 && !force {
+            return Err(StoreError::invalid(format!(
+                "connection {key} still maps {mappings} object(s): pass --force to remove it and its mappings"
+            )));
+        }
+        tx.execute("DELETE FROM external_mapping WHERE connection_id = $1", &[&connection.id]).await?;
+        tx.execute("DELETE FROM integration_connection WHERE id = $1", &[&connection.id]).await?;
+        let mut before = serde_json::to_value(&connection).unwrap_or_default();
+        before["mappings"] = mappings.into();
+        let mut change = Change::new("connection", "remove", Some(connection.project_id)).entity(connection.id, &key);
+        change.before = Some(before);
+        audit::record(&tx, actor, change).await?;
+        tx.commit().await?;
+        Ok(connection)
+    }
+
+    /// Links a local object to its copy on a connection.
+    pub async fn create_mapping(&self, actor: &Actor, project_id: i64, new: NewMapping) -> StoreResult<Mapping> {
+        self.refuse_if_read_only()?;
+        let external_id = new.external_id.trim();
+        if external_id.is_empty() || external_id.len() > 200 || external_id.chars().any(char::is_control) {
+            return Err(StoreError::invalid("invalid external id: 1-200 characters on one line"));
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let connection_id: i64 = tx
+            .query_opt(
+                "SELECT id FROM integration_connection WHERE connection_key = $1 AND project_id = $2",
+                &[&new.connection, &project_id],
+            )
+            .await?
+            .ok_or_else(|| StoreError::not_found("connection", &new.connection))?
+            .get(0);
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO external_mapping (project_id, connection_id, local_kind, local_id, external_id, external_key, url)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                &[&project_id, &connection_id, &new.local_kind.as_str(), &new.local_id, &external_id, &new.external_key, &new.url],
+            )
+            .await?
+            .get(0);
+        let mapping = read_mapping(&tx, id).await?;
+        let key = mapping.local_key.clone().unwrap_or_else(|| format!("{}:{}", mapping.local_kind, mapping.local_id));
+        audit::record(&tx, actor, Change::new("mapping", "create", Some(project_id)).entity(id, key).after(&mapping))
+            .await?;
+        tx.commit().await?;
+        Ok(mapping)
+    }
+
+    pub async fn list_mappings(&self, filter: &MappingFilter) -> StoreResult<Vec<Mapping>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT * FROM (
+                        SELECT {MAPPING_COLUMNS} FROM external_mapping em
+                        JOIN integration_connection ic ON ic.id = em.connection_id
+                        WHERE em.project_id = $1 AND ($2::text IS NULL OR ic.connection_key = $2)) m
+                     WHERE $3::text IS NULL OR m.local_key = $3
+                     ORDER BY m.connection, m.local_kind, m.local_id"
+                ),
+                &[&filter.project_id, &filter.connection, &filter.local_key],
+            )
+            .await?;
+        rows.iter().map(rows::mapping).collect()
+    }
+}
+
+async fn read_mapping(client: &impl deadpool_postgres::GenericClient, id: i64) -> StoreResult<Mapping> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT {MAPPING_COLUMNS} FROM external_mapping em
+                 JOIN integration_connection ic ON ic.id = em.connection_id WHERE em.id = $1"
+            ),
+            &[&id],
+        )
+        .await?;
+    rows::mapping(&row)
+}

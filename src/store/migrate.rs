@@ -1,0 +1,67 @@
+//! Schema migrations: the numbered SQL files in `sql/`, embedded in the binary
+//! and applied in order (refinery records each one with its checksum).
+
+use super::{Store, StoreError, StoreResult};
+
+refinery::embed_migrations!("sql");
+
+/// Serialises concurrent `mctl` processes migrating the same database.
+const MIGRATION_LOCK: i64 = 0x6d63_746c_0001;
+const HISTORY_TABLE: &str = "mctl_schema_history";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrationReport {
+    /// Versions applied by this run, in order.
+    pub applied: Vec<i64>,
+    /// The schema version the database is at now.
+    pub current: i64,
+}
+
+/// The newest schema version this binary knows.
+pub fn latest_known_version() -> i64 {
+    migrations::runner().get_migrations().iter().map(|m| i64::from(m.version())).max().unwrap_or(0)
+}
+
+impl Store {
+    /// Applies every migration the database lacks. Safe to run from several
+    /// processes at once, and a no-op when the schema is current. A database
+    /// migrated by a newer `mctl` is refused untouched.
+    pub async fn migrate(&self) -> StoreResult<MigrationReport> {
+        let mut client = self.client().await?;
+        let pg: &mut tokio_postgres::Client = &mut client;
+        pg.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+        let result = run_migrations(pg).await;
+        // Release even when the run failed; the session would release it on close anyway.
+        let _ = pg.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+        result
+    }
+
+    /// The schema version recorded in the database (0 when never migrated).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        let client = self.client().await?;
+        recorded_version(&client).await
+    }
+}
+
+async fn recorded_version(client: &tokio_postgres::Client) -> StoreResult<i64> {
+    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE]).await?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client.query_one(&format!("SELECT coalesce(max(version), 0)::bigint FROM {HISTORY_TABLE}"), &[]).await?;
+    Ok(row.get(0))
+}
+
+async fn run_migrations(pg: &mut tokio_postgres::Client) -> StoreResult<MigrationReport> {
+    let known = latest_known_version();
+    let mut runner = migrations::runner().set_abort_divergent(true).set_abort_missing(true);
+    runner.set_migration_table_name(HISTORY_TABLE);
+    let last = recorded_version(pg).await?;
+    if last > known {
+        return Err(StoreError::SchemaTooNew { found: last, known });
+    }
+    let report = runner.run_async(pg).await.map_err(|e| StoreError::Database(format!("migrating the schema: {e}")))?;
+    let applied: Vec<i64> = report.applied_migrations().iter().map(|m| i64::from(m.version())).collect();
+    let current = applied.last().copied().unwrap_or(last);
+    Ok(MigrationReport { applied, current })
+}
