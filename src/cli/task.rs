@@ -62,9 +62,13 @@ pub enum TaskCommand {
         limit: i64,
     },
     /// Show a task with its handoffs, mappings and history.
-    Show { key: String },
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
     /// Move a task to a lane (or to another place in its lane).
     Move {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         lane: String,
         /// Refuse the move if the task is no longer at this version.
@@ -75,6 +79,7 @@ pub enum TaskCommand {
     },
     /// Change a task's fields.
     Edit {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[command(flatten)]
         edit: EditArgs,
@@ -83,6 +88,7 @@ pub enum TaskCommand {
     },
     /// Assign a task to an agent (`none` unassigns).
     Assign {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         agent: String,
         #[arg(long)]
@@ -90,18 +96,23 @@ pub enum TaskCommand {
     },
     /// Remove a task's assignee.
     Unassign {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(long)]
         expect_version: Option<i32>,
     },
     /// Archive a task: it leaves the board, keeps its key and history.
     Archive {
+        #[arg(allow_hyphen_values = true)]
         key: String,
         #[arg(long)]
         expect_version: Option<i32>,
     },
     /// Bring an archived task back to the bottom of its lane.
-    Unarchive { key: String },
+    Unarchive {
+        #[arg(allow_hyphen_values = true)]
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]

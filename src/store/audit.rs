@@ -95,7 +95,9 @@ pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) 
     Ok(row.get(0))
 }
 
-/// What `mctl audit list` and the audit drawer ask for. Results are newest first.
+/// What `mctl audit list` and the audit drawer ask for. Results are newest
+/// first, except with `after_id` (following a tail), which returns the entries
+/// after the cursor oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub project_id: Option<i64>,
@@ -133,7 +135,8 @@ fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
 impl Store {
     pub async fn list_audit(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEntry>> {
         let client = self.client().await?;
-        let (order, limit) = if query.after_id.is_some() { ("ASC", query.limit) } else { ("DESC", query.limit) };
+        let order = if query.after_id.is_some() { "ASC" } else { "DESC" };
+        let limit = query.limit;
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_entry
              WHERE ($1::bigint IS NULL OR project_id = $1)
@@ -161,11 +164,7 @@ impl Store {
                 ],
             )
             .await?;
-        let mut entries = rows.iter().map(audit_from_row).collect::<StoreResult<Vec<_>>>()?;
-        if query.after_id.is_some() {
-            entries.reverse();
-        }
-        Ok(entries)
+        rows.iter().map(audit_from_row).collect()
     }
 
     /// Entries of one task (and its handoffs and mappings), oldest first.

@@ -484,15 +484,16 @@ async fn lock_task(
     task_id: i64,
     expected_lane: impl Into<Option<i64>>,
 ) -> StoreResult<Task> {
-    let statement = client
-        .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS} WHERE t.id = $1 FOR UPDATE OF t"))
-        .await?;
-    let row = client.query_opt(&statement, &[&task_id]).await?.ok_or_else(|| StoreError::not_found("task", task_id))?;
-    let task = rows::task(&row)?;
-    if expected_lane.into().is_some_and(|lane| lane != task.lane_id) {
+    // Lock with a plain single-table query: a FOR UPDATE over the joined view
+    // would re-check the joins against the old lane row after a concurrent
+    // move and silently return nothing.
+    let lock = client.prepare_cached("SELECT lane_id FROM task WHERE id = $1 FOR UPDATE").await?;
+    let row = client.query_opt(&lock, &[&task_id]).await?.ok_or_else(|| StoreError::not_found("task", task_id))?;
+    let lane_id: i64 = row.get(0);
+    if expected_lane.into().is_some_and(|lane| lane != lane_id) {
         return Err(StoreError::Retry("the task moved while this change was being prepared".into()));
     }
-    Ok(task)
+    read_task(client, task_id).await
 }
 
 pub(crate) async fn read_task(client: &impl GenericClient, task_id: i64) -> StoreResult<Task> {
