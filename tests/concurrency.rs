@@ -55,9 +55,10 @@ async fn two_moves_at_the_same_version_one_wins() {
             store.move_task(&ana, &task.key, Some(first_lane), Position::Bottom, Some(version)),
             store.move_task(&bo, &task.key, Some("Review"), Position::Bottom, Some(version)),
         );
-        let outcomes = [a.is_ok(), b.is_ok()];
-        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "round {round}: exactly one move wins");
-        let loser = if a.is_ok() { b.unwrap_err() } else { a.unwrap_err() };
+        let loser = match (a, b) {
+            (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+            (a, b) => panic!("round {round}: exactly one move must win, got {a:?} and {b:?}"),
+        };
         assert!(
             matches!(loser, StoreError::Conflict { expected, .. } if expected == version),
             "round {round}: {loser}"
