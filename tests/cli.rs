@@ -301,3 +301,39 @@ async fn project_selection_and_seeding() {
     assert_eq!(board["project"]["key"], "DEMO");
     assert_eq!(board["board"].as_array().unwrap().len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_tail_follow_prints_changes_as_they_happen() {
+    use std::io::{BufRead, BufReader};
+    let db = TestDb::new().await;
+    let cli = Cli::new(&db);
+    cli.run(&["project", "create", "MC", "--name", "Mission"]).ok();
+    let mut child = cli
+        .command()
+        .args(["--json", "audit", "tail", "-n", "1", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["action"], "project.create");
+    // Changes made elsewhere arrive through LISTEN/NOTIFY.
+    cli.run(&["task", "create", "--title", "watched"]).ok();
+    cli.run(&["task", "move", "MC-1", "Done"]).ok();
+    let reader = std::thread::spawn(move || {
+        let a: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let b: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        (a, b)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let (a, b) = reader.join().expect("the tail printed both changes within 10 s");
+    assert_eq!(a["action"], "task.create");
+    assert_eq!(b["action"], "task.move");
+    assert_eq!(b["entity_key"], "MC-1");
+}

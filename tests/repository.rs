@@ -8,9 +8,11 @@ use common::{TestDb, actor};
 use mission_control::domain::*;
 use mission_control::store::agents::{AgentUpdate, NewAgent};
 use mission_control::store::audit::AuditQuery;
-use mission_control::store::delivery::{DeploymentReport, NewRelease, PipelineReport, ReleaseUpdate};
+use mission_control::store::delivery::{
+    DeploymentReport, EnvironmentUpdate, NewRelease, PipelineReport, ReleaseUpdate,
+};
 use mission_control::store::handoffs::{HandoffFilter, NewHandoff};
-use mission_control::store::integrations::{MappingFilter, NewConnection, NewMapping};
+use mission_control::store::integrations::{ConnectionUpdate, MappingFilter, NewConnection, NewMapping};
 use mission_control::store::lanes::{LaneUpdate, NewLane};
 use mission_control::store::planning::{CycleUpdate, ModuleUpdate, NewModule};
 use mission_control::store::projects::ProjectUpdate;
@@ -555,6 +557,20 @@ async fn delivery_state_and_release_readiness() {
         )
     );
     assert_eq!(env.kind, EnvironmentKind::Production);
+    let update = EnvironmentUpdate { url: Some(None), kind: Some(EnvironmentKind::Staging), ..Default::default() };
+    let (env, entry) =
+        audited!(&store, "environment.update", store.update_environment(&actor("ci"), p.id, "PRODUCTION", update));
+    assert_eq!((env.kind, env.url), (EnvironmentKind::Staging, None));
+    assert_eq!(entry.before.unwrap()["url"], "https://example.com");
+    store
+        .update_environment(
+            &actor("ci"),
+            p.id,
+            "production",
+            EnvironmentUpdate { kind: Some(EnvironmentKind::Production), ..Default::default() },
+        )
+        .await
+        .unwrap();
 
     let (run, entry) = audited!(
         &store,
@@ -650,6 +666,24 @@ async fn connections_hold_references_and_mappings_are_unique_both_ways() {
         audited!(&store, "connection.create", store.add_connection(&actor("ana"), p.id, new.clone()));
     assert_eq!(connection.base_url, "https://api.github.com");
     assert_eq!(entry.after.unwrap()["secret_ref"], "env:GITHUB_TOKEN");
+
+    let update = ConnectionUpdate {
+        secret_ref: Some(Some("file:/run/secrets/github".into())),
+        enabled: Some(false),
+        config: Some(json!({"branch": "main"})),
+        ..Default::default()
+    };
+    let (updated, entry) =
+        audited!(&store, "connection.update", store.update_connection(&actor("ana"), "github-main", update));
+    assert_eq!(updated.secret_ref.as_deref(), Some("file:/run/secrets/github"));
+    assert!(!updated.enabled);
+    assert_eq!(updated.config, json!({"repo": "acme/shop", "branch": "main"}));
+    assert_eq!(entry.before.unwrap()["secret_ref"], "env:GITHUB_TOKEN");
+    let leak = ConnectionUpdate { config: Some(json!({"password": "x"})), ..Default::default() };
+    assert!(matches!(
+        store.update_connection(&actor("ana"), "github-main", leak).await.unwrap_err(),
+        StoreError::Invalid(_)
+    ));
 
     let leaky = NewConnection { key: "leaky".into(), config: json!({"api_token": "ghp_x"}), ..new.clone() };
     assert!(matches!(store.add_connection(&actor("ana"), p.id, leaky).await.unwrap_err(), StoreError::Invalid(_)));

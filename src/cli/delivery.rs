@@ -9,7 +9,7 @@ use super::output::{self, Table};
 use super::parse;
 use crate::domain::{DeploymentStatus, EnvironmentKind, PipelineStatus, Release, ReleaseStatus};
 use crate::error::Result;
-use crate::store::delivery::{DeploymentReport, NewRelease, PipelineReport, ReleaseUpdate};
+use crate::store::delivery::{DeploymentReport, EnvironmentUpdate, NewRelease, PipelineReport, ReleaseUpdate};
 
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
@@ -21,6 +21,19 @@ pub enum EnvCommand {
         kind: EnvironmentKind,
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Change an environment.
+    Update {
+        name: String,
+        #[arg(long = "name", value_name = "NEW_NAME")]
+        rename: Option<String>,
+        #[arg(long)]
+        kind: Option<EnvironmentKind>,
+        #[arg(long, conflicts_with = "no_url")]
+        url: Option<String>,
+        /// Remove the URL.
+        #[arg(long)]
+        no_url: bool,
     },
     /// Environments with their latest deployment.
     List,
@@ -162,6 +175,14 @@ pub async fn run_env(ctx: &Context, command: EnvCommand) -> Result<()> {
                 return output::json(&env);
             }
             output::line(format!("created environment {}", env.name));
+        }
+        EnvCommand::Update { name, rename, kind, url, no_url } => {
+            let update = EnvironmentUpdate { name: rename, kind, url: if no_url { Some(None) } else { url.map(Some) } };
+            let env = store.update_environment(&ctx.actor(), project.id, &name, update).await?;
+            if ctx.json {
+                return output::json(&env);
+            }
+            output::line(format!("updated environment {}", env.name));
         }
         EnvCommand::List => {
             let environments = store.list_environments(project.id).await?;

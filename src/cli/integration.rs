@@ -8,7 +8,7 @@ use super::output::{self, Table};
 use super::parse;
 use crate::domain::Provider;
 use crate::error::Result;
-use crate::store::integrations::{MappingFilter, NewConnection};
+use crate::store::integrations::{ConnectionUpdate, MappingFilter, NewConnection};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
@@ -32,6 +32,23 @@ pub enum ConnectionCommand {
         #[arg(long)]
         workspace: Option<String>,
         /// Any other non-secret setting as key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
+        settings: Vec<(String, String)>,
+    },
+    /// Change a connection: its URL, secret reference, settings, or whether it is enabled.
+    Update {
+        key: String,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_name = "REF", conflicts_with = "no_token_ref")]
+        token_ref: Option<String>,
+        /// Remove the secret reference.
+        #[arg(long)]
+        no_token_ref: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
         settings: Vec<(String, String)>,
     },
@@ -91,6 +108,26 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
                 return output::json(&connection);
             }
             output::line(format!("added {} connection {}", connection.provider, connection.key));
+        }
+        ConnectionCommand::Update { key, url, token_ref, no_token_ref, enable, disable, settings } => {
+            let update = ConnectionUpdate {
+                base_url: url,
+                secret_ref: if no_token_ref { Some(None) } else { token_ref.map(Some) },
+                enabled: if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                },
+                config: (!settings.is_empty())
+                    .then(|| Value::Object(settings.into_iter().map(|(k, v)| (k, Value::String(v))).collect())),
+            };
+            let c = store.update_connection(&ctx.actor(), &key, update).await?;
+            if ctx.json {
+                return output::json(&c);
+            }
+            output::line(format!("updated connection {}", c.key));
         }
         ConnectionCommand::List => {
             let project = ctx.project(&store).await?;

@@ -51,6 +51,14 @@ pub struct NewRelease {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct EnvironmentUpdate {
+    pub name: Option<String>,
+    pub kind: Option<EnvironmentKind>,
+    /// `Some(None)` removes the URL.
+    pub url: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct ReleaseUpdate {
     pub status: Option<ReleaseStatus>,
     pub tag: Option<String>,
@@ -83,6 +91,21 @@ fn commit(raw: Option<&str>) -> StoreResult<Option<String>> {
         }
     })
     .transpose()
+}
+
+fn environment_name(raw: &str) -> StoreResult<String> {
+    let name = raw.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 60
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(StoreError::invalid(format!(
+            "invalid environment name {:?}: use letters, digits, '.', '_' or '-'",
+            text::clip(name, 60)
+        )))
+    }
 }
 
 fn url(raw: Option<&str>) -> StoreResult<Option<String>> {
@@ -118,16 +141,7 @@ impl Store {
         env_url: Option<&str>,
     ) -> StoreResult<Environment> {
         self.refuse_if_read_only()?;
-        let name = name.trim();
-        let valid = !name.is_empty()
-            && name.len() <= 60
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !valid {
-            return Err(StoreError::invalid(format!(
-                "invalid environment name {:?}: use letters, digits, '.', '_' or '-'",
-                text::clip(name, 60)
-            )));
-        }
+        let name = environment_name(name)?;
         let env_url = url(env_url)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -152,6 +166,59 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(environment)
+    }
+
+    pub async fn update_environment(
+        &self,
+        actor: &Actor,
+        project_id: i64,
+        name: &str,
+        update: EnvironmentUpdate,
+    ) -> StoreResult<Environment> {
+        self.refuse_if_read_only()?;
+        let new_name = update.name.as_deref().map(environment_name).transpose()?;
+        let new_url = match &update.url {
+            Some(value) => Some(url(value.as_deref())?),
+            None => None,
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let before = tx
+            .query_opt(
+                &format!(
+                    "SELECT {ENVIRONMENT_COLUMNS} FROM environment e
+                     WHERE e.project_id = $1 AND lower(e.name) = lower($2) FOR UPDATE"
+                ),
+                &[&project_id, &name.trim()],
+            )
+            .await?
+            .ok_or_else(|| StoreError::not_found("environment", name.trim()))?;
+        let before = rows::environment(&before)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE environment e SET name = coalesce($2, name), kind = coalesce($3, kind),
+                            url = CASE WHEN $4 THEN $5 ELSE url END, updated_at = now()
+                     WHERE e.id = $1 RETURNING {ENVIRONMENT_COLUMNS}"
+                ),
+                &[&before.id, &new_name, &update.kind.map(|k| k.as_str()), &new_url.is_some(), &new_url.flatten()],
+            )
+            .await?;
+        let after = rows::environment(&row)?;
+        if after == before {
+            return Ok(after);
+        }
+        audit::record(
+            &tx,
+            actor,
+            Change::new("environment", "update", Some(project_id))
+                .entity(after.id, &after.name)
+                .before(&before)
+                .after(&after),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
     }
 
     pub async fn list_environments(&self, project_id: i64) -> StoreResult<Vec<Environment>> {

@@ -18,6 +18,16 @@ pub struct NewConnection {
     pub secret_ref: Option<String>,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionUpdate {
+    pub base_url: Option<String>,
+    /// `Some(None)` removes the reference.
+    pub secret_ref: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    /// Merged into the stored settings (top-level keys replaced).
+    pub config: Option<Value>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewMapping {
     pub connection: String,
@@ -39,6 +49,27 @@ pub struct MappingFilter {
 const SECRET_WORDS: &[&str] =
     &["token", "secret", "password", "passwd", "apikey", "api_key", "private_key", "credential"];
 
+fn check_base_url(raw: &str) -> StoreResult<String> {
+    let base_url = raw.trim().trim_end_matches('/').to_string();
+    if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+        || base_url.len() > 2000
+        || base_url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(StoreError::invalid(format!(
+            "invalid base URL {:?}: use the server's http(s):// address",
+            text::clip(&base_url, 70)
+        )));
+    }
+    if base_url.contains('@') {
+        return Err(StoreError::invalid("the base URL carries credentials: remove them and use --token-ref"));
+    }
+    Ok(base_url)
+}
+
+fn check_secret_ref(raw: &str) -> StoreResult<String> {
+    Ok(raw.parse::<SecretRef>()?.to_string())
+}
+
 fn check_config(config: &Value) -> StoreResult<()> {
     let Some(object) = config.as_object() else {
         return Err(StoreError::invalid("connection settings must be key=value pairs"));
@@ -58,22 +89,9 @@ impl Store {
     pub async fn add_connection(&self, actor: &Actor, project_id: i64, new: NewConnection) -> StoreResult<Connection> {
         self.refuse_if_read_only()?;
         let key = domain::connection_key(&new.key)?;
-        let base_url = new.base_url.trim().trim_end_matches('/').to_string();
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-            || base_url.len() > 2000
-            || base_url.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(StoreError::invalid(format!(
-                "invalid base URL {:?}: use the server's http(s):// address",
-                text::clip(&base_url, 70)
-            )));
-        }
-        if base_url.contains('@') {
-            return Err(StoreError::invalid("the base URL carries credentials: remove them and use --token-ref"));
-        }
+        let base_url = check_base_url(&new.base_url)?;
         check_config(&new.config)?;
-        let secret_ref =
-            new.secret_ref.as_deref().map(|r| r.parse::<SecretRef>().map(|r| r.to_string())).transpose()?;
+        let secret_ref = new.secret_ref.as_deref().map(check_secret_ref).transpose()?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -122,6 +140,64 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::not_found("connection", &key))?;
         rows::connection(&row)
+    }
+
+    pub async fn update_connection(
+        &self,
+        actor: &Actor,
+        key: &str,
+        update: ConnectionUpdate,
+    ) -> StoreResult<Connection> {
+        self.refuse_if_read_only()?;
+        let key = domain::connection_key(key)?;
+        let base_url = update.base_url.as_deref().map(check_base_url).transpose()?;
+        let secret_ref = match &update.secret_ref {
+            Some(Some(raw)) => Some(Some(check_secret_ref(raw)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        if let Some(config) = &update.config {
+            check_config(config)?;
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let before = tx
+            .query_opt(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.connection_key = $1 FOR UPDATE"
+                ),
+                &[&key],
+            )
+            .await?
+            .ok_or_else(|| StoreError::not_found("connection", &key))?;
+        let before = rows::connection(&before)?;
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE integration_connection ic SET base_url = coalesce($2, base_url),
+                            secret_ref = CASE WHEN $3 THEN $4 ELSE secret_ref END,
+                            enabled = coalesce($5, enabled), config = config || coalesce($6, '{{}}'::jsonb),
+                            updated_at = now()
+                     WHERE ic.id = $1 RETURNING {CONNECTION_COLUMNS}"
+                ),
+                &[&before.id, &base_url, &secret_ref.is_some(), &secret_ref.flatten(), &update.enabled, &update.config],
+            )
+            .await?;
+        let after = rows::connection(&row)?;
+        if after == before {
+            return Ok(after);
+        }
+        audit::record(
+            &tx,
+            actor,
+            Change::new("connection", "update", Some(after.project_id))
+                .entity(after.id, &after.key)
+                .before(&before)
+                .after(&after),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
     }
 
     /// Removes a connection. One that still has mappings is only removed with
