@@ -30,6 +30,22 @@ pub struct Config {
     pub pg_bin_dir: Option<PathBuf>,
     /// Connections in the pool (default 8).
     pub pool_size: Option<usize>,
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// The `[console]` table.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Mouse support (click to select, wheel to scroll). Off by default so
+    /// the terminal's own text selection keeps working.
+    #[serde(default)]
+    pub mouse: bool,
+    /// `dark` (default), `light` or `mono`. `NO_COLOR` always means mono.
+    pub theme: Option<String>,
+    /// Days without a change after which an in-progress task is a risk (default 7).
+    pub stale_days: Option<i64>,
 }
 
 impl Config {
@@ -64,6 +80,10 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Paths {
     pub config_file: PathBuf,
+    /// Key binding overrides for the console.
+    pub keymap_file: PathBuf,
+    /// Style overrides for the console.
+    pub theme_file: PathBuf,
     pub data_dir: PathBuf,
     pub state_dir: PathBuf,
     pub log_dir: PathBuf,
@@ -102,7 +122,15 @@ impl Paths {
             }
         };
         let cluster_dir = default_cluster_dir(&data_dir, explicit_data.is_some());
-        Ok(Paths { log_dir: state_dir.join("logs"), config_file, data_dir, state_dir, cluster_dir })
+        Ok(Paths {
+            log_dir: state_dir.join("logs"),
+            keymap_file: config_dir.join("keymap.toml"),
+            theme_file: config_dir.join("theme.toml"),
+            config_file,
+            data_dir,
+            state_dir,
+            cluster_dir,
+        })
     }
 
     /// Applies `data_dir` from the config file (the environment still wins).
@@ -153,7 +181,9 @@ mod tests {
 
     #[test]
     fn reads_known_keys() {
-        let config = Config::parse("project = \"OPS\"\nread_only = true\npool_size = 4").unwrap();
+        let config =
+            Config::parse("project = \"OPS\"\nread_only = true\npool_size = 4\n[console]\nmouse = true").unwrap();
+        assert!(config.console.mouse);
         assert_eq!(config.project.as_deref(), Some("OPS"));
         assert!(config.read_only);
         assert_eq!(config.pool_size, Some(4));

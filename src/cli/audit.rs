@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use futures_util::StreamExt;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+use time::OffsetDateTime;
 
 use super::Context;
 use super::output::{self, Table};
@@ -160,43 +160,11 @@ fn print_entries(entries: &[AuditEntry]) {
     table.print();
 }
 
-/// The fields that differ between before and after, as `field: old → new`.
 pub fn summary(entry: &AuditEntry) -> String {
-    let (Some(before), Some(after)) = (&entry.before, &entry.after) else {
-        return String::new();
-    };
-    let (Some(before), Some(after)) = (before.as_object(), after.as_object()) else {
-        return String::new();
-    };
-    const NOISE: &[&str] = &["version", "updated_at", "rank", "lane_id", "assignee_id", "cycle_id", "lane_category"];
-    let mut parts = Vec::new();
-    for (key, new) in after {
-        if NOISE.contains(&key.as_str()) {
-            continue;
-        }
-        let old = before.get(key).unwrap_or(&serde_json::Value::Null);
-        if old != new {
-            parts.push(format!("{key}: {} → {}", brief(old), brief(new)));
-        }
-    }
-    if parts.is_empty() && before.get("rank") != after.get("rank") {
-        parts.push("reordered".into());
-    }
-    output::cell(&parts.join("; "), 120)
-}
-
-fn brief(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => "-".into(),
-        serde_json::Value::String(s) => output::cell(s, 40),
-        other => output::cell(&other.to_string(), 40),
-    }
+    output::cell(&entry.summary(), 120)
 }
 
 /// `2026-11-27 14:05:09` in UTC, for tables and tails.
 pub fn short_time(at: OffsetDateTime) -> String {
-    at.to_offset(time::UtcOffset::UTC)
-        .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
-        .or_else(|_| at.format(&Rfc3339))
-        .unwrap_or_default()
+    crate::domain::text::utc_time(at)
 }

@@ -127,6 +127,8 @@ pub fn config(ctx: &Context, command: ConfigCommand) -> Result<()> {
             let mut table = Table::new(&["WHAT", "PATH"]);
             let exists = if paths.config_file.exists() { "" } else { " (not present)" };
             table.row(["config file".to_string(), format!("{}{exists}", paths.config_file.display())]);
+            table.row(["keymap".to_string(), paths.keymap_file.display().to_string()]);
+            table.row(["theme".to_string(), paths.theme_file.display().to_string()]);
             table.row(["data".to_string(), paths.data_dir.display().to_string()]);
             table.row(["embedded cluster".to_string(), paths.cluster_dir.display().to_string()]);
             table.row(["state".to_string(), paths.state_dir.display().to_string()]);

@@ -162,6 +162,26 @@ impl Context {
         })
     }
 
+    /// Console settings: config, keymap and theme files, `NO_COLOR`, `--readonly`.
+    pub fn console_options(&self) -> crate::console::state::ConsoleOptions {
+        use crate::console::keymap::Keymap;
+        use crate::console::theme::Theme;
+        let read = |path: &std::path::Path| std::fs::read_to_string(path).ok();
+        let (keymap, mut warnings) = Keymap::load(read(&self.paths.keymap_file).as_deref());
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let theme_name = self.config.console.theme.clone().unwrap_or_else(|| "dark".into());
+        let (theme, theme_warnings) = Theme::load(&theme_name, read(&self.paths.theme_file).as_deref(), no_color);
+        warnings.extend(theme_warnings);
+        crate::console::state::ConsoleOptions {
+            read_only: self.read_only,
+            mouse: self.config.console.mouse,
+            stale_after: time::Duration::days(self.config.console.stale_days.unwrap_or(7).clamp(1, 365)),
+            keymap: std::sync::Arc::new(keymap),
+            theme: std::sync::Arc::new(theme),
+            warnings,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         Actor::new(self.operator.clone(), Source::Cli)
     }

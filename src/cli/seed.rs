@@ -84,14 +84,19 @@ pub async fn demo(ctx: &Context) -> Result<()> {
     open_console(ctx, Some(project)).await
 }
 
-/// Opens the operator console on a project. Until the interactive console
-/// lands this prints the board summary the console would open on.
+/// Opens the operator console on a project. Without a terminal (a pipe, a
+/// script) or with `--json`, prints the board the console would open on.
 pub async fn open_console(ctx: &Context, project: Option<Project>) -> Result<()> {
     let store = ctx.store().await?;
     let project = match project {
         Some(project) => project,
         None => ctx.project(&store).await?,
     };
+    use std::io::IsTerminal;
+    if !ctx.json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        let options = ctx.console_options();
+        return crate::console::run(store, project, &ctx.operator, options).await;
+    }
     let board = store.load_board(project.id, 5).await?;
     if ctx.json {
         return output::json(&serde_json::json!({"project": project, "board": board}));

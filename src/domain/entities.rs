@@ -298,4 +298,54 @@ pub struct AuditEntry {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub correlation_id: uuid::Uuid,
+    pub reason: Option<String>,
+}
+
+impl AuditEntry {
+    /// The fields that differ between before and after, as
+    /// `field: old → new; …` (bookkeeping fields left out).
+    pub fn summary(&self) -> String {
+        let (Some(before), Some(after)) =
+            (self.before.as_ref().and_then(|b| b.as_object()), self.after.as_ref().and_then(|a| a.as_object()))
+        else {
+            return String::new();
+        };
+        const NOISE: &[&str] =
+            &["version", "updated_at", "rank", "lane_id", "assignee_id", "cycle_id", "lane_category"];
+        let brief = |value: &serde_json::Value| match value {
+            serde_json::Value::Null => "-".to_string(),
+            serde_json::Value::String(s) => super::text::clip(s, 40).into_owned(),
+            other => super::text::clip(&other.to_string(), 40).into_owned(),
+        };
+        let mut parts = Vec::new();
+        for (key, new) in after {
+            if NOISE.contains(&key.as_str()) {
+                continue;
+            }
+            let old = before.get(key).unwrap_or(&serde_json::Value::Null);
+            if old != new {
+                parts.push(format!("{key}: {} → {}", brief(old), brief(new)));
+            }
+        }
+        if parts.is_empty() && before.get("rank") != after.get("rank") {
+            parts.push("reordered".into());
+        }
+        parts.join("; ")
+    }
+}
+
+/// A stored snapshot, without its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub id: i64,
+    pub project_id: i64,
+    pub format_version: i32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    pub label: String,
+    pub reason: String,
+    pub counts: serde_json::Value,
+    pub size_bytes: i64,
+    pub checksum: String,
 }

@@ -66,8 +66,8 @@ pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) 
         .prepare_cached(
             "WITH entry AS (
                  INSERT INTO audit_entry (project_id, actor, source, action, entity_kind, entity_id,
-                                          entity_key, before, after, correlation_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                          entity_key, before, after, correlation_id, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12)
                  RETURNING id, project_id, entity_kind, entity_id, action)
              SELECT id, pg_notify($11, json_build_object('project_id', project_id, 'kind', entity_kind,
                                                           'id', entity_id, 'action', action, 'audit_id', id)::text)::text
@@ -89,6 +89,7 @@ pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) 
                 &change.after,
                 &actor.correlation_id,
                 &CHANGE_CHANNEL,
+                &actor.reason,
             ],
         )
         .await?;
@@ -112,8 +113,7 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
-const AUDIT_COLUMNS: &str =
-    "id, project_id, at, actor, source, action, entity_kind, entity_id, entity_key, before, after, correlation_id";
+const AUDIT_COLUMNS: &str = "id, project_id, at, actor, source, action, entity_kind, entity_id, entity_key, before, after, correlation_id, reason";
 
 fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
     Ok(AuditEntry {
@@ -129,6 +129,7 @@ fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
         before: row.try_get("before")?,
         after: row.try_get("after")?,
         correlation_id: row.try_get("correlation_id")?,
+        reason: row.try_get("reason")?,
     })
 }
 

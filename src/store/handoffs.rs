@@ -9,7 +9,7 @@ use super::tasks::read_task;
 use super::{Actor, Store, StoreError, StoreResult, check_version};
 use crate::domain::{Handoff, HandoffKind, HandoffState, TaskKey, text};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewHandoff {
     pub task_key: String,
     pub kind: HandoffKind,

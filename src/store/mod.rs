@@ -17,6 +17,7 @@ pub mod planning;
 pub mod projects;
 mod rows;
 pub mod tasks;
+pub mod views;
 
 use std::time::Duration;
 
@@ -35,16 +36,24 @@ pub struct Actor {
     pub name: String,
     pub source: Source,
     pub correlation_id: Uuid,
+    /// Why, when it is more than the action says ("undo of #812"). Recorded on
+    /// every audit entry written under this actor.
+    pub reason: Option<String>,
 }
 
 impl Actor {
     pub fn new(name: impl Into<String>, source: Source) -> Self {
-        Actor { name: name.into(), source, correlation_id: Uuid::new_v4() }
+        Actor { name: name.into(), source, correlation_id: Uuid::new_v4(), reason: None }
     }
 
     /// The same person and source, starting a new operation.
     pub fn next_operation(&self) -> Self {
-        Actor { correlation_id: Uuid::new_v4(), ..self.clone() }
+        Actor { correlation_id: Uuid::new_v4(), reason: None, ..self.clone() }
+    }
+
+    /// The same operation, with a reason recorded on its audit entries.
+    pub fn because(&self, reason: impl Into<String>) -> Self {
+        Actor { reason: Some(reason.into()), ..self.clone() }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::domain::{self, LaneCategory, Priority, Task, TaskKey, text};
 /// between two neighbours 16 times before the lane has to be renumbered.
 pub const RANK_STEP: i64 = 1 << 16;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewTask {
     pub title: String,
     pub description: String,
@@ -48,7 +48,7 @@ pub enum Position {
     Down,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskEdit {
     pub title: Option<String>,
     pub description: Option<String>,
@@ -453,7 +453,8 @@ impl TaskPatch {
     }
 }
 
-fn like_escape(text: &str) -> String {
+/// Escapes LIKE wildcards so user text matches literally.
+pub(crate) fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 

@@ -1,0 +1,112 @@
+//! The console without a terminal: state, the effect runner and the action
+//! channel. The terminal loop drives it; headless tests drive it the same way.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use time::OffsetDateTime;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+use super::action::{Action, Effect};
+use super::effects::Runner;
+use super::state::{AppState, ConsoleOptions};
+use super::{draw, update};
+use crate::domain::Project;
+use crate::store::Store;
+
+/// A page edit waiting for the terminal to hand over to `$EDITOR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EditorRequest {
+    pub slug: String,
+    pub version: i32,
+    pub body: String,
+}
+
+pub struct App {
+    pub state: AppState,
+    runner: Runner,
+    tx: UnboundedSender<Action>,
+    rx: UnboundedReceiver<Action>,
+    editor: Option<EditorRequest>,
+}
+
+impl App {
+    pub fn new(store: Store, project: Project, operator: &str, options: &ConsoleOptions, now: OffsetDateTime) -> App {
+        let (tx, rx) = mpsc::unbounded_channel();
+        App {
+            state: AppState::new(project, operator, options, now),
+            runner: Runner::new(store, operator, tx.clone()),
+            tx,
+            rx,
+            editor: None,
+        }
+    }
+
+    /// Where other tasks (terminal input, change notifications, the clock) send actions.
+    pub fn sender(&self) -> UnboundedSender<Action> {
+        self.tx.clone()
+    }
+
+    pub fn start(&mut self) {
+        let effects = update::start(&mut self.state);
+        self.run_effects(effects);
+    }
+
+    pub fn dispatch(&mut self, action: Action) {
+        let effects = update::update(&mut self.state, action);
+        self.run_effects(effects);
+    }
+
+    fn run_effects(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::OpenEditor { slug, version, body } => self.editor = Some(EditorRequest { slug, version, body }),
+                other => self.runner.run(other, self.state.project.id),
+            }
+        }
+    }
+
+    pub async fn next_action(&mut self) -> Option<Action> {
+        self.rx.recv().await
+    }
+
+    pub fn try_next_action(&mut self) -> Option<Action> {
+        self.rx.try_recv().ok()
+    }
+
+    pub fn take_editor_request(&mut self) -> Option<EditorRequest> {
+        self.editor.take()
+    }
+
+    /// Effects started and not yet reported back.
+    pub fn pending(&self) -> usize {
+        self.runner.pending()
+    }
+
+    /// Processes actions until every effect has reported back and nothing is
+    /// queued (or `timeout` passes). For tests and benchmarks.
+    pub async fn settle(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(action) = self.try_next_action() {
+                self.dispatch(action);
+            }
+            if self.pending() == 0 {
+                // A finished task sends before it stops counting: drain once more.
+                match self.try_next_action() {
+                    Some(action) => self.dispatch(action),
+                    None => return true,
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(action)) => self.dispatch(action),
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn draw(&self, frame: &mut Frame<'_>) {
+        draw::draw(frame, &self.state);
+    }
+}

@@ -1,0 +1,164 @@
+//! Runs effects as tokio tasks against the repository and sends the results
+//! back as actions. One query of each kind in flight: a newer request aborts
+//! the older one (whose result would be dropped anyway).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
+
+use super::action::{Action, Effect, Failure, Mutation, Outcome};
+use super::data::{self, QueryKey};
+use crate::domain::Source;
+use crate::store::tasks::NewTask;
+use crate::store::{Actor, Store};
+
+pub struct Runner {
+    store: Store,
+    actor: Actor,
+    tx: UnboundedSender<Action>,
+    in_flight: HashMap<QueryKey, AbortHandle>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// Decrements the pending count when a task ends, finished or aborted.
+struct Pending(Arc<AtomicUsize>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Runner {
+    pub fn new(store: Store, operator: &str, tx: UnboundedSender<Action>) -> Runner {
+        Runner {
+            store,
+            actor: Actor::new(operator, Source::Console),
+            tx,
+            in_flight: HashMap::new(),
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Effects started and not yet reported back.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    fn guard(&self) -> Pending {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        Pending(self.pending.clone())
+    }
+
+    pub fn run(&mut self, effect: Effect, project_id: i64) {
+        let tx = self.tx.clone();
+        let store = self.store.clone();
+        let guard = self.guard();
+        match effect {
+            Effect::Query { id, query } => {
+                let key = query.key();
+                let handle = tokio::spawn(async move {
+                    let result = data::fetch(&store, project_id, query).await;
+                    let _ = tx.send(Action::Loaded { id, result });
+                    drop(guard);
+                });
+                if let Some(previous) = self.in_flight.insert(key, handle.abort_handle()) {
+                    previous.abort();
+                }
+            }
+            Effect::Mutate { id, request } => {
+                let mut actor = self.actor.next_operation();
+                actor.reason = request.reason.clone();
+                tokio::spawn(async move {
+                    let result = apply(&store, &actor, project_id, &request.mutation).await;
+                    let _ = tx.send(Action::Mutated { id, request, result });
+                    drop(guard);
+                });
+            }
+            Effect::ScheduleRefresh(ms) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    let _ = tx.send(Action::RefreshDue);
+                    drop(guard);
+                });
+            }
+            Effect::LoadProject(key) => {
+                tokio::spawn(async move {
+                    let result = store.project_by_key(&key).await.map_err(Failure::from);
+                    let _ = tx.send(Action::ProjectLoaded(result));
+                    drop(guard);
+                });
+            }
+            Effect::OpenEditor { .. } => {
+                // The terminal loop owns the terminal and handles this one.
+                drop(guard);
+            }
+        }
+    }
+}
+
+/// Makes one change through the repository.
+pub async fn apply(store: &Store, actor: &Actor, project_id: i64, mutation: &Mutation) -> Result<Outcome, Failure> {
+    let task = |t| Ok(Outcome::Task(Box::new(t)));
+    match mutation {
+        Mutation::Move { key, lane, position, expect_version } => {
+            task(store.move_task(actor, key, lane.as_deref(), position.clone(), *expect_version).await?)
+        }
+        Mutation::Create(new) => task(store.create_task(actor, project_id, new.clone()).await?),
+        Mutation::Edit { key, edit, expect_version } => {
+            task(store.edit_task(actor, key, edit.clone(), *expect_version).await?)
+        }
+        Mutation::Assign { key, handle, expect_version } => {
+            task(store.assign_task(actor, key, handle.as_deref(), *expect_version).await?)
+        }
+        Mutation::SetArchived { key, archived, expect_version } => {
+            task(store.set_task_archived(actor, key, *archived, *expect_version).await?)
+        }
+        Mutation::OpenHandoff(new) => Ok(Outcome::Handoff(Box::new(store.open_handoff(actor, new.clone()).await?))),
+        Mutation::TransitionHandoff { id, state } => {
+            Ok(Outcome::Handoff(Box::new(store.transition_handoff(actor, *id, *state, "", None).await?)))
+        }
+        Mutation::EditPage { slug, body, expect_version } => Ok(Outcome::Page(Box::new(
+            store.edit_page(actor, project_id, slug, None, Some(body), Some(*expect_version)).await?,
+        ))),
+        Mutation::FollowUp { pipeline } => {
+            let mut description = format!(
+                "Pipeline **{}** failed on `{}`{}.",
+                pipeline.name,
+                pipeline.git_ref,
+                pipeline.commit_sha.as_ref().map(|c| format!(" at `{c}`")).unwrap_or_default()
+            );
+            if let Some(url) = &pipeline.url {
+                description.push_str(&format!("\n\nRun: {url}"));
+            }
+            let new = NewTask {
+                title: format!(
+                    "Fix failing {} on {}",
+                    pipeline.name,
+                    if pipeline.git_ref.is_empty() { "?" } else { &pipeline.git_ref }
+                ),
+                description,
+                priority: Some(crate::domain::Priority::High),
+                labels: vec!["ci".into()],
+                ..Default::default()
+            };
+            task(store.create_task(actor, project_id, new).await?)
+        }
+        Mutation::Bulk(items) => {
+            let mut tasks = Vec::new();
+            let mut failures = Vec::new();
+            for item in items {
+                match Box::pin(apply(store, actor, project_id, item)).await {
+                    Ok(Outcome::Task(t)) => tasks.push(*t),
+                    Ok(_) => {}
+                    Err(Failure::Unavailable(reason)) => return Err(Failure::Unavailable(reason)),
+                    Err(failure) => failures.push(failure.message()),
+                }
+            }
+            if failures.is_empty() { Ok(Outcome::Tasks(tasks)) } else { Ok(Outcome::Partial { tasks, failures }) }
+        }
+    }
+}

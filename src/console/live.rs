@@ -1,0 +1,83 @@
+//! Change notifications: a dedicated connection LISTENs on the change channel
+//! and turns every NOTIFY into an action. When the database goes away it says
+//! so, retries with backoff, and says so again when it is back.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::action::{Action, ChangeNote, DbEvent};
+use crate::store::Store;
+use crate::store::audit::CHANGE_CHANNEL;
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+pub fn spawn(store: Store, tx: UnboundedSender<Action>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let reason = match listen(&store, &tx, &mut delay).await {
+                Ok(()) => return, // the console is gone
+                Err(reason) => reason,
+            };
+            tracing::warn!(%reason, "change notifications lost");
+            if tx.send(Action::Db(DbEvent::Lost(reason))).is_err() {
+                return;
+            }
+            let jitter = Duration::from_millis(fastrand::u64(0..250));
+            tokio::time::sleep(delay + jitter).await;
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    })
+}
+
+async fn listen(store: &Store, tx: &UnboundedSender<Action>, delay: &mut Duration) -> Result<(), String> {
+    let (client, mut connection) = store.dedicated_connection().await.map_err(|e| e.to_string())?;
+    let (messages_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if messages_tx.send(n.payload().to_string()).is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("the connection closed".to_string())
+    });
+    client.batch_execute(&format!("LISTEN {CHANGE_CHANNEL}")).await.map_err(|e| e.to_string())?;
+    *delay = FIRST_RETRY;
+    if tx.send(Action::Db(DbEvent::Connected)).is_err() {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            payload = messages.recv() => match payload {
+                Some(payload) => {
+                    if let Ok(note) = serde_json::from_str::<ChangeNote>(&payload)
+                        && tx.send(Action::Changed(note)).is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                None => break,
+            },
+            // Keep the client alive and notice a dead server even when nothing changes.
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {
+                if let Err(e) = client.simple_query("SELECT 1").await {
+                    return Err(e.to_string());
+                }
+            }
+        }
+    }
+    match driver.await {
+        Ok(Err(reason)) => Err(reason),
+        _ => Err("the connection closed".to_string()),
+    }
+}

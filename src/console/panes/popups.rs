@@ -1,0 +1,223 @@
+//! Small overlays: help palette, forms, the agent picker, confirmations, the
+//! page reader and an audit entry's before/after diff.
+
+use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use unicode_width::UnicodeWidthStr;
+
+use super::{centered, fit, pad, put, safe};
+use crate::console::rows;
+use crate::console::state::{AppState, Confirm, Form, HelpState, PageView, Picker};
+use crate::domain::AuditEntry;
+
+fn frame_block<'a>(state: &AppState, title: String, footer: &'a str) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(state.theme.focus_border)
+        .title(Span::styled(title, state.theme.accent))
+        .title_bottom(Span::styled(footer, state.theme.muted))
+}
+
+pub fn help(frame: &mut Frame<'_>, state: &AppState, help: &HelpState, area: Rect) {
+    let theme = &state.theme;
+    let popup = centered(area, 80, area.height);
+    frame.render_widget(Clear, popup);
+    let block = frame_block(state, " Help — type to filter ".into(), " ↑↓ select · enter runs · esc closes ");
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let buf = frame.buffer_mut();
+    put(buf, inner.x, inner.y, inner.width, &format!("› {}", help.query), theme.header);
+    let items = rows::help_items(state, &help.query);
+    let rows_shown = inner.height.saturating_sub(1) as usize;
+    let offset = help.selected.saturating_sub(rows_shown.saturating_sub(1));
+    for (i, (command, keys)) in items.iter().enumerate().skip(offset).take(rows_shown) {
+        let y = inner.y + 1 + (i - offset) as u16;
+        let style = if i == help.selected { theme.selected } else { Style::default() };
+        let line = format!("{} {} {}", pad(keys, 16), pad(command.name(), 16), command.help());
+        put(buf, inner.x, y, inner.width, &line, style);
+    }
+    if items.is_empty() {
+        put(buf, inner.x, inner.y + 1, inner.width, "no command matches", theme.muted);
+    }
+    let verbs = " :move KEY LANE · :assign KEY @a · :handoff KEY @a blocked \"why\" · :project KEY · :KEY";
+    if inner.height > items.len() as u16 + 3 {
+        put(buf, inner.x, inner.y + inner.height - 1, inner.width, verbs, theme.muted);
+    }
+}
+
+pub fn form(frame: &mut Frame<'_>, state: &AppState, form: &Form, area: Rect) {
+    let theme = &state.theme;
+    let height = form.fields.len() as u16 * 2 + 4;
+    let popup = centered(area, 70, height);
+    frame.render_widget(Clear, popup);
+    let block =
+        frame_block(state, format!(" {} ", fit(&form.kind.title(), 40)), " tab next field · enter save · esc cancel ");
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let label_width = 10u16;
+    let mut cursor = None;
+    {
+        let buf = frame.buffer_mut();
+        for (i, field) in form.fields.iter().enumerate() {
+            let y = inner.y + i as u16 * 2;
+            if y >= inner.y + inner.height {
+                break;
+            }
+            let focused = i == form.focus;
+            put(buf, inner.x, y, label_width, field.label, if focused { theme.accent } else { theme.muted });
+            let value_width = inner.width.saturating_sub(label_width);
+            let shown = if field.choices.is_empty() { field.value.clone() } else { format!("‹ {} ›", field.value) };
+            let style = if focused { theme.selected } else { Style::default() };
+            // Show the end of long values, where typing happens.
+            let value = safe(&shown);
+            let width = value.width();
+            let visible: String = if width as u16 >= value_width {
+                let mut tail: Vec<char> = Vec::new();
+                let mut used = 0;
+                for c in value.chars().rev() {
+                    let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+                    if used + w + 2 > value_width as usize {
+                        break;
+                    }
+                    used += w;
+                    tail.push(c);
+                }
+                format!("…{}", tail.into_iter().rev().collect::<String>())
+            } else {
+                value.into_owned()
+            };
+            put(buf, inner.x + label_width, y, value_width, &visible, style);
+            if focused && field.choices.is_empty() {
+                cursor = Some(Position {
+                    x: inner.x + label_width + (visible.width() as u16).min(value_width.saturating_sub(1)),
+                    y,
+                });
+            }
+            if y + 1 < inner.y + inner.height {
+                put(buf, inner.x + label_width, y + 1, value_width, field.hint, theme.muted);
+            }
+        }
+        if let Some(error) = &form.error {
+            put(buf, inner.x, inner.y + inner.height - 1, inner.width, error, theme.danger);
+        }
+    }
+    if let Some(position) = cursor {
+        frame.set_cursor_position(position);
+    }
+}
+
+pub fn picker(frame: &mut Frame<'_>, state: &AppState, picker: &Picker, area: Rect) {
+    let theme = &state.theme;
+    let items = rows::picker_items(state, &picker.query);
+    let popup = centered(area, 60, (items.len() as u16 + 4).clamp(6, 20));
+    frame.render_widget(Clear, popup);
+    let what = if picker.keys.len() == 1 { picker.keys[0].clone() } else { format!("{} tasks", picker.keys.len()) };
+    let block = frame_block(state, format!(" Assign {what} to… "), " type to search · enter assigns · esc cancels ");
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let buf = frame.buffer_mut();
+    put(buf, inner.x, inner.y, inner.width, &format!("› {}", picker.query), theme.header);
+    let shown = inner.height.saturating_sub(1) as usize;
+    let offset = picker.selected.saturating_sub(shown.saturating_sub(1));
+    for (i, (_, label)) in items.iter().enumerate().skip(offset).take(shown) {
+        let style = if i == picker.selected { theme.selected } else { Style::default() };
+        put(buf, inner.x, inner.y + 1 + (i - offset) as u16, inner.width, label, style);
+    }
+    if items.is_empty() {
+        put(buf, inner.x, inner.y + 1, inner.width, "no agent matches", theme.muted);
+    }
+}
+
+pub fn confirm(frame: &mut Frame<'_>, state: &AppState, confirm: &Confirm, area: Rect) {
+    let popup = centered(area, 60, 6);
+    frame.render_widget(Clear, popup);
+    let block = frame_block(state, " Confirm ".into(), " y: yes · n / esc: no ");
+    let text = Paragraph::new(vec![
+        Line::from(safe(&confirm.message).into_owned()),
+        Line::default(),
+        Line::from(Span::styled("y / n", state.theme.accent)),
+    ])
+    .wrap(Wrap { trim: true })
+    .block(block);
+    frame.render_widget(text, popup);
+}
+
+pub fn page(frame: &mut Frame<'_>, state: &AppState, view: &PageView, area: Rect) {
+    let theme = &state.theme;
+    let popup = centered(area, 90, area.height);
+    frame.render_widget(Clear, popup);
+    let title = format!(" {} · {} · v{} ", fit(&view.page.title, 40), view.page.slug, view.page.version);
+    let footer = if state.read_only {
+        " j/k scroll · esc close (read-only) "
+    } else {
+        " j/k scroll · e edit in $EDITOR · esc close "
+    };
+    let block = frame_block(state, title, footer);
+    let lines: Vec<Line<'_>> = view
+        .page
+        .body
+        .lines()
+        .map(|l| {
+            let text = safe(l).into_owned();
+            if l.starts_with('#') { Line::from(Span::styled(text, theme.header)) } else { Line::from(text) }
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((view.scroll, 0)).block(block), popup);
+}
+
+pub fn diff(frame: &mut Frame<'_>, state: &AppState, entry: &AuditEntry, area: Rect) {
+    let theme = &state.theme;
+    let popup = centered(area, 90, area.height);
+    frame.render_widget(Clear, popup);
+    let title = format!(
+        " #{} {} · {} · {} ",
+        entry.id,
+        entry.action,
+        fit(entry.entity_key.as_deref().unwrap_or("-"), 20),
+        entry.source
+    );
+    let block = frame_block(state, title, " esc close ");
+    let mut lines: Vec<Line<'_>> = vec![
+        Line::from(Span::styled(
+            safe(&format!(
+                "{} by {} · operation {}{}",
+                crate::domain::text::utc_time(entry.at),
+                entry.actor,
+                entry.correlation_id,
+                entry.reason.as_deref().map(|r| format!(" · {r}")).unwrap_or_default()
+            ))
+            .into_owned(),
+            theme.muted,
+        )),
+        Line::default(),
+    ];
+    let empty = serde_json::Map::new();
+    let before = entry.before.as_ref().and_then(|v| v.as_object()).unwrap_or(&empty);
+    let after = entry.after.as_ref().and_then(|v| v.as_object()).unwrap_or(&empty);
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let old = before.get(key);
+        let new = after.get(key);
+        let show = |v: Option<&serde_json::Value>| match v {
+            None => "∅".to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        if old == new {
+            lines.push(Line::from(Span::styled(safe(&format!("  {key}: {}", show(new))).into_owned(), theme.muted)));
+        } else {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {key}: "), theme.header),
+                Span::styled(safe(&show(old)).into_owned(), theme.danger),
+                Span::raw(" → "),
+                Span::styled(safe(&show(new)).into_owned(), theme.ok),
+            ]));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), popup);
+}
