@@ -159,7 +159,7 @@ pub async fn run_cycle(ctx: &Context, command: CycleCommand) -> Result<()> {
             ));
         }
         CycleCommand::List => {
-            let cycles = store.list_cycles(project.id).await?;
+            let cycles = store.list_cycles(project.id, OffsetDateTime::now_utc().date()).await?;
             if ctx.json {
                 return output::json(&cycles);
             }

@@ -91,17 +91,16 @@ impl App {
             while let Some(action) = self.try_next_action() {
                 self.dispatch(action);
             }
-            if self.pending() == 0 {
-                // A finished task sends before it stops counting: drain once more.
-                match self.try_next_action() {
-                    Some(action) => self.dispatch(action),
-                    None => return true,
-                }
-                continue;
+            // A task sends its result just before it stops counting as pending,
+            // so "nothing pending and nothing queued" is checked in that order.
+            if self.pending() == 0 && self.rx.is_empty() {
+                return true;
             }
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(action)) => self.dispatch(action),
-                Ok(None) | Err(_) => return false,
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if let Ok(Some(action)) = tokio::time::timeout(Duration::from_millis(5), self.rx.recv()).await {
+                self.dispatch(action);
             }
         }
     }

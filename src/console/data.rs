@@ -54,7 +54,9 @@ pub enum Query {
     Today {
         today: Date,
     },
-    Planning,
+    Planning {
+        today: Date,
+    },
     Delivery,
     Risks {
         now: OffsetDateTime,
@@ -88,7 +90,7 @@ impl Query {
             Query::LaneWindow { lane_id, .. } => QueryKey::LaneWindow(*lane_id),
             Query::Inbox { .. } => QueryKey::Inbox,
             Query::Today { .. } => QueryKey::Today,
-            Query::Planning => QueryKey::Planning,
+            Query::Planning { .. } => QueryKey::Planning,
             Query::Delivery => QueryKey::Delivery,
             Query::Risks { .. } => QueryKey::Risks,
             Query::Recovery => QueryKey::Recovery,
@@ -179,8 +181,8 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
             Loaded::Inbox(InboxData { tasks, handoffs })
         }
         Query::Today { today } => Loaded::Today(store.today_tasks(project_id, today).await?),
-        Query::Planning => Loaded::Planning(PlanningData {
-            cycles: store.list_cycles(project_id).await?,
+        Query::Planning { today } => Loaded::Planning(PlanningData {
+            cycles: store.list_cycles(project_id, today).await?,
             modules: store.list_modules(project_id).await?,
             pages: store.list_pages(project_id).await?,
         }),

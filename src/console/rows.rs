@@ -83,24 +83,28 @@ pub fn age(now: OffsetDateTime, then: OffsetDateTime) -> String {
 
 fn task_row(task: &Task, now: OffsetDateTime, show_lane: bool) -> Row {
     let today = now.date();
+    let short = |d: time::Date| format!("{:02}-{:02}", u8::from(d.month()), d.day());
     let due = match task.due_on {
-        Some(d) if d < today && !task.lane_category.is_closed() => cell(format!("overdue {d}"), 17, Tone::Danger),
-        Some(d) if d == today => cell("due today", 17, Tone::Warn),
-        Some(d) => cell(format!("due {d}"), 17, Tone::Muted),
-        None => cell("", 17, Tone::Muted),
+        Some(d) if d < today && !task.lane_category.is_closed() => {
+            cell(format!("overdue {}", short(d)), 13, Tone::Danger)
+        }
+        Some(d) if d == today => cell("due today", 13, Tone::Warn),
+        Some(d) => cell(format!("due {}", short(d)), 13, Tone::Muted),
+        None => cell("", 13, Tone::Muted),
     };
     let mut cells =
-        vec![cell(&task.key, 9, Tone::Accent), cell(task.priority.to_string(), 7, Tone::Priority(task.priority))];
+        vec![cell(&task.key, 9, Tone::Accent), cell(task.priority.to_string(), 6, Tone::Priority(task.priority))];
     if show_lane {
-        cells.push(cell(&task.lane, 12, Tone::Muted));
+        cells.push(cell(&task.lane, 11, Tone::Muted));
     }
-    cells.push(cell(task.assignee.as_ref().map(|a| format!("@{a}")).unwrap_or_default(), 10, Tone::Normal));
+    cells.push(cell(task.assignee.as_ref().map(|a| format!("@{a}")).unwrap_or_default(), 9, Tone::Normal));
     cells.push(due);
     cells.push(cell(&task.title, 0, Tone::Normal));
     Row { cells, target: Target::Task(task.key.clone()) }
 }
 
-fn handoff_row(h: &Handoff, now: OffsetDateTime) -> Row {
+/// A handoff; `to_operator` rows (the Inbox) leave out the receiver.
+fn handoff_row(h: &Handoff, now: OffsetDateTime, to_operator: bool) -> Row {
     let due = match h.due_at {
         Some(due) if h.is_overdue(now) => cell(format!("overdue {}", age(now, due)), 13, Tone::Danger),
         Some(due) => cell(format!("due {}", age(now, due)), 13, Tone::Muted),
@@ -108,15 +112,19 @@ fn handoff_row(h: &Handoff, now: OffsetDateTime) -> Row {
     };
     Row {
         cells: vec![
-            cell(format!("#{}", h.id), 5, Tone::Muted),
+            cell(format!("#{}", h.id), 4, Tone::Muted),
             cell(&h.task_key, 9, Tone::Accent),
-            cell(h.kind.to_string(), 9, if h.kind.as_str() == "blocked" { Tone::Warn } else { Tone::Normal }),
-            cell(
-                format!("{}→@{}", h.from_agent.as_ref().map(|a| format!("@{a}")).unwrap_or_default(), h.to_agent),
-                18,
-                Tone::Normal,
-            ),
-            cell(h.state.to_string(), 9, Tone::Muted),
+            cell(h.kind.to_string(), 8, if h.kind.as_str() == "blocked" { Tone::Warn } else { Tone::Normal }),
+            if to_operator {
+                cell(h.from_agent.as_ref().map(|a| format!("from @{a}")).unwrap_or_default(), 12, Tone::Normal)
+            } else {
+                cell(
+                    format!("{}→@{}", h.from_agent.as_ref().map(|a| format!("@{a}")).unwrap_or_default(), h.to_agent),
+                    18,
+                    Tone::Normal,
+                )
+            },
+            cell(h.state.to_string(), 8, Tone::Muted),
             due,
             cell(&h.reason, 0, Tone::Normal),
         ],
@@ -157,7 +165,7 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
             let Some(inbox) = &state.inbox else { return loading() };
             let handoffs = Section {
                 title: format!("Handoffs to @{} ({})", state.operator, inbox.handoffs.len()),
-                rows: inbox.handoffs.iter().map(|h| handoff_row(h, now)).collect(),
+                rows: inbox.handoffs.iter().map(|h| handoff_row(h, now, true)).collect(),
                 empty: "nothing handed to you",
             };
             let untriaged = Section {
@@ -166,8 +174,8 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
                     .tasks
                     .iter()
                     .map(|t| {
-                        let mut row = task_row(t, now, true);
-                        row.cells.insert(1, cell(age(now, t.created_at), 5, Tone::Muted));
+                        let mut row = task_row(t, now, false);
+                        row.cells.insert(1, cell(age(now, t.created_at), 4, Tone::Muted));
                         row
                     })
                     .collect(),

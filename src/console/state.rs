@@ -359,6 +359,8 @@ pub struct ConnState {
     pub last_refresh: Option<OffsetDateTime>,
     /// The newest audit id seen: what the fallback poll compares against.
     pub last_audit_id: i64,
+    /// Change notifications are flowing (the LISTEN connection is up).
+    pub live: bool,
     pub sync: String,
 }
 
@@ -498,6 +500,7 @@ impl AppState {
                 db: DbHealth::Connecting,
                 last_refresh: None,
                 last_audit_id: 0,
+                live: false,
                 sync: "no connections".into(),
             },
             requests: Requests::default(),

@@ -95,8 +95,11 @@ impl Store {
         if options.read_only {
             pg_config.options("-c default_transaction_read_only=on");
         }
-        let manager =
-            Manager::from_config(pg_config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            pg_config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Verified },
+        );
         let pool = Pool::builder(manager)
             .max_size(options.max_connections.max(1))
             .runtime(Runtime::Tokio1)

@@ -80,19 +80,20 @@ impl Store {
         Ok(cycle)
     }
 
-    /// Cycles of a project: the current one(s) first, then upcoming, then finished.
-    pub async fn list_cycles(&self, project_id: i64) -> StoreResult<Vec<Cycle>> {
+    /// Cycles of a project as of `today`: the current one(s) first, then
+    /// upcoming, then finished.
+    pub async fn list_cycles(&self, project_id: i64, today: Date) -> StoreResult<Vec<Cycle>> {
         let client = self.client().await?;
         let rows = client
             .query(
                 &format!(
                     "SELECT {CYCLE_COLUMNS} FROM cycle c WHERE c.project_id = $1
-                     ORDER BY CASE WHEN current_date BETWEEN c.starts_on AND c.ends_on THEN 0
-                                   WHEN c.starts_on > current_date THEN 1 ELSE 2 END,
-                              CASE WHEN c.starts_on > current_date THEN c.starts_on END,
+                     ORDER BY CASE WHEN $2 BETWEEN c.starts_on AND c.ends_on THEN 0
+                                   WHEN c.starts_on > $2 THEN 1 ELSE 2 END,
+                              CASE WHEN c.starts_on > $2 THEN c.starts_on END,
                               c.ends_on DESC"
                 ),
-                &[&project_id],
+                &[&project_id, &today],
             )
             .await?;
         rows.iter().map(rows::cycle).collect()

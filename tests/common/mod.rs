@@ -14,6 +14,8 @@ use std::process::{Command, Output};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod console;
+
 use mission_control::domain::Source;
 use mission_control::store::{Actor, Store, StoreOptions};
 use tokio::sync::OnceCell;

@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::{centered, fit, safe};
 use crate::console::keymap::{Command, Context};
@@ -15,7 +15,7 @@ use crate::console::state::{AppState, DetailState};
 pub fn draw(frame: &mut Frame<'_>, state: &AppState, detail: &DetailState, area: Rect) {
     let theme = &state.theme;
     let popup = centered(area, 92, area.height);
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let hint = |c: Command| state.key_hint(Context::Detail, c);
     let footer = format!(
         " {} edit · {} assign · {} handoff · {} archive · ←→ pick handoff · {}/{}/{}/{} accept/reject/resolve/cancel · esc close ",

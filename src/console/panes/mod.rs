@@ -73,6 +73,23 @@ pub fn put(buf: &mut Buffer, x: u16, y: u16, width: u16, value: &str, style: Sty
     }
 }
 
+/// Blanks the area under a popup, including the right half of any wide
+/// character that starts just left of it (otherwise it would bleed over the
+/// popup's border).
+pub fn clear(frame: &mut ratatui::Frame<'_>, area: Rect) {
+    frame.render_widget(ratatui::widgets::Clear, area);
+    if area.x == 0 {
+        return;
+    }
+    let buf = frame.buffer_mut();
+    for y in area.y..area.y + area.height {
+        let cell = &mut buf[(area.x - 1, y)];
+        if cell.symbol().width() > 1 {
+            cell.set_symbol(" ");
+        }
+    }
+}
+
 /// A box centred in `area`, `percent_x` wide and `height` tall (both clamped).
 pub fn centered(area: Rect, percent_x: u16, height: u16) -> Rect {
     let width = (area.width * percent_x / 100).max(30.min(area.width)).min(area.width);

@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use unicode_width::UnicodeWidthStr;
 
 use super::{centered, fit, pad, put, safe};
@@ -24,7 +24,7 @@ fn frame_block<'a>(state: &AppState, title: String, footer: &'a str) -> Block<'a
 pub fn help(frame: &mut Frame<'_>, state: &AppState, help: &HelpState, area: Rect) {
     let theme = &state.theme;
     let popup = centered(area, 80, area.height);
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let block = frame_block(state, " Help — type to filter ".into(), " ↑↓ select · enter runs · esc closes ");
     let inner = block.inner(popup);
     frame.render_widget(block, popup);
@@ -52,7 +52,7 @@ pub fn form(frame: &mut Frame<'_>, state: &AppState, form: &Form, area: Rect) {
     let theme = &state.theme;
     let height = form.fields.len() as u16 * 2 + 4;
     let popup = centered(area, 70, height);
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let block =
         frame_block(state, format!(" {} ", fit(&form.kind.title(), 40)), " tab next field · enter save · esc cancel ");
     let inner = block.inner(popup);
@@ -113,7 +113,7 @@ pub fn picker(frame: &mut Frame<'_>, state: &AppState, picker: &Picker, area: Re
     let theme = &state.theme;
     let items = rows::picker_items(state, &picker.query);
     let popup = centered(area, 60, (items.len() as u16 + 4).clamp(6, 20));
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let what = if picker.keys.len() == 1 { picker.keys[0].clone() } else { format!("{} tasks", picker.keys.len()) };
     let block = frame_block(state, format!(" Assign {what} to… "), " type to search · enter assigns · esc cancels ");
     let inner = block.inner(popup);
@@ -133,7 +133,7 @@ pub fn picker(frame: &mut Frame<'_>, state: &AppState, picker: &Picker, area: Re
 
 pub fn confirm(frame: &mut Frame<'_>, state: &AppState, confirm: &Confirm, area: Rect) {
     let popup = centered(area, 60, 6);
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let block = frame_block(state, " Confirm ".into(), " y: yes · n / esc: no ");
     let text = Paragraph::new(vec![
         Line::from(safe(&confirm.message).into_owned()),
@@ -148,7 +148,7 @@ pub fn confirm(frame: &mut Frame<'_>, state: &AppState, confirm: &Confirm, area:
 pub fn page(frame: &mut Frame<'_>, state: &AppState, view: &PageView, area: Rect) {
     let theme = &state.theme;
     let popup = centered(area, 90, area.height);
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let title = format!(" {} · {} · v{} ", fit(&view.page.title, 40), view.page.slug, view.page.version);
     let footer = if state.read_only {
         " j/k scroll · esc close (read-only) "
@@ -171,7 +171,7 @@ pub fn page(frame: &mut Frame<'_>, state: &AppState, view: &PageView, area: Rect
 pub fn diff(frame: &mut Frame<'_>, state: &AppState, entry: &AuditEntry, area: Rect) {
     let theme = &state.theme;
     let popup = centered(area, 90, area.height);
-    frame.render_widget(Clear, popup);
+    super::clear(frame, popup);
     let title = format!(
         " #{} {} · {} · {} ",
         entry.id,

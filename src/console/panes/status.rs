@@ -3,7 +3,6 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
-use ratatui::widgets::Clear;
 use unicode_width::UnicodeWidthStr;
 
 use super::{fit, put};
@@ -17,6 +16,8 @@ pub fn status_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
     put(buf, area.x, area.y, area.width, "", theme.base);
     let (db, db_style) = match &state.conn.db {
         DbHealth::Connecting => ("○ connecting".to_string(), theme.warn),
+        DbHealth::Connected if state.conn.live => ("● live".to_string(), theme.ok),
+        // Reads work; others' changes arrive with the 5 s poll until notifications are back.
         DbHealth::Connected => ("● connected".to_string(), theme.ok),
         DbHealth::Reconnecting { since, reason } => {
             (format!("◌ reconnecting {} ({})", age(state.now, *since), fit(reason, 30)), theme.danger)
@@ -116,7 +117,7 @@ pub fn toasts(frame: &mut Frame<'_>, state: &AppState, body: Rect) {
             ToastLevel::Success => theme.ok.patch(theme.selected),
             ToastLevel::Error => theme.danger.patch(theme.selected),
         };
-        frame.render_widget(Clear, area);
+        super::clear(frame, area);
         put(frame.buffer_mut(), area.x, area.y, area.width, &text, style);
     }
 }

@@ -207,12 +207,18 @@ pub fn keep_cursor_visible(state: &mut AppState) -> Vec<Effect> {
         let shown = index >= board.first_column && index < board.first_column + visible;
         let needed_end = (column.scroll + page).min(column.total);
         let loaded_end = column.offset + column.cards.len() as i64;
-        if shown && column.total > 0 && (column.scroll < column.offset || needed_end > loaded_end) {
+        // Fetch a new window before the cursor runs off the loaded one, unless
+        // a window already on its way covers what is needed.
+        let margin = page;
+        let needs =
+            column.total > 0 && (column.scroll < column.offset || (needed_end + margin).min(column.total) > loaded_end);
+        let covered = column.window_requested.is_some_and(|requested| {
+            requested <= column.scroll && requested + WINDOW >= (needed_end + margin).min(column.total)
+        });
+        if shown && needs && !covered {
             let offset = (column.scroll - WINDOW / 3).max(0);
-            if column.window_requested != Some(offset) {
-                column.window_requested = Some(offset);
-                wanted.push((column.lane.id, offset));
-            }
+            column.window_requested = Some(offset);
+            wanted.push((column.lane.id, offset));
         }
     }
     let filter = state.filter(Screen::Work).map(|f| f.to_card_filter()).unwrap_or_default();

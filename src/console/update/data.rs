@@ -73,6 +73,7 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Db(DbEvent::Connected) => {
             let was_down = matches!(state.conn.db, DbHealth::Reconnecting { .. });
             state.conn.db = DbHealth::Connected;
+            state.conn.live = true;
             if was_down {
                 state.toast(ToastLevel::Success, "reconnected to the database; catching up");
                 return refresh(state);
@@ -139,6 +140,7 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
 }
 
 fn lost(state: &mut AppState, reason: String) {
+    state.conn.live = false;
     if !matches!(state.conn.db, DbHealth::Reconnecting { .. }) {
         state.conn.db = DbHealth::Reconnecting { since: state.now, reason };
     }

@@ -79,7 +79,7 @@ pub(crate) fn load_screen(state: &mut AppState, screen: Screen) -> Vec<Effect> {
         }
         Screen::Inbox => Query::Inbox { operator: state.operator.clone() },
         Screen::Today => Query::Today { today: state.now.date() },
-        Screen::Planning => Query::Planning,
+        Screen::Planning => Query::Planning { today: state.now.date() },
         Screen::Delivery => Query::Delivery,
         Screen::Risks => Query::Risks { now: state.now, stale_after: state.stale_after },
         Screen::Recovery => Query::Recovery,

@@ -1,0 +1,200 @@
+//! The console driven headless through its action channel against a real
+//! PostgreSQL: what an operator does, and what other operators see.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use common::console::{app, ch, key, press, seed_demo, text};
+use crossterm::event::KeyCode;
+use mission_control::console::app::App;
+use mission_control::console::state::{ConsoleOptions, DbHealth, Screen, ToastLevel};
+use mission_control::store::audit::AuditQuery;
+use mission_control::store::tasks::TaskEdit;
+use mission_control::store::{Store, StoreOptions};
+
+/// Lets `app` process whatever arrives until `done` holds or `limit` passes.
+async fn wait_until(app: &mut App, limit: Duration, done: impl Fn(&App) -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        app.settle(Duration::from_millis(50)).await;
+        if done(app) {
+            return true;
+        }
+    }
+    false
+}
+
+fn lane_of(app: &App, key: &str) -> Option<String> {
+    app.state.board.columns.iter().find(|c| c.position_of(key).is_some()).map(|c| c.lane.name.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_a_task_leaves_an_audit_entry() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut app = app(&store, project, 100, 30, &ConsoleOptions::defaults(false)).await;
+    assert_eq!(app.state.board.selected().unwrap().key, "DEMO-4");
+    press(&mut app, &[ch('L')]).await;
+    assert_eq!(lane_of(&app, "DEMO-4").as_deref(), Some("Ready"));
+    assert_eq!(app.state.board.selected().unwrap().key, "DEMO-4", "the cursor follows the task");
+    assert_eq!(app.state.toasts.last().unwrap().level, ToastLevel::Success);
+    let entries = store
+        .list_audit(&AuditQuery { entity_key: Some("DEMO-4".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    let moved = &entries[0];
+    assert_eq!((moved.action.as_str(), moved.actor.as_str(), moved.source.as_str()), ("task.move", "ana", "console"));
+    assert_eq!(moved.after.as_ref().unwrap()["lane"], "Ready");
+    // The drawer shows it too.
+    assert!(app.state.drawer.entries.iter().any(|e| e.id == moved.id));
+
+    // u undoes it through the repository, audited as an undo.
+    press(&mut app, &[ch('u')]).await;
+    assert_eq!(lane_of(&app, "DEMO-4").as_deref(), Some("Inbox"));
+    let undo = &store
+        .list_audit(&AuditQuery { entity_key: Some("DEMO-4".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap()[0];
+    assert_eq!(undo.action, "task.move");
+    assert!(undo.reason.as_deref().unwrap().starts_with("undo of"), "{:?}", undo.reason);
+    assert_eq!(app.state.board.columns[0].cards[0].key, "DEMO-4", "back in its old place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_operators_move_shows_up_and_the_selection_stays() {
+    let db = TestDb::new().await;
+    let store_a = db.store().await;
+    let project = seed_demo(&store_a).await;
+    let store_b = db.store().await;
+    let mut a = app(&store_a, project.clone(), 100, 30, &ConsoleOptions::defaults(false)).await;
+    let mut b = app(&store_b, project, 100, 30, &ConsoleOptions::defaults(false)).await;
+    let _listener = mission_control::console::live::spawn(store_b.clone(), b.sender());
+    assert!(wait_until(&mut b, Duration::from_secs(5), |b| b.state.conn.live).await);
+    // B looks at the third card of the Inbox.
+    press(&mut b, &[ch('j'), ch('j')]).await;
+    let watched = b.state.board.selected().unwrap().key.clone();
+    assert_eq!(watched, "DEMO-34");
+
+    let started = Instant::now();
+    press(&mut a, &[ch('L')]).await; // A moves DEMO-4, above B's card, to Ready
+    let seen = wait_until(&mut b, Duration::from_secs(5), |b| lane_of(b, "DEMO-4").as_deref() == Some("Ready")).await;
+    assert!(
+        seen,
+        "B never saw A's move: db {:?}, refresh scheduled {}, last audit id {}, pending {}, toasts {:?}, board DEMO-4 in {:?}; A toasts {:?}; B's last entries {:?}",
+        b.state.conn.db,
+        b.state.refresh_scheduled,
+        b.state.conn.last_audit_id,
+        b.pending(),
+        b.state.toasts,
+        lane_of(&b, "DEMO-4"),
+        a.state.toasts,
+        b.state
+            .drawer
+            .entries
+            .iter()
+            .rev()
+            .take(3)
+            .map(|e| (e.id, e.action.clone(), e.entity_key.clone()))
+            .collect::<Vec<_>>()
+    );
+    eprintln!("B saw A's move after {:?}", started.elapsed());
+    assert_eq!(b.state.board.selected().unwrap().key, watched, "B's selection stayed on the same task");
+    assert!(b.state.drawer.entries.iter().any(|e| e.action == "task.move" && e.actor == "ana"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_version_is_refused_reloaded_and_said() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut app = app(&store, project, 100, 30, &ConsoleOptions::defaults(false)).await;
+    // Someone else edits the task after the board was loaded.
+    let other = common::actor("bo");
+    let edit = TaskEdit { title: Some("Renamed by Bo".into()), ..Default::default() };
+    store.edit_task(&other, "DEMO-4", edit, None).await.unwrap();
+    press(&mut app, &[ch('L')]).await;
+    let toast = app.state.toasts.last().unwrap();
+    assert_eq!(toast.level, ToastLevel::Error);
+    assert!(toast.text.contains("changed by someone else") && toast.text.contains("reloaded"), "{}", toast.text);
+    assert_eq!(lane_of(&app, "DEMO-4").as_deref(), Some("Inbox"), "nothing moved");
+    assert_eq!(app.state.board.columns[0].cards[0].title, "Renamed by Bo", "the task was reloaded");
+    let moves = store
+        .list_audit(&AuditQuery { entity_key: Some("DEMO-4".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "task.move")
+        .count();
+    assert_eq!(moves, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_database_goes_away_the_console_says_so_refuses_changes_and_catches_up() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut app = app(&store, project, 100, 30, &ConsoleOptions::defaults(false)).await;
+    let _listener = mission_control::console::live::spawn(store.clone(), app.sender());
+    assert!(wait_until(&mut app, Duration::from_secs(5), |a| a.state.conn.live).await);
+    // Cut every session of this database, as a restart or failover would.
+    let admin = db.client().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let lost =
+        wait_until(&mut app, Duration::from_secs(5), |a| matches!(a.state.conn.db, DbHealth::Reconnecting { .. }))
+            .await;
+    assert!(lost, "the console noticed the lost connection");
+    let status = common::console::render(&app);
+    assert!(status.contains("reconnecting"), "the status line says so:\n{status}");
+    // A change meanwhile is refused with a message, not dropped silently.
+    press(&mut app, &[ch('L')]).await;
+    assert!(app.state.toasts.last().unwrap().text.contains("unreachable"));
+    // It comes back by itself and catches up on what changed meanwhile.
+    store
+        .edit_task(
+            &common::actor("bo"),
+            "DEMO-16",
+            TaskEdit { title: Some("Changed while away".into()), ..Default::default() },
+            None,
+        )
+        .await
+        .unwrap();
+    let back = wait_until(&mut app, Duration::from_secs(15), |a| {
+        a.state.conn.live && a.state.board.columns[0].cards.iter().any(|c| c.title == "Changed while away")
+    })
+    .await;
+    assert!(back, "reconnected and caught up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_session_changes_nothing() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let read_only =
+        Store::connect(db.config.clone(), StoreOptions { read_only: true, ..Default::default() }).await.unwrap();
+    let mut options = ConsoleOptions::defaults(false);
+    options.read_only = true;
+    let mut app = app(&read_only, project, 100, 30, &options).await;
+    let before = db.count("audit_entry").await;
+    press(&mut app, &[ch('L'), ch('n'), ch('x'), ch('u')]).await;
+    press(&mut app, &[ch(':')]).await;
+    press(&mut app, &text("move DEMO-4 Done")).await;
+    press(&mut app, &[key(KeyCode::Enter)]).await;
+    assert!(app.state.toasts.iter().all(|t| t.text.contains("read-only")), "{:?}", app.state.toasts);
+    assert!(app.state.overlay.is_none());
+    assert_eq!(db.count("audit_entry").await, before);
+    assert!(common::console::render(&app).contains("READ-ONLY"));
+    // Reading still works.
+    press(&mut app, &[ch('6')]).await;
+    assert_eq!(app.state.screen, Screen::Risks);
+    assert!(app.state.risks.as_ref().is_some_and(|r| !r.is_empty()));
+}
