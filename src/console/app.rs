@@ -99,7 +99,7 @@ impl App {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            if let Ok(Some(action)) = tokio::time::timeout(Duration::from_millis(5), self.rx.recv()).await {
+            if let Ok(Some(action)) = tokio::time::timeout(Duration::from_millis(1), self.rx.recv()).await {
                 self.dispatch(action);
             }
         }

@@ -75,10 +75,18 @@ impl Store {
         let rows = client
             .query(
                 &format!(
-                    "SELECT {AGENT_COLUMNS},
-                            (SELECT count(*) FROM task t JOIN lane l ON l.id = t.lane_id
-                             WHERE t.assignee_id = a.id AND NOT t.archived AND l.category = 'started') AS in_progress
-                     FROM agent a ORDER BY a.handle"
+                    // Counted lane by lane through the board index (which carries the
+                    // assignee); OFFSET 0 keeps the planner from flattening that into a
+                    // scan of every task.
+                    "WITH load AS (
+                     SELECT t.assignee_id, count(*) AS n
+                     FROM lane l CROSS JOIN LATERAL (
+                         SELECT assignee_id FROM task t
+                         WHERE t.project_id = l.project_id AND t.lane_id = l.id AND NOT t.archived OFFSET 0) t
+                     WHERE l.category = 'started' AND t.assignee_id IS NOT NULL
+                     GROUP BY t.assignee_id)
+                 SELECT {AGENT_COLUMNS}, coalesce(load.n, 0) AS in_progress
+                 FROM agent a LEFT JOIN load ON load.assignee_id = a.id ORDER BY a.handle"
                 ),
                 &[],
             )

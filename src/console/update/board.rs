@@ -67,6 +67,7 @@ pub fn command(state: &mut AppState, command: Command) -> Vec<Effect> {
             let keys = targets(state);
             if !keys.is_empty() {
                 state.overlay = Some(Overlay::Picker(Picker { keys, query: String::new(), selected: 0 }));
+                return vec![query(state, Query::Agents)];
             }
             Vec::new()
         }

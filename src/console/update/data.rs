@@ -156,7 +156,10 @@ pub fn refresh(state: &mut AppState) -> Vec<Effect> {
     }
     let after_id = state.drawer.last_id();
     effects.push(query(state, Query::AuditTail { after_id }));
-    effects.push(query(state, Query::Agents));
+    if state.screen == crate::console::state::Screen::Today {
+        // Agent load is shown on Today; elsewhere it is read when the picker opens.
+        effects.push(query(state, Query::Agents));
+    }
     if let Some(Overlay::Detail(detail)) = &state.overlay {
         let key = detail.key.clone();
         effects.push(query(state, Query::Detail { key }));

@@ -57,6 +57,7 @@ pub fn command(state: &mut AppState, command: Command) -> Vec<Effect> {
             if let Some(key) = target.task_key() {
                 state.overlay =
                     Some(Overlay::Picker(Picker { keys: vec![key.to_string()], query: String::new(), selected: 0 }));
+                return vec![query(state, Query::Agents)];
             }
             return Vec::new();
         }

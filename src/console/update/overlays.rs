@@ -176,7 +176,7 @@ fn detail_key(state: &mut AppState, event: KeyEvent) -> Vec<Effect> {
         Command::Assign => {
             let key = detail.key.clone();
             state.overlay = Some(Overlay::Picker(Picker { keys: vec![key], query: String::new(), selected: 0 }));
-            Vec::new()
+            vec![super::query(state, crate::console::data::Query::Agents)]
         }
         Command::Archive => {
             let key = detail.key.clone();
