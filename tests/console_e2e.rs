@@ -118,15 +118,15 @@ async fn the_console_in_a_real_terminal() {
     assert_eq!(audit[0]["actor"], "ana");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_gives_the_terminal_back() {
+/// Starts the console, sends it `signal`, and checks it left cleanly.
+async fn signal_gives_the_terminal_back(signal: &str) {
     let db = TestDb::new().await;
     let cli = Cli::new(&db);
     cli.run(&["seed", "demo"]).ok();
     let tmux = Tmux::new();
     start(&tmux, &cli);
     tmux.wait_for("In Progress");
-    // The console process is the pane's shell's child; find it by its database URL.
+    // The console is a child of the pane's shell; pick ours by its database URL.
     let pids = Command::new("pgrep").arg("-f").arg("mctl --project DEMO").output().unwrap();
     let ours: Vec<String> = String::from_utf8_lossy(&pids.stdout)
         .lines()
@@ -137,9 +137,20 @@ async fn sigterm_gives_the_terminal_back() {
         .map(str::to_string)
         .collect();
     assert_eq!(ours.len(), 1, "exactly one console runs for this test: {ours:?}");
-    Command::new("kill").arg("-TERM").arg(&ours[0]).status().unwrap();
+    Command::new("kill").arg(format!("-{signal}")).arg(&ours[0]).status().unwrap();
     let after = tmux.wait_for("MODES=");
-    assert!(after.contains("EXIT=0"), "a clean exit: {after}");
+    assert!(after.contains("EXIT=0"), "a clean exit on SIG{signal}: {after}");
     assert_eq!(tmux.pane("#{alternate_on}"), "0");
     assert!(after.contains("MODES=icanon echo"), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_the_terminal_back() {
+    signal_gives_the_terminal_back("TERM").await;
+}
+
+/// A dropped SSH session arrives as SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_gives_the_terminal_back() {
+    signal_gives_the_terminal_back("HUP").await;
 }

@@ -198,3 +198,67 @@ async fn a_read_only_session_changes_nothing() {
     assert_eq!(app.state.screen, Screen::Risks);
     assert!(app.state.risks.as_ref().is_some_and(|r| !r.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_is_edited_in_the_editor_and_saved_with_its_version() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut app = app(&store, project.clone(), 100, 30, &ConsoleOptions::defaults(false)).await;
+    press(&mut app, &[ch('4')]).await;
+    // Down to the first page row: past two cycles and four modules.
+    press(&mut app, &[ch('l'), ch('l')]).await;
+    let target = mission_control::console::rows::selected_target(&app.state, Screen::Planning);
+    assert_eq!(target, mission_control::console::rows::Target::Page("deploy-runbook".into()));
+    press(&mut app, &[ch('e')]).await;
+    let request = app.take_editor_request().expect("e asks for the editor");
+    assert_eq!(request.version, 1);
+    // What the terminal loop does: hand the text to the editor (here a script).
+    let editor = "sed -i -e '1s/.*/# Deploy runbook (edited)/'";
+    let edited =
+        mission_control::console::editor::edit_with(editor, &request.body, &request.slug).unwrap().expect("changed");
+    app.dispatch(mission_control::console::action::Action::EditorDone {
+        slug: request.slug,
+        version: request.version,
+        body: Some(edited),
+        error: None,
+    });
+    assert!(app.settle(Duration::from_secs(10)).await);
+    let page = store.page_by_slug(project.id, "deploy-runbook").await.unwrap();
+    assert_eq!(page.version, 2);
+    assert!(page.body.starts_with("# Deploy runbook (edited)"));
+    assert_eq!(page.updated_by, "ana");
+    // Saving over a newer version is refused, not silently overwritten.
+    app.dispatch(mission_control::console::action::Action::EditorDone {
+        slug: "deploy-runbook".into(),
+        version: 1,
+        body: Some("stale".into()),
+        error: None,
+    });
+    assert!(app.settle(Duration::from_secs(10)).await);
+    assert!(app.state.toasts.last().unwrap().text.contains("changed by someone else"));
+    assert_eq!(store.page_by_slug(project.id, "deploy-runbook").await.unwrap().version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_pipeline_gets_a_follow_up_task() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut app = app(&store, project.clone(), 100, 30, &ConsoleOptions::defaults(false)).await;
+    press(&mut app, &[ch('5'), ch('l')]).await; // Delivery, down to the pipelines
+    let target = mission_control::console::rows::selected_target(&app.state, Screen::Delivery);
+    assert!(matches!(target, mission_control::console::rows::Target::Pipeline(_)), "{target:?}");
+    press(&mut app, &[ch('f')]).await;
+    let toast = app.state.toasts.last().unwrap();
+    assert!(toast.text.starts_with("created DEMO-63"), "{}", toast.text);
+    let task = store.task_by_key("DEMO-63").await.unwrap();
+    assert_eq!(task.title, "Fix failing ci on main");
+    assert!(task.description.contains("4f2c9a1"));
+    assert_eq!(task.labels, ["ci"]);
+    let entry = &store
+        .list_audit(&AuditQuery { entity_key: Some("DEMO-63".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap()[0];
+    assert!(entry.reason.as_deref().unwrap().contains("follow-up of pipeline ci"));
+}

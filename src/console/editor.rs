@@ -5,13 +5,18 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
-/// Opens `text` in the editor. `Ok(None)` when it came back unchanged.
+/// Opens `text` in the operator's editor. `Ok(None)` when it came back unchanged.
 pub fn edit(text: &str, name_hint: &str) -> Result<Option<String>, String> {
     let editor = std::env::var("VISUAL")
         .or_else(|_| std::env::var("EDITOR"))
         .ok()
         .filter(|e| !e.trim().is_empty())
         .unwrap_or_else(|| "vi".to_string());
+    edit_with(&editor, text, name_hint)
+}
+
+/// Opens `text` in `editor` (a shell command; the file name is appended).
+pub fn edit_with(editor: &str, text: &str, name_hint: &str) -> Result<Option<String>, String> {
     let safe_hint: String = name_hint.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
     let path = std::env::temp_dir().join(format!("mctl-{}-{}-{safe_hint}.md", std::process::id(), fastrand::u64(..)));
     let mut file = std::fs::OpenOptions::new()
