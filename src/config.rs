@@ -46,6 +46,8 @@ pub struct ConsoleConfig {
     pub theme: Option<String>,
     /// Days without a change after which an in-progress task is a risk (default 7).
     pub stale_days: Option<i64>,
+    /// Bulk actions over this many tasks take a snapshot first (default 20; 0 never).
+    pub snapshot_before_bulk: Option<usize>,
 }
 
 impl Config {

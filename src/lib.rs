@@ -11,4 +11,5 @@ pub mod domain;
 pub mod error;
 pub mod logging;
 pub mod seed;
+pub mod snapshot;
 pub mod store;

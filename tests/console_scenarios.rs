@@ -262,3 +262,80 @@ async fn a_failed_pipeline_gets_a_follow_up_task() {
         .unwrap()[0];
     assert!(entry.reason.as_deref().unwrap().contains("follow-up of pipeline ci"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recovery_takes_a_snapshot_shows_the_diff_and_restores_marked_tasks() {
+    use mission_control::console::state::Overlay;
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut app = app(&store, project.clone(), 120, 40, &ConsoleOptions::defaults(false)).await;
+    press(&mut app, &[ch('7'), ch('c')]).await;
+    press(&mut app, &text("before the offsite")).await;
+    press(&mut app, &[key(KeyCode::Enter)]).await;
+    let snapshots = store.list_snapshots(project.id).await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0].label, "before the offsite");
+    assert_eq!(app.state.recovery.as_ref().unwrap().len(), 1, "the list reloaded");
+
+    // Damage two tasks behind the console's back.
+    let bo = common::actor("bo");
+    store
+        .edit_task(&bo, "DEMO-4", TaskEdit { title: Some("vandalised".into()), ..Default::default() }, None)
+        .await
+        .unwrap();
+    store
+        .edit_task(&bo, "DEMO-16", TaskEdit { title: Some("also vandalised".into()), ..Default::default() }, None)
+        .await
+        .unwrap();
+
+    press(&mut app, &[ch('d')]).await;
+    let Some(Overlay::SnapshotDiff(view)) = &app.state.overlay else { panic!("no diff view") };
+    let lines = mission_control::console::rows::diff_lines(view.diff.as_ref().expect("the diff loaded"));
+    let position = lines.iter().position(|l| l.task_key.as_deref() == Some("DEMO-4")).expect("DEMO-4 listed");
+    assert!(lines[position].text.contains("title"));
+    assert!(common::console::render(&app).contains("DEMO-16"));
+    // Mark DEMO-4 only and restore it.
+    for _ in 0..position {
+        press(&mut app, &[ch('j')]).await;
+    }
+    press(&mut app, &[key(KeyCode::Char(' ')), ch('r')]).await;
+    let Some(Overlay::RestoreConfirm(confirm)) = &app.state.overlay else { panic!("no confirmation") };
+    assert_eq!(confirm.only, ["DEMO-4"]);
+    assert_eq!(confirm.report.kinds["tasks"].restored, 1);
+    press(&mut app, &text("NOPE")).await;
+    press(&mut app, &[key(KeyCode::Enter)]).await;
+    assert!(app.state.toasts.last().unwrap().text.contains("type DEMO"));
+    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().title, "vandalised", "nothing restored yet");
+    for _ in 0..4 {
+        press(&mut app, &[key(KeyCode::Backspace)]).await;
+    }
+    press(&mut app, &text("DEMO")).await;
+    press(&mut app, &[key(KeyCode::Enter)]).await;
+    assert!(app.state.progress.is_none(), "the progress line clears when done");
+    assert_ne!(store.task_by_key("DEMO-4").await.unwrap().title, "vandalised", "DEMO-4 restored");
+    assert_eq!(store.task_by_key("DEMO-16").await.unwrap().title, "also vandalised", "DEMO-16 left alone");
+    assert!(app.state.toasts.iter().any(|t| t.text.contains("restored 1 task(s) from snapshot")));
+    // The pre-restore snapshot is listed for an undo.
+    let reasons: Vec<String> = app.state.recovery.as_ref().unwrap().iter().map(|s| s.reason.clone()).collect();
+    assert!(reasons.contains(&"pre-restore".to_string()), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_bulk_action_takes_a_snapshot_first() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = seed_demo(&store).await;
+    let mut options = ConsoleOptions::defaults(false);
+    options.snapshot_before_bulk = 3;
+    let mut app = app(&store, project.clone(), 120, 40, &options).await;
+    // Mark four Inbox cards and move them right.
+    press(&mut app, &[key(KeyCode::Char(' ')), ch('j'), ch('j'), ch('j'), ch('v'), ch('L')]).await;
+    let snapshots = store.list_snapshots(project.id).await.unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0].reason, "pre-bulk");
+    assert_eq!(lane_of(&app, "DEMO-4").as_deref(), Some("Ready"));
+    // Two tasks stay under the threshold: no snapshot.
+    press(&mut app, &[ch('h'), key(KeyCode::Char(' ')), ch('j'), ch('v'), ch('L')]).await;
+    assert_eq!(store.list_snapshots(project.id).await.unwrap().len(), 1);
+}

@@ -13,6 +13,7 @@ pub mod parse;
 mod planning;
 mod project;
 mod seed;
+mod snapshot;
 mod task;
 
 use std::path::PathBuf;
@@ -119,6 +120,9 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Capture, compare and restore project snapshots.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// Load demo or benchmark data.
     #[command(subcommand)]
     Seed(seed::SeedCommand),
@@ -179,6 +183,7 @@ impl Context {
             keymap: std::sync::Arc::new(keymap),
             theme: std::sync::Arc::new(theme),
             warnings,
+            snapshot_before_bulk: self.config.console.snapshot_before_bulk.unwrap_or(20),
         }
     }
 
@@ -249,6 +254,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Connection(command) => integration::run_connection(&ctx, command).await,
         Command::Mapping(command) => integration::run_mapping(&ctx, command).await,
         Command::Audit(command) => audit::run(&ctx, command).await,
+        Command::Snapshot(command) => snapshot::run(&ctx, command).await,
         Command::Seed(command) => seed::run(&ctx, command).await,
         Command::Demo => seed::demo(&ctx).await,
     }

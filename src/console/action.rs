@@ -45,6 +45,8 @@ pub enum Action {
         error: Option<String>,
     },
     ProjectLoaded(Result<Project, Failure>),
+    /// A step of a long operation (a restore), for the progress line.
+    Progress(String),
     Quit,
 }
 
@@ -127,6 +129,14 @@ pub enum Mutation {
     /// Several changes as one operation (one correlation id); each is its own
     /// transaction and failures are reported, not rolled back.
     Bulk(Vec<Mutation>),
+    CreateSnapshot {
+        label: String,
+    },
+    /// Restore a snapshot, all of it or only some tasks.
+    Restore {
+        snapshot_id: i64,
+        only: Vec<String>,
+    },
 }
 
 impl Mutation {
@@ -146,6 +156,11 @@ impl Mutation {
             Mutation::EditPage { slug, .. } => format!("saved page {slug}"),
             Mutation::FollowUp { pipeline } => format!("follow-up for {} created", pipeline.name),
             Mutation::Bulk(items) => format!("{} changes", items.len()),
+            Mutation::CreateSnapshot { .. } => "snapshot taken".into(),
+            Mutation::Restore { snapshot_id, only } if only.is_empty() => format!("restored snapshot #{snapshot_id}"),
+            Mutation::Restore { snapshot_id, only } => {
+                format!("restored {} task(s) from snapshot #{snapshot_id}", only.len())
+            }
         }
     }
 }
@@ -200,6 +215,8 @@ pub enum Outcome {
         tasks: Vec<Task>,
         failures: Vec<String>,
     },
+    Snapshot(Box<crate::domain::SnapshotMeta>),
+    Restored(Box<crate::snapshot::RestoreReport>),
 }
 
 /// Why a query or change failed, as the console needs to tell it.
@@ -237,6 +254,7 @@ impl From<StoreError> for Failure {
             StoreError::Unavailable(reason) => Failure::Unavailable(reason),
             StoreError::Invalid(_) | StoreError::AlreadyExists(_) => Failure::Invalid(message),
             StoreError::NotFound { .. } => Failure::NotFound(message),
+            StoreError::Busy(_) => Failure::Other(message),
             _ => Failure::Other(message),
         }
     }

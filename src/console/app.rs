@@ -35,7 +35,7 @@ impl App {
         let (tx, rx) = mpsc::unbounded_channel();
         App {
             state: AppState::new(project, operator, options, now),
-            runner: Runner::new(store, operator, tx.clone()),
+            runner: Runner::new(store, operator, options.snapshot_before_bulk, tx.clone()),
             tx,
             rx,
             editor: None,

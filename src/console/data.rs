@@ -36,6 +36,8 @@ pub enum QueryKey {
     Detail,
     Page,
     Latest,
+    SnapshotDiff,
+    RestorePlan,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +83,15 @@ pub enum Query {
     },
     /// The newest audit id: the fallback poll for missed notifications.
     Latest,
+    /// What changed since a snapshot.
+    SnapshotDiff {
+        id: i64,
+    },
+    /// A dry run of a restore, for the confirmation.
+    RestorePlan {
+        id: i64,
+        only: Vec<String>,
+    },
 }
 
 impl Query {
@@ -101,6 +112,8 @@ impl Query {
             Query::Detail { .. } => QueryKey::Detail,
             Query::Page { .. } => QueryKey::Page,
             Query::Latest => QueryKey::Latest,
+            Query::SnapshotDiff { .. } => QueryKey::SnapshotDiff,
+            Query::RestorePlan { .. } => QueryKey::RestorePlan,
         }
     }
 }
@@ -161,6 +174,8 @@ pub enum Loaded {
     Detail(Box<DetailData>),
     Page(Page),
     Latest(i64),
+    SnapshotDiff { id: i64, diff: Box<crate::snapshot::diff::Diff> },
+    RestorePlan { report: Box<crate::snapshot::RestoreReport>, only: Vec<String> },
 }
 
 /// Runs one query for project `project_id`.
@@ -253,5 +268,16 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
         }
         Query::Page { slug } => Loaded::Page(store.page_by_slug(project_id, &slug).await?),
         Query::Latest => Loaded::Latest(store.latest_audit_id(project_id).await?),
+        Query::SnapshotDiff { id } => {
+            let (meta, then) = store.load_snapshot(id).await?;
+            let now = store.capture(meta.project_id).await?;
+            Loaded::SnapshotDiff { id, diff: Box::new(crate::snapshot::diff::diff(&then, &now)) }
+        }
+        Query::RestorePlan { id, only } => {
+            let options = crate::snapshot::RestoreOptions { dry_run: true, only: only.clone(), ..Default::default() };
+            let actor = crate::store::Actor::new("console", crate::domain::Source::Console);
+            let report = store.restore_snapshot(&actor, id, &options, &|_| {}).await?;
+            Loaded::RestorePlan { report: Box::new(report), only }
+        }
     })
 }

@@ -45,6 +45,8 @@ pub fn draw(frame: &mut Frame<'_>, state: &AppState) {
             Overlay::Confirm(confirm) => popups::confirm(frame, state, confirm, body),
             Overlay::Page(view) => popups::page(frame, state, view, body),
             Overlay::Diff(entry) => popups::diff(frame, state, entry, body),
+            Overlay::SnapshotDiff(view) => popups::snapshot_diff(frame, state, view, body),
+            Overlay::RestoreConfirm(confirm) => popups::restore_confirm(frame, state, confirm, body),
         }
     }
     status::toasts(frame, state, areas.body);

@@ -18,6 +18,8 @@ use crate::store::{Actor, Store};
 pub struct Runner {
     store: Store,
     actor: Actor,
+    /// Bulk changes over this many tasks take a snapshot first (0: never).
+    snapshot_before_bulk: usize,
     tx: UnboundedSender<Action>,
     in_flight: HashMap<QueryKey, AbortHandle>,
     pending: Arc<AtomicUsize>,
@@ -33,10 +35,11 @@ impl Drop for Pending {
 }
 
 impl Runner {
-    pub fn new(store: Store, operator: &str, tx: UnboundedSender<Action>) -> Runner {
+    pub fn new(store: Store, operator: &str, snapshot_before_bulk: usize, tx: UnboundedSender<Action>) -> Runner {
         Runner {
             store,
             actor: Actor::new(operator, Source::Console),
+            snapshot_before_bulk,
             tx,
             in_flight: HashMap::new(),
             pending: Arc::new(AtomicUsize::new(0)),
@@ -72,8 +75,26 @@ impl Runner {
             Effect::Mutate { id, request } => {
                 let mut actor = self.actor.next_operation();
                 actor.reason = request.reason.clone();
+                let threshold = self.snapshot_before_bulk;
                 tokio::spawn(async move {
-                    let result = apply(&store, &actor, project_id, &request.mutation).await;
+                    let progress_tx = tx.clone();
+                    let progress = move |step: &str| {
+                        let _ = progress_tx.send(Action::Progress(step.to_string()));
+                    };
+                    let result = match &request.mutation {
+                        Mutation::Bulk(items) if threshold > 0 && items.len() >= threshold => {
+                            // A bulk change this size is undoable from Recovery as well.
+                            let label = format!("before: {}", request.label);
+                            match store
+                                .create_snapshot(&actor, project_id, &label, crate::snapshot::Reason::PreBulk)
+                                .await
+                            {
+                                Ok(_) => apply(&store, &actor, project_id, &request.mutation, &progress).await,
+                                Err(e) => Err(Failure::from(e)),
+                            }
+                        }
+                        mutation => apply(&store, &actor, project_id, mutation, &progress).await,
+                    };
                     let _ = tx.send(Action::Mutated { id, request, result });
                     drop(guard);
                 });
@@ -100,8 +121,14 @@ impl Runner {
     }
 }
 
-/// Makes one change through the repository.
-pub async fn apply(store: &Store, actor: &Actor, project_id: i64, mutation: &Mutation) -> Result<Outcome, Failure> {
+/// Makes one change through the repository; long ones report their steps to `progress`.
+pub async fn apply(
+    store: &Store,
+    actor: &Actor,
+    project_id: i64,
+    mutation: &Mutation,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Outcome, Failure> {
     let task = |t| Ok(Outcome::Task(Box::new(t)));
     match mutation {
         Mutation::Move { key, lane, position, expect_version } => {
@@ -151,7 +178,7 @@ pub async fn apply(store: &Store, actor: &Actor, project_id: i64, mutation: &Mut
             let mut tasks = Vec::new();
             let mut failures = Vec::new();
             for item in items {
-                match Box::pin(apply(store, actor, project_id, item)).await {
+                match Box::pin(apply(store, actor, project_id, item, progress)).await {
                     Ok(Outcome::Task(t)) => tasks.push(*t),
                     Ok(_) => {}
                     Err(Failure::Unavailable(reason)) => return Err(Failure::Unavailable(reason)),
@@ -159,6 +186,13 @@ pub async fn apply(store: &Store, actor: &Actor, project_id: i64, mutation: &Mut
                 }
             }
             if failures.is_empty() { Ok(Outcome::Tasks(tasks)) } else { Ok(Outcome::Partial { tasks, failures }) }
+        }
+        Mutation::CreateSnapshot { label } => Ok(Outcome::Snapshot(Box::new(
+            store.create_snapshot(actor, project_id, label, crate::snapshot::Reason::Manual).await?,
+        ))),
+        Mutation::Restore { snapshot_id, only } => {
+            let options = crate::snapshot::RestoreOptions { only: only.clone(), ..Default::default() };
+            Ok(Outcome::Restored(Box::new(store.restore_snapshot(actor, *snapshot_id, &options, progress).await?)))
         }
     }
 }

@@ -18,10 +18,12 @@ pub enum Context {
     List,
     Detail,
     Drawer,
+    Recovery,
 }
 
 impl Context {
-    pub const ALL: [Context; 5] = [Context::Global, Context::Board, Context::List, Context::Detail, Context::Drawer];
+    pub const ALL: [Context; 6] =
+        [Context::Global, Context::Board, Context::List, Context::Detail, Context::Drawer, Context::Recovery];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +32,7 @@ impl Context {
             Context::List => "list",
             Context::Detail => "detail",
             Context::Drawer => "drawer",
+            Context::Recovery => "recovery",
         }
     }
 }
@@ -111,6 +114,9 @@ commands! {
     ResolveHandoff => "resolve_handoff", true, "resolve the selected handoff";
     CancelHandoff => "cancel_handoff", true, "cancel the selected handoff";
     Follow => "follow", false, "follow the audit tail or pause it";
+    CreateSnapshot => "create_snapshot", true, "take a snapshot of the project now, with a label";
+    SnapshotDiff => "snapshot_diff", false, "what changed since the selected snapshot";
+    RestoreSnapshot => "restore_snapshot", true, "restore the snapshot (or the tasks marked in its diff)";
 }
 
 /// A key as bindings spell it: `ctrl+c`, `shift+left`, `H`, `enter`, `?`.

@@ -410,7 +410,14 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
             filtered(
                 state,
                 screen,
-                vec![Section { title: format!("Snapshots ({})", snapshots.len()), rows, empty: "no snapshots yet" }],
+                vec![Section {
+                    title: format!(
+                        "Snapshots ({}) — c takes one, d shows what changed since, r restores",
+                        snapshots.len()
+                    ),
+                    rows,
+                    empty: "no snapshots yet: press c to take one",
+                }],
                 &[],
             )
         }
@@ -691,6 +698,7 @@ pub fn help_items(state: &AppState, query: &str) -> Vec<(super::keymap::Command,
     let context = match (state.focus, state.screen) {
         (super::state::Focus::Drawer, _) if state.drawer.open => super::keymap::Context::Drawer,
         (_, Screen::Work) => super::keymap::Context::Board,
+        (_, Screen::Recovery) => super::keymap::Context::Recovery,
         _ => super::keymap::Context::List,
     };
     let query = query.trim().to_lowercase();
@@ -706,4 +714,60 @@ pub fn help_items(state: &AppState, query: &str) -> Vec<(super::keymap::Command,
         })
         .map(|(command, keys)| (command, keys.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(" ")))
         .collect()
+}
+
+/// One line of a snapshot diff view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffLine {
+    pub text: String,
+    pub tone: Tone,
+    /// Set on task lines: what marking the line selects for a partial restore.
+    pub task_key: Option<String>,
+}
+
+/// A snapshot's differences from now, grouped by kind. `+` rows exist now but
+/// not in the snapshot (a restore sets them aside); `-` rows the snapshot has
+/// and a restore brings back; `~` rows a restore puts back as they were.
+pub fn diff_lines(diff: &crate::snapshot::diff::Diff) -> Vec<DiffLine> {
+    let line = |text: String, tone: Tone, task_key: Option<String>| DiffLine { text, tone, task_key };
+    let mut lines = Vec::new();
+    if diff.is_empty() {
+        lines.push(line("No differences: the project is as the snapshot has it.".into(), Tone::Ok, None));
+        return lines;
+    }
+    if !diff.project.is_empty() {
+        lines.push(line(format!("project: {}", diff.project.join(", ")), Tone::Accent, None));
+    }
+    for kind in &diff.kinds {
+        let tasks = kind.kind == "tasks";
+        lines.push(line(
+            format!(
+                "{} — {} new since, {} gone since, {} changed",
+                kind.kind,
+                kind.added.len(),
+                kind.removed.len(),
+                kind.changed.len()
+            ),
+            Tone::Accent,
+            None,
+        ));
+        for c in &kind.changed {
+            lines.push(line(
+                format!("  ~ {}  {}", c.key, c.fields.join(", ")),
+                Tone::Warn,
+                tasks.then(|| c.key.clone()),
+            ));
+        }
+        for (_, key) in &kind.removed {
+            lines.push(line(
+                format!("  - {key}  (gone; a restore brings it back)"),
+                Tone::Danger,
+                tasks.then(|| key.clone()),
+            ));
+        }
+        for (_, key) in &kind.added {
+            lines.push(line(format!("  + {key}  (new since; a restore sets it aside)"), Tone::Muted, None));
+        }
+    }
+    lines
 }

@@ -230,6 +230,24 @@ pub struct PageView {
     pub scroll: u16,
 }
 
+/// A snapshot's differences from now, with tasks marked for a partial restore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffView {
+    pub snapshot_id: i64,
+    pub diff: Option<crate::snapshot::diff::Diff>,
+    /// The selected line.
+    pub selected: usize,
+    pub marked: BTreeSet<String>,
+}
+
+/// The dry-run summary of a restore, waiting for the project key to be typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreConfirm {
+    pub report: crate::snapshot::RestoreReport,
+    pub only: Vec<String>,
+    pub typed: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Overlay {
     Detail(Box<DetailState>),
@@ -239,12 +257,16 @@ pub enum Overlay {
     Confirm(Box<Confirm>),
     Page(PageView),
     Diff(Box<AuditEntry>),
+    SnapshotDiff(Box<DiffView>),
+    RestoreConfirm(Box<RestoreConfirm>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
     Command,
     Filter,
+    /// The label of a snapshot about to be taken.
+    SnapshotLabel,
 }
 
 /// The `:` or `/` line at the bottom.
@@ -411,6 +433,8 @@ pub struct ConsoleOptions {
     pub theme: Arc<Theme>,
     /// Problems found in the keymap or theme, shown when the console opens.
     pub warnings: Vec<String>,
+    /// Bulk actions over this many tasks take a snapshot first (0: never).
+    pub snapshot_before_bulk: usize,
 }
 
 impl ConsoleOptions {
@@ -426,6 +450,7 @@ impl ConsoleOptions {
             keymap: Arc::new(keymap),
             theme: Arc::new(theme),
             warnings,
+            snapshot_before_bulk: 20,
         }
     }
 }
@@ -466,6 +491,8 @@ pub struct AppState {
     pub should_quit: bool,
     /// Ticks since start, for the fallback poll's rhythm.
     pub ticks: u64,
+    /// The current step of a long operation (a restore) while it runs.
+    pub progress: Option<String>,
 }
 
 impl AppState {
@@ -511,6 +538,7 @@ impl AppState {
             stale_after: options.stale_after,
             should_quit: false,
             ticks: 0,
+            progress: None,
         };
         for warning in &options.warnings {
             state.toast(ToastLevel::Error, warning.clone());

@@ -33,6 +33,10 @@ pub enum StoreError {
     )]
     SchemaTooNew { found: i64, known: i64 },
 
+    /// A lock could not be taken in time; nothing was changed.
+    #[error("{0}")]
+    Busy(String),
+
     /// Deadlock or serialization failure: safe to retry the whole transaction.
     #[error("the database asked to retry the transaction: {0}")]
     Retry(String),
@@ -102,6 +106,10 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::Invalid(format!("the database refused the value ({what})"))
         } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
             StoreError::ReadOnly
+        } else if *code == SqlState::LOCK_NOT_AVAILABLE {
+            StoreError::Busy(
+                "the project is busy: another change held a lock too long; nothing was changed, try again".into(),
+            )
         } else if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
             StoreError::Retry(db.message().to_string())
         } else if *code == SqlState::ADMIN_SHUTDOWN

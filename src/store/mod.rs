@@ -136,7 +136,7 @@ impl Store {
         Ok(self.pg_config.connect(NoTls).await?)
     }
 
-    fn refuse_if_read_only(&self) -> StoreResult<()> {
+    pub(crate) fn refuse_if_read_only(&self) -> StoreResult<()> {
         if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
     }
 }

@@ -221,3 +221,86 @@ pub fn diff(frame: &mut Frame<'_>, state: &AppState, entry: &AuditEntry, area: R
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), popup);
 }
+
+pub fn snapshot_diff(frame: &mut Frame<'_>, state: &AppState, view: &crate::console::state::DiffView, area: Rect) {
+    let theme = &state.theme;
+    let popup = centered(area, 92, area.height);
+    super::clear(frame, popup);
+    let marked = if view.marked.is_empty() { String::new() } else { format!(" · {} marked", view.marked.len()) };
+    let footer = format!(
+        " j/k move · space marks a task · r restores{} · esc closes ",
+        if view.marked.is_empty() { "" } else { " the marked" }
+    );
+    let block = frame_block(state, format!(" Snapshot #{} → now{marked} ", view.snapshot_id), "");
+    let block = block.title_bottom(Span::styled(fit(&footer, popup.width.saturating_sub(2) as usize), theme.muted));
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    let buf = frame.buffer_mut();
+    let Some(diff) = &view.diff else {
+        put(buf, inner.x, inner.y, inner.width, "Comparing…", theme.muted);
+        return;
+    };
+    let lines = rows::diff_lines(diff);
+    let height = inner.height as usize;
+    let offset = view.selected.saturating_sub(height.saturating_sub(1));
+    for (i, line) in lines.iter().enumerate().skip(offset).take(height) {
+        let y = inner.y + (i - offset) as u16;
+        let is_marked = line.task_key.as_ref().is_some_and(|k| view.marked.contains(k));
+        let mut style = super::list::tone(theme, line.tone);
+        if is_marked {
+            style = style.patch(theme.marked);
+        }
+        if i == view.selected {
+            style = style.patch(theme.selected);
+        }
+        let mark = if is_marked { "●" } else { " " };
+        put(buf, inner.x, y, inner.width, &format!("{mark}{}", line.text), style);
+    }
+}
+
+pub fn restore_confirm(
+    frame: &mut Frame<'_>,
+    state: &AppState,
+    confirm: &crate::console::state::RestoreConfirm,
+    area: Rect,
+) {
+    let theme = &state.theme;
+    let report = &confirm.report;
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    let scope = if confirm.only.is_empty() {
+        "the whole project".to_string()
+    } else {
+        format!("only {}", confirm.only.join(", "))
+    };
+    lines.push(Line::from(Span::styled(
+        format!("Restore {scope} from snapshot #{}:", report.snapshot_id),
+        theme.header,
+    )));
+    if !report.project_fields.is_empty() {
+        lines.push(Line::from(format!("  project: {}", report.project_fields.join(", "))));
+    }
+    for (kind, c) in &report.kinds {
+        if c.restored + c.created + c.set_aside + c.deleted == 0 {
+            continue;
+        }
+        lines.push(Line::from(format!(
+            "  {kind:<12} {} restored, {} brought back, {} set aside",
+            c.restored, c.created, c.set_aside
+        )));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled(
+        "The current state is saved as a snapshot first, so this can be undone.",
+        theme.muted,
+    )));
+    lines.push(Line::default());
+    lines.push(Line::from(vec![
+        Span::raw(format!("Type {} to restore: ", state.project.key)),
+        Span::styled(safe(&confirm.typed).into_owned(), theme.selected),
+    ]));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = centered(area, 70, height);
+    super::clear(frame, popup);
+    let block = frame_block(state, " Restore ".into(), " enter restores · esc cancels ");
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), popup);
+}

@@ -40,6 +40,9 @@ pub fn status_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
     if !state.board.marked.is_empty() {
         parts.push((format!(" · {} marked", state.board.marked.len()), theme.marked));
     }
+    if let Some(step) = &state.progress {
+        parts.push((format!(" · ⟳ {}", fit(step, 40)), theme.warn));
+    }
     let mut x = area.x;
     let end = area.x + area.width;
     for (text, style) in parts {
@@ -62,10 +65,16 @@ pub fn input_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
     let prompt = match line.kind {
         InputKind::Command => ":",
         InputKind::Filter => "/",
+        InputKind::SnapshotLabel => "snapshot label: ",
     };
     let buf = frame.buffer_mut();
     put(buf, area.x, area.y, area.width, "", theme.base);
     buf.set_string(area.x, area.y, prompt, theme.accent);
+    let area = Rect {
+        x: area.x + prompt.width() as u16 - 1,
+        width: area.width.saturating_sub(prompt.width() as u16 - 1),
+        ..area
+    };
     let text = super::safe(&line.text);
     // Keep the cursor in view on long lines.
     let before: String = text.chars().take(line.cursor).collect();
@@ -83,7 +92,9 @@ pub fn input_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
             .collect()
     };
     put(buf, area.x + 1, area.y, area.width.saturating_sub(1), &shown, theme.base);
-    let hint = if !line.completions.is_empty() {
+    let hint = if line.kind == InputKind::SnapshotLabel {
+        " enter takes the snapshot · esc cancels ".to_string()
+    } else if !line.completions.is_empty() {
         format!(" tab {}/{} ", line.completion + 1, line.completions.len())
     } else if line.kind == InputKind::Filter {
         " text @agent #label !priority · enter ".to_string()

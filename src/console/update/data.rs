@@ -17,6 +17,7 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Loaded { id, result } => loaded(state, id, result),
         Action::Mutated { request, result, .. } => {
             state.requests.mutations_in_flight = state.requests.mutations_in_flight.saturating_sub(1);
+            state.progress = None;
             match result {
                 Ok(outcome) => {
                     let message = match &outcome {
@@ -130,6 +131,10 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
             let mut effects = load_screen(state, state.screen);
             effects.push(query(state, Query::AuditTail { after_id: 0 }));
             effects
+        }
+        Action::Progress(step) => {
+            state.progress = Some(step);
+            Vec::new()
         }
         Action::ProjectLoaded(Err(failure)) => {
             state.toast(ToastLevel::Error, failure.message());
@@ -247,6 +252,28 @@ fn loaded(state: &mut AppState, id: u64, result: Result<Loaded, Failure>) -> Vec
                 state.overlay = Some(Overlay::Page(crate::console::state::PageView { page, scroll: 0 }));
             }
         }
+        Loaded::SnapshotDiff { id, diff } => {
+            if let Some(Overlay::SnapshotDiff(view)) = &mut state.overlay
+                && view.snapshot_id == id
+            {
+                view.diff = Some(*diff);
+            }
+        }
+        Loaded::RestorePlan { report, only } => {
+            if report.is_noop() {
+                state.toast(
+                    ToastLevel::Info,
+                    format!("{} already matches snapshot #{}", report.project, report.snapshot_id),
+                );
+                state.overlay = None;
+            } else {
+                state.overlay = Some(Overlay::RestoreConfirm(Box::new(crate::console::state::RestoreConfirm {
+                    report: *report,
+                    only,
+                    typed: String::new(),
+                })));
+            }
+        }
         Loaded::Latest(latest) => {
             if latest > state.conn.last_audit_id && state.conn.last_audit_id > 0 {
                 return refresh(state);
@@ -273,6 +300,8 @@ fn loaded_key(loaded: &Loaded) -> Option<QueryKey> {
         Loaded::Detail(_) => QueryKey::Detail,
         Loaded::Page(_) => QueryKey::Page,
         Loaded::Latest(_) => QueryKey::Latest,
+        Loaded::SnapshotDiff { .. } => QueryKey::SnapshotDiff,
+        Loaded::RestorePlan { .. } => QueryKey::RestorePlan,
     })
 }
 

@@ -165,6 +165,9 @@ fn submit(state: &mut AppState, line: InputLine) -> Vec<Effect> {
             }
             Vec::new()
         }
+        InputKind::SnapshotLabel => {
+            mutate(state, change(Mutation::CreateSnapshot { label: line.text.trim().to_string() }, None))
+        }
         InputKind::Command => {
             let text = line.text.trim().to_string();
             if text.is_empty() {

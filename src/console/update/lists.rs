@@ -74,6 +74,25 @@ pub fn command(state: &mut AppState, command: Command) -> Vec<Effect> {
             return Vec::new();
         }
         Command::FollowUp => return follow_up(state, target),
+        Command::CreateSnapshot => {
+            state.input =
+                Some(crate::console::state::InputLine::new(crate::console::state::InputKind::SnapshotLabel, ""));
+            return Vec::new();
+        }
+        Command::SnapshotDiff => {
+            let Target::Snapshot(id) = target else { return Vec::new() };
+            state.overlay = Some(Overlay::SnapshotDiff(Box::new(crate::console::state::DiffView {
+                snapshot_id: id,
+                diff: None,
+                selected: 0,
+                marked: Default::default(),
+            })));
+            return vec![query(state, Query::SnapshotDiff { id })];
+        }
+        Command::RestoreSnapshot => {
+            let Target::Snapshot(id) = target else { return Vec::new() };
+            return plan_restore(state, id, Vec::new());
+        }
         Command::AcceptHandoff => return transition(state, &target, HandoffState::Accepted),
         Command::RejectHandoff => return transition(state, &target, HandoffState::Rejected),
         Command::ResolveHandoff => return transition(state, &target, HandoffState::Resolved),
@@ -174,6 +193,16 @@ fn follow_up(state: &mut AppState, target: Target) -> Vec<Effect> {
         }
         None => Vec::new(),
     }
+}
+
+/// Asks for the dry run a restore confirmation shows.
+pub(crate) fn plan_restore(state: &mut AppState, id: i64, only: Vec<String>) -> Vec<Effect> {
+    if state.read_only {
+        state.toast(ToastLevel::Error, "read-only session: restore is disabled");
+        return Vec::new();
+    }
+    state.toast(ToastLevel::Info, format!("comparing snapshot #{id} with now…"));
+    vec![query(state, Query::RestorePlan { id, only })]
 }
 
 pub(crate) fn transition(state: &mut AppState, target: &Target, next: HandoffState) -> Vec<Effect> {

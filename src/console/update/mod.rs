@@ -93,6 +93,7 @@ fn context(state: &AppState) -> Context {
         (Some(Overlay::Detail(_)), _, _) => Context::Detail,
         (_, Focus::Drawer, _) if state.drawer.open => Context::Drawer,
         (_, _, Screen::Work) => Context::Board,
+        (_, _, Screen::Recovery) => Context::Recovery,
         _ => Context::List,
     }
 }

@@ -90,6 +90,65 @@ pub fn key(state: &mut AppState, event: KeyEvent) -> Option<Vec<Effect>> {
                 Vec::new()
             }
         },
+        Overlay::SnapshotDiff(mut view) => {
+            let lines = view.diff.as_ref().map(rows::diff_lines).unwrap_or_default();
+            let last = lines.len().saturating_sub(1);
+            match state.keymap.lookup(Context::Recovery, Key::from_event(&event)) {
+                Some(Command::Back | Command::Quit) => return Some(Vec::new()),
+                Some(Command::Up) => view.selected = view.selected.saturating_sub(1),
+                Some(Command::Down) => view.selected = (view.selected + 1).min(last),
+                Some(Command::PageUp) => view.selected = view.selected.saturating_sub(10),
+                Some(Command::PageDown) => view.selected = (view.selected + 10).min(last),
+                Some(Command::Top) => view.selected = 0,
+                Some(Command::Bottom) => view.selected = last,
+                Some(Command::ToggleMark) => {
+                    if let Some(key) = lines.get(view.selected).and_then(|l| l.task_key.clone())
+                        && !view.marked.remove(&key)
+                    {
+                        view.marked.insert(key);
+                    }
+                }
+                Some(Command::RestoreSnapshot) => {
+                    let (id, only) = (view.snapshot_id, view.marked.iter().cloned().collect());
+                    state.overlay = Some(Overlay::SnapshotDiff(view));
+                    return Some(super::lists::plan_restore(state, id, only));
+                }
+                _ => {}
+            }
+            state.overlay = Some(Overlay::SnapshotDiff(view));
+            Vec::new()
+        }
+        Overlay::RestoreConfirm(mut confirm) => match event.code {
+            KeyCode::Esc => {
+                state.toast(ToastLevel::Info, "restore cancelled: nothing was changed");
+                Vec::new()
+            }
+            KeyCode::Enter if confirm.typed.trim() == state.project.key => {
+                let mutation =
+                    Mutation::Restore { snapshot_id: confirm.report.snapshot_id, only: confirm.only.clone() };
+                state.progress = Some("starting the restore".into());
+                mutate(state, change(mutation, None))
+            }
+            KeyCode::Enter => {
+                state.toast(ToastLevel::Error, format!("type {} to confirm the restore", state.project.key));
+                state.overlay = Some(Overlay::RestoreConfirm(confirm));
+                Vec::new()
+            }
+            KeyCode::Backspace => {
+                confirm.typed.pop();
+                state.overlay = Some(Overlay::RestoreConfirm(confirm));
+                Vec::new()
+            }
+            KeyCode::Char(c) if !event.modifiers.contains(KeyModifiers::CONTROL) && confirm.typed.len() < 20 => {
+                confirm.typed.push(c);
+                state.overlay = Some(Overlay::RestoreConfirm(confirm));
+                Vec::new()
+            }
+            _ => {
+                state.overlay = Some(Overlay::RestoreConfirm(confirm));
+                Vec::new()
+            }
+        },
         Overlay::Diff(entry) => match state.keymap.lookup(Context::List, Key::from_event(&event)) {
             Some(Command::Back | Command::Quit | Command::Open) => Vec::new(),
             _ => {

@@ -1,0 +1,484 @@
+//! Snapshots against a real PostgreSQL: consistent capture under load,
+//! corruption refused, restore after bulk damage (and its undo), partial
+//! restore, a dropped connection mid-restore, restore racing an edit, older
+//! format versions, and the CLI.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::snapshots::{assert_restored, normalized};
+use common::{Cli, TestDb, actor};
+use futures_util::future::join_all;
+use mission_control::domain::LocalKind;
+use mission_control::snapshot::{Reason, RestoreOptions};
+use mission_control::store::integrations::{NewConnection, NewMapping};
+use mission_control::store::tasks::{Position, TaskEdit};
+use mission_control::store::{Store, StoreError};
+
+/// The demo project, plus a connection with mappings for a few tasks.
+async fn demo(store: &Store) -> i64 {
+    let project = common::console::seed_demo(store).await;
+    let connection = NewConnection {
+        key: "github".into(),
+        provider: mission_control::domain::Provider::Github,
+        base_url: "https://api.github.com".into(),
+        config: serde_json::json!({"repo": "northwind/checkout"}),
+        secret_ref: Some("env:GITHUB_TOKEN".into()),
+    };
+    store.add_connection(&actor("ana"), project.id, connection).await.unwrap();
+    for n in [4, 8, 11] {
+        let task = store.task_by_key(&format!("DEMO-{n}")).await.unwrap();
+        let mapping = NewMapping {
+            connection: "github".into(),
+            local_kind: LocalKind::Task,
+            local_id: task.id,
+            external_id: format!("10{n}"),
+            external_key: Some(format!("#{n}")),
+            url: Some(format!("https://github.com/northwind/checkout/issues/{n}")),
+        };
+        store.create_mapping(&actor("sync"), project.id, mapping).await.unwrap();
+    }
+    // As the sync worker leaves them once both sides agree.
+    let client = store.client().await.unwrap();
+    client.execute("UPDATE external_mapping SET sync_state = 'in_sync'", &[]).await.unwrap();
+    project.id
+}
+
+fn no_progress(_: &str) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_after_bulk_damage_and_undo_it() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    // About a third of generated tasks are open: enough to move 3,000 of them.
+    mission_control::seed::load_tasks(&store, &actor("load"), "DEMO", 10_000, 7).await.unwrap();
+    let good = store.create_snapshot(&actor("ana"), project_id, "good", Reason::Manual).await.unwrap();
+    let before = store.capture(project_id).await.unwrap();
+    assert_eq!(good.counts["tasks"], before.tasks.len());
+
+    // The night's damage, as a bad bulk action would do it.
+    let client = db.client().await;
+    let done: i64 = client
+        .query_one("SELECT id FROM lane WHERE project_id = $1 AND name = 'Done'", &[&project_id])
+        .await
+        .unwrap()
+        .get(0);
+    let moved = client
+        .execute(
+            "UPDATE task SET lane_id = $2, rank = 10000000 + id, version = version + 1
+             WHERE id IN (SELECT id FROM task WHERE project_id = $1 AND lane_id <> $2 AND NOT archived ORDER BY id LIMIT 3000)",
+            &[&project_id, &done],
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved, 3000);
+    client
+        .execute("UPDATE task SET archived = true WHERE id IN (SELECT id FROM task WHERE project_id = $1 AND NOT archived ORDER BY id DESC LIMIT 100)", &[&project_id])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE task SET title = 'overwritten by a sync run' WHERE project_id = $1 AND number % 7 = 0",
+            &[&project_id],
+        )
+        .await
+        .unwrap();
+    store
+        .create_task(
+            &actor("bo"),
+            project_id,
+            mission_control::store::tasks::NewTask { title: "made after the snapshot".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let damaged = store.capture(project_id).await.unwrap();
+
+    let started = Instant::now();
+    let report =
+        store.restore_snapshot(&actor("ana"), good.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+    eprintln!("restore of {} tasks took {:?}", before.tasks.len(), started.elapsed());
+    assert!(report.kinds["tasks"].restored >= 3000, "{report:?}");
+    assert_eq!(report.kinds["tasks"].set_aside, 1, "the task made since is archived, not destroyed");
+    assert_eq!(report.flagged_mappings, 3, "mapped tasks that changed are flagged for the sync worker");
+    let after = store.capture(project_id).await.unwrap();
+    assert_restored(&before, &after);
+    assert_eq!(after.project.last_task_number, damaged.project.last_task_number, "the key counter never goes back");
+    // Lane counts were kept exact through the bulk writes.
+    for lane in store.list_lanes(project_id).await.unwrap() {
+        let n = after.tasks.iter().filter(|t| t.lane_id == lane.id && !t.archived).count();
+        assert_eq!(lane.open_count as usize, n, "{}", lane.name);
+    }
+    // One correlation id for the whole restore, source recovery.
+    let entries = store
+        .list_audit(&mission_control::store::audit::AuditQuery {
+            correlation_id: Some(report.correlation_id),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(entries.len() > 3000);
+    assert!(entries.iter().all(|e| e.source.as_str() == "recovery"));
+    assert!(entries.iter().any(|e| e.action == "snapshot.restore"));
+    let moved_back =
+        entries.iter().find(|e| e.action == "task.restore" && e.after.as_ref().unwrap().get("lane").is_some()).unwrap();
+    assert_eq!(moved_back.before.as_ref().unwrap()["lane"], "Done");
+    // New tasks continue after the highest key ever handed out.
+    let next = store
+        .create_task(
+            &actor("bo"),
+            project_id,
+            mission_control::store::tasks::NewTask { title: "after the restore".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.number, damaged.project.last_task_number + 1);
+
+    // The restore is undoable: the pre-restore snapshot brings the damage back.
+    let pre = report.pre_restore_snapshot.unwrap();
+    store.restore_snapshot(&actor("ana"), pre, &RestoreOptions::default(), &no_progress).await.unwrap();
+    let undone = store.capture(project_id).await.unwrap();
+    assert_restored(&damaged, &undone);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partial_restore_touches_only_the_chosen_tasks() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    for n in 1..=10 {
+        let edit = TaskEdit { title: Some(format!("damaged {n}")), ..Default::default() };
+        store.edit_task(&actor("bo"), &format!("DEMO-{n}"), edit, None).await.unwrap();
+    }
+    // Someone since put another card where DEMO-2 used to sit.
+    store.move_task(&actor("bo"), "DEMO-2", Some("Inbox"), Position::Bottom, None).await.unwrap();
+    store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
+    let options =
+        RestoreOptions { only: vec!["DEMO-2".into(), "demo-5".into(), "DEMO-9".into()], ..Default::default() };
+    let report = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap();
+    assert_eq!(report.kinds.len(), 1);
+    assert_eq!(report.kinds["tasks"].restored, 3);
+    let now = store.capture(project_id).await.unwrap();
+    for n in 1..=10 {
+        let key = format!("DEMO-{n}");
+        let task = now.tasks.iter().find(|t| t.key == key).unwrap();
+        let was = original.tasks.iter().find(|t| t.key == key).unwrap();
+        if [2, 5, 9].contains(&n) {
+            assert_eq!(task.title, was.title, "{key} restored");
+            assert_eq!(task.lane_id, was.lane_id, "{key} back in its lane");
+        } else {
+            assert_eq!(task.title, format!("damaged {n}"), "{key} untouched");
+        }
+    }
+    let entries = store
+        .list_audit(&mission_control::store::audit::AuditQuery {
+            correlation_id: Some(report.correlation_id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let keys: std::collections::BTreeSet<String> =
+        entries.iter().filter(|e| e.action == "task.restore").map(|e| e.entity_key.clone().unwrap()).collect();
+    assert_eq!(keys, ["DEMO-2", "DEMO-5", "DEMO-9"].map(String::from).into_iter().collect());
+    let err = store
+        .restore_snapshot(
+            &actor("ana"),
+            snapshot.id,
+            &RestoreOptions { only: vec!["DEMO-999".into()], ..Default::default() },
+            &no_progress,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_snapshot_is_reported_and_never_restored() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    assert!(store.verify_snapshot(snapshot.id).await.unwrap().ok);
+    store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
+    let client = db.client().await;
+    // Flip one byte in the middle of the stored payload.
+    client
+        .execute(
+            "UPDATE snapshot SET payload = set_byte(payload, length(payload) / 2, get_byte(payload, length(payload) / 2) # 1) WHERE id = $1",
+            &[&snapshot.id],
+        )
+        .await
+        .unwrap();
+    let verification = store.verify_snapshot(snapshot.id).await.unwrap();
+    assert!(!verification.ok);
+    assert!(verification.problem.unwrap().contains("corrupted"));
+    let audit_before = db.count("audit_entry").await;
+    let snapshots_before = db.count("snapshot").await;
+    let err =
+        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap_err();
+    assert!(err.to_string().contains("corrupted") && err.to_string().contains("will not be restored"), "{err}");
+    assert_eq!(db.count("audit_entry").await, audit_before, "nothing written");
+    assert_eq!(db.count("snapshot").await, snapshots_before, "not even the pre-restore snapshot");
+    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().lane, "Done");
+
+    // The same for an export file.
+    let good = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let mut file = store.export_snapshot(good.id).await.unwrap();
+    let middle = file.len() / 2;
+    file[middle] ^= 0x40;
+    let before = (db.count("snapshot").await, db.count("audit_entry").await);
+    let err = store.import_snapshot(&actor("ana"), file).await.unwrap_err();
+    assert!(err.to_string().contains("corrupted") || err.to_string().contains("not a snapshot export"), "{err}");
+    assert_eq!((db.count("snapshot").await, db.count("audit_entry").await), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshots_taken_during_heavy_writing_are_consistent() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = (0..8).map(|w| {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let lanes = ["Inbox", "Ready", "In Progress", "Review", "Done"];
+            let mut rng = fastrand::Rng::with_seed(w);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if w % 2 == 0 {
+                    let new =
+                        mission_control::store::tasks::NewTask { title: format!("writer {w}"), ..Default::default() };
+                    store.create_task(&actor("w"), project_id, new).await.unwrap();
+                } else {
+                    let key = format!("DEMO-{}", rng.u32(1..=62));
+                    let _ = store
+                        .move_task(&actor("w"), &key, Some(lanes[rng.usize(..lanes.len())]), Position::Top, None)
+                        .await;
+                }
+            }
+        })
+    });
+    let writers: Vec<_> = writers.collect();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let data = store.capture(project_id).await.unwrap();
+        // The counter and the tasks were read at one instant.
+        assert_eq!(data.tasks.len() as i64, data.project.last_task_number, "torn read: counter and tasks disagree");
+        let mut numbers: Vec<i64> = data.tasks.iter().map(|t| t.number).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=data.project.last_task_number).collect::<Vec<_>>());
+        // Every card in exactly one lane slot.
+        let mut slots = std::collections::BTreeSet::new();
+        for t in data.tasks.iter().filter(|t| !t.archived) {
+            assert!(slots.insert((t.lane_id, t.rank)), "two cards share a slot");
+        }
+        // The audit log agrees: as many task.create entries as tasks.
+        let _ = data;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in join_all(writers).await {
+        w.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dropped_connection_mid_restore_leaves_the_project_as_it_was() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    for n in 1..=20 {
+        store.move_task(&actor("bo"), &format!("DEMO-{n}"), Some("Done"), Position::Top, None).await.unwrap();
+    }
+    let damaged = store.capture(project_id).await.unwrap();
+    let restores_before = db.count("audit_entry WHERE action = 'task.restore'").await;
+    let config = db.config.clone();
+    let cut = move |step: &str| {
+        if step.starts_with("restoring") && step.contains("tasks") {
+            // Kill every other session of this database, the restore's included.
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async move {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    client
+                        .execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                            &[],
+                        )
+                        .await
+                        .unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    };
+    let result = store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &cut).await;
+    assert!(result.is_err(), "the restore cannot have committed");
+    let fresh = db.store().await;
+    let now = fresh.capture(project_id).await.unwrap();
+    assert_eq!(normalized(&now), normalized(&damaged), "rolled back: the project is as it was");
+    assert_eq!(db.count("audit_entry WHERE action = 'task.restore'").await, restores_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_racing_an_edit_waits_and_the_stale_edit_fails_cleanly() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
+    let stale_version = store.task_by_key("DEMO-4").await.unwrap().version;
+    // An edit in flight holds the task's lane.
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT id FROM lane WHERE project_id = $1 AND name = 'Done' FOR NO KEY UPDATE", &[&project_id])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let restore = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!restore.is_finished(), "the restore waits for the edit");
+    tx.commit().await.unwrap();
+    restore.await.unwrap().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().lane, "Inbox");
+    // The console's edit, made against the version it had before the restore, is refused.
+    let err =
+        store.move_task(&actor("bo"), "DEMO-4", Some("Review"), Position::Top, Some(stale_version)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+}
+
+/// A format 1 export (task modules by name), written by hand byte for byte.
+fn format_one_export() -> Vec<u8> {
+    let payload = r#"{"project":{"id":1,"key":"OLD","name":"Old format","description":"","settings":{},"dashboard":{},"last_task_number":2,"archived":false,"created_at":"2025-01-02T03:04:05Z"},"lanes":[{"id":1,"name":"Todo","position":1,"wip_limit":null,"category":"unstarted","role":"normal","visible":true,"sync":true},{"id":2,"name":"Done","position":2,"wip_limit":null,"category":"completed","role":"normal","visible":true,"sync":true}],"agents":[{"id":1,"handle":"ana","display_name":"Ana","kind":"human","capacity":3,"skills":[]}],"cycles":[],"modules":[{"id":1,"name":"Billing","description":"","status":"planned","lead_agent_id":null,"target_on":null}],"tasks":[{"id":1,"number":1,"key":"OLD-1","title":"Bill in euros","description":"","lane_id":1,"rank":65536,"priority":"high","assignee_id":1,"labels":["money"],"due_on":null,"cycle_id":null,"modules":["billing"],"archived":false,"version":3,"created_by":"ana","created_at":"2025-01-02T03:04:05Z"},{"id":2,"number":2,"key":"OLD-2","title":"Ship it","description":"","lane_id":2,"rank":65536,"priority":"none","assignee_id":null,"labels":[],"due_on":null,"cycle_id":null,"modules":[],"archived":false,"version":1,"created_by":"ana","created_at":"2025-01-02T03:04:05Z"}],"handoffs":[],"pages":[],"environments":[],"releases":[],"pipelines":[],"deployments":[],"connections":[],"mappings":[]}"#;
+    let checksum = mission_control::snapshot::model::checksum(payload.as_bytes());
+    let header = serde_json::json!({
+        "format": "mission-control-snapshot", "format_version": 1, "checksum": checksum,
+        "project_key": "OLD", "project_name": "Old format", "snapshot_id": 7,
+        "created_at": "2025-01-02T03:04:05Z", "created_by": "ana", "label": "", "reason": "manual",
+        "counts": {}, "exported_at": "2025-01-02T03:04:05Z", "layout": "",
+    });
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, header.to_string().as_bytes()).unwrap();
+    std::io::Write::write_all(&mut encoder, b"\n").unwrap();
+    std::io::Write::write_all(&mut encoder, payload.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_format_imports_and_restores() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let imported = store.import_snapshot(&actor("ana"), format_one_export()).await.unwrap();
+    assert_eq!(imported.format_version, 1);
+    assert!(store.verify_snapshot(imported.id).await.unwrap().ok);
+    let report =
+        store.restore_snapshot(&actor("ana"), imported.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+    assert_eq!(report.kinds["tasks"].created, 2);
+    let task = store.task_by_key("OLD-1").await.unwrap();
+    assert_eq!(task.modules, ["Billing"], "module names became module ids");
+    assert_eq!(
+        (task.lane.as_str(), task.assignee.as_deref(), task.labels.as_slice()),
+        ("Todo", Some("ana"), &["money".to_string()][..])
+    );
+    // New tasks follow the restored keys.
+    let project = store.project_by_key("OLD").await.unwrap();
+    let next = store
+        .create_task(
+            &actor("ana"),
+            project.id,
+            mission_control::store::tasks::NewTask { title: "new".into(), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next.key, "OLD-3");
+    // A newer format than this binary knows is refused.
+    let err = mission_control::snapshot::format::decode(99, b"{}").unwrap_err();
+    assert!(err.contains("upgrade mctl"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_into_an_empty_database_restores_everything() {
+    let source = TestDb::new().await;
+    let store = source.store().await;
+    let project_id = demo(&store).await;
+    let snapshot =
+        store.create_snapshot(&actor("ana"), project_id, "for the new server", Reason::Manual).await.unwrap();
+    let expected = store.capture(project_id).await.unwrap();
+    let file = store.export_snapshot(snapshot.id).await.unwrap();
+
+    let target = TestDb::new().await;
+    let fresh = target.store().await;
+    let imported = fresh.import_snapshot(&actor("ana"), file).await.unwrap();
+    fresh.restore_snapshot(&actor("ana"), imported.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+    let restored = fresh.capture(project_id).await.unwrap();
+    let mut restored_no_agents = restored.clone();
+    restored_no_agents.agents = expected.agents.clone();
+    assert_restored(&expected, &restored_no_agents);
+    assert_eq!(restored.agents.len(), expected.agents.len(), "referenced agents came along");
+    // The board works on the restored project.
+    let board = fresh.load_board(project_id, 50).await.unwrap();
+    assert_eq!(
+        board.iter().map(|l| l.lane.open_count as usize).sum::<usize>(),
+        expected.tasks.iter().filter(|t| !t.archived).count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_commands() {
+    let db = TestDb::new().await;
+    let cli = Cli::new(&db);
+    cli.run(&["seed", "demo"]).ok();
+    let created = cli.run(&["--json", "snapshot", "create", "--label", "before the change"]).ok().json();
+    let id = created["id"].as_i64().unwrap().to_string();
+    assert_eq!(created["reason"], "manual");
+    cli.run(&["task", "move", "DEMO-4", "Done"]).ok();
+    cli.run(&["task", "edit", "DEMO-8", "--title", "Oops"]).ok();
+    let listed = cli.run(&["--json", "snapshot", "list"]).ok().json();
+    assert_eq!(listed[0]["label"], "before the change");
+    assert!(cli.run(&["snapshot", "verify", &id]).ok().stdout.contains("intact"));
+    let diff = cli.run(&["--json", "snapshot", "diff", &id]).ok().json();
+    let tasks = diff["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "tasks").unwrap();
+    let changed: Vec<(&str, Vec<&str>)> = tasks["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (c["key"].as_str().unwrap(), c["fields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect())
+        })
+        .collect();
+    assert!(changed.contains(&("DEMO-4", vec!["lane", "rank"])), "{changed:?}");
+    assert!(changed.contains(&("DEMO-8", vec!["title"])), "{changed:?}");
+    let dry = cli.run(&["--json", "snapshot", "restore", &id, "--dry-run"]).ok().json();
+    assert_eq!(dry["kinds"]["tasks"]["restored"], 2);
+    let refused = cli.run(&["snapshot", "restore", &id]);
+    assert_eq!(refused.code, 2, "no terminal, no --yes: {}", refused.stderr);
+    assert!(refused.stderr.contains("--yes"));
+    let report = cli.run(&["--json", "snapshot", "restore", &id, "--yes"]).ok().json();
+    assert_eq!(report["kinds"]["tasks"]["restored"], 2);
+    let show = cli.run(&["--json", "task", "show", "DEMO-8"]).ok().json();
+    assert_ne!(show["task"]["title"], "Oops");
+    let file = cli.home.path().join("demo.snapshot.gz");
+    cli.run(&["snapshot", "export", &id, "--out", file.to_str().unwrap()]).ok();
+    assert!(file.metadata().unwrap().len() > 1000);
+    let imported = cli.run(&["--json", "snapshot", "import", file.to_str().unwrap()]).ok().json();
+    assert_eq!(imported["reason"], "import");
+    let pruned =
+        cli.run(&["--json", "snapshot", "prune", "--keep-last", "1", "--hourly", "0", "--daily", "0"]).ok().json();
+    assert_eq!(pruned["pruned"].as_array().unwrap().len(), 2, "three snapshots, keep the newest");
+    let missing = cli.run(&["snapshot", "show", "999"]);
+    assert_eq!(missing.code, 4);
+}
