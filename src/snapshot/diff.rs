@@ -92,8 +92,9 @@ fn display(field: &str) -> &str {
     }
 }
 
-/// Fields that change on every edit and say nothing about what changed.
-const BOOKKEEPING: &[&str] = &["version"];
+/// Fields that change on every edit or sync pass and say nothing about what
+/// changed: versions, and a mapping's sync state (the sync worker's business).
+const BOOKKEEPING: &[&str] = &["version", "sync_state"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Changed {
@@ -149,16 +150,17 @@ pub fn changed_fields(from: &Map<String, Value>, to: &Map<String, Value>) -> Vec
     fields
 }
 
+/// Project fields that differ.
+pub fn project_fields(from: &super::model::ProjectRow, to: &super::model::ProjectRow) -> Vec<String> {
+    match (serde_json::to_value(from), serde_json::to_value(to)) {
+        (Ok(Value::Object(a)), Ok(Value::Object(b))) => changed_fields(&a, &b),
+        _ => Vec::new(),
+    }
+}
+
 /// What changed going from `from` to `to`.
 pub fn diff(from: &SnapshotData, to: &SnapshotData) -> Diff {
-    let project = {
-        let (Ok(Value::Object(a)), Ok(Value::Object(b))) =
-            (serde_json::to_value(&from.project), serde_json::to_value(&to.project))
-        else {
-            unreachable!("project rows serialize to objects")
-        };
-        changed_fields(&a, &b)
-    };
+    let project = project_fields(&from.project, &to.project);
     let mut kinds = Vec::new();
     for kind in ROW_KINDS {
         let (a, b) = (rows(from, kind), rows(to, kind));

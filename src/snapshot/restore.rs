@@ -78,6 +78,9 @@ struct Spec {
     versioned: bool,
     /// Moves a unique column out of the way before rows swap values.
     park: Option<&'static str>,
+    /// The snapshot fields that unique constraints cover: only rows where one
+    /// of them changes need parking.
+    unique: &'static [&'static str],
     extra: Extra,
 }
 
@@ -98,6 +101,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
+        unique: &["name"],
         extra: Extra::Hide,
     },
     Spec {
@@ -108,6 +112,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
+        unique: &["name"],
         extra: Extra::Keep,
     },
     Spec {
@@ -118,6 +123,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
+        unique: &["name"],
         extra: Extra::Keep,
     },
     Spec {
@@ -145,6 +151,7 @@ const SPECS: &[Spec] = &[
         versioned: true,
         // Ranks are unique per lane: park the rows far below any real rank first.
         park: Some("rank = -id - 1125899906842624"),
+        unique: &["lane_id", "rank", "archived"],
         extra: Extra::Archive,
     },
     Spec {
@@ -169,6 +176,7 @@ const SPECS: &[Spec] = &[
         insert_only: &["version"],
         versioned: true,
         park: None,
+        unique: &[],
         extra: Extra::Cancel,
     },
     Spec {
@@ -179,6 +187,7 @@ const SPECS: &[Spec] = &[
         insert_only: &["version"],
         versioned: true,
         park: Some("slug = 'zz-restore-tmp-' || id"),
+        unique: &["slug"],
         extra: Extra::Archive,
     },
     Spec {
@@ -189,6 +198,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("name = 'restore.tmp.' || id"),
+        unique: &["name"],
         extra: Extra::Keep,
     },
     Spec {
@@ -211,6 +221,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
+        unique: &["name"],
         extra: Extra::Keep,
     },
     Spec {
@@ -231,6 +242,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("external_id = '~restore~' || id"),
+        unique: &["provider", "external_id"],
         extra: Extra::Keep,
     },
     Spec {
@@ -252,6 +264,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("external_id = '~restore~' || id"),
+        unique: &["provider", "external_id"],
         extra: Extra::Keep,
     },
     Spec {
@@ -262,6 +275,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("connection_key = 'restore-tmp-' || id"),
+        unique: &["key"],
         extra: Extra::Keep,
     },
     Spec {
@@ -282,6 +296,7 @@ const SPECS: &[Spec] = &[
         insert_only: &[],
         versioned: false,
         park: Some("external_id = '~restore~' || id"),
+        unique: &["connection_id", "local_kind", "local_id", "external_id"],
         extra: Extra::Keep,
     },
 ];
@@ -321,10 +336,12 @@ fn selected(options: &RestoreOptions, kind: &str) -> bool {
 
 fn plan(current: &SnapshotData, target: &SnapshotData, options: &RestoreOptions) -> Plan {
     let only: BTreeSet<&str> = options.only.iter().map(String::as_str).collect();
-    let whole = diff::diff(current, target);
     // The task-key counter only ever moves forward, so it is never "restored".
-    let mut project_fields =
-        if selected(options, "project") && options.only.is_empty() { whole.project.clone() } else { Vec::new() };
+    let mut project_fields = if selected(options, "project") && options.only.is_empty() {
+        diff::project_fields(&current.project, &target.project)
+    } else {
+        Vec::new()
+    };
     project_fields.retain(|f| f != "last_task_number");
     let mut kinds = Vec::new();
     for spec in SPECS {
@@ -449,6 +466,7 @@ impl Store {
         progress("reading the current state");
         let current = read_project(&tx, project_id).await?;
         remap_agents(&tx, &actor, &mut snapshot).await?;
+        progress("comparing");
         let plan = plan(&current, &snapshot, &options);
         report.project_fields = plan.project_fields.clone();
         report.kinds = counts_of(&plan, options.exact);
@@ -772,15 +790,21 @@ async fn write_back(
     audit: &mut AuditBatch,
 ) -> StoreResult<()> {
     let spec = kind.spec;
-    let existing: Vec<i64> =
-        kind.upsert.iter().filter(|(_, before, _)| before.is_some()).map(|(id, _, _)| *id).collect();
+    // Only rows whose unique fields change can collide while rows swap values.
+    let parked: Vec<i64> = kind
+        .upsert
+        .iter()
+        .filter(|(_, before, after)| {
+            before.as_ref().is_some_and(|b| spec.unique.iter().any(|f| b.get(*f) != after.get(*f)))
+        })
+        .map(|(id, _, _)| *id)
+        .collect();
     if let Some(park) = spec.park
-        && !existing.is_empty()
+        && !parked.is_empty()
     {
-        tx.execute(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", spec.table), &[&existing]).await?;
+        tx.execute(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", spec.table), &[&parked]).await?;
     }
-    let mut rows: Vec<Value> = Vec::with_capacity(kind.upsert.len());
-    for (_, _, row) in &kind.upsert {
+    let as_columns = |row: &Row| {
         let mut columns = Map::new();
         for (field, value) in row {
             columns.insert(column_name(spec.kind, field).to_string(), value.clone());
@@ -789,28 +813,42 @@ async fn write_back(
             // The restored copy may differ from the remote one: let the sync worker look.
             columns.insert("sync_state".into(), Value::from("pending"));
         }
-        rows.push(Value::Object(columns));
-    }
+        Value::Object(columns)
+    };
+    let mut updates: Vec<Value> =
+        kind.upsert.iter().filter(|(_, b, _)| b.is_some()).map(|(_, _, a)| as_columns(a)).collect();
+    let mut inserts: Vec<Value> =
+        kind.upsert.iter().filter(|(_, b, _)| b.is_none()).map(|(_, _, a)| as_columns(a)).collect();
     if spec.table == "task" && !options.only.is_empty() {
-        free_ranks(tx, project_id, &mut rows).await?;
+        free_ranks(tx, project_id, &mut updates).await?;
+        free_ranks(tx, project_id, &mut inserts).await?;
     }
-    let columns = spec.columns.join(", ");
-    let selected: Vec<String> = spec.columns.iter().map(|c| format!("r.{c}")).collect();
-    let mut assignments: Vec<String> =
-        spec.columns.iter().filter(|c| !spec.insert_only.contains(c)).map(|c| format!("{c} = EXCLUDED.{c}")).collect();
-    if spec.versioned {
-        assignments.push(format!("version = {}.version + 1", spec.table));
+    if !updates.is_empty() {
+        let mut assignments: Vec<String> =
+            spec.columns.iter().filter(|c| !spec.insert_only.contains(c)).map(|c| format!("{c} = r.{c}")).collect();
+        if spec.versioned {
+            assignments.push("version = t.version + 1".into());
+        }
+        assignments.push("updated_at = now()".into());
+        let sql = format!(
+            "UPDATE {table} t SET {assignments} FROM jsonb_populate_recordset(NULL::{table}, $1) r
+             WHERE t.id = r.id AND t.project_id = $2",
+            table = spec.table,
+            assignments = assignments.join(", "),
+        );
+        tx.execute(&sql, &[&Value::Array(updates), &project_id]).await?;
     }
-    assignments.push("updated_at = now()".into());
-    let sql = format!(
-        "INSERT INTO {table} (id, project_id, {columns})
-         SELECT r.id, $2, {selected} FROM jsonb_populate_recordset(NULL::{table}, $1) r
-         ON CONFLICT (id) DO UPDATE SET {assignments}",
-        table = spec.table,
-        selected = selected.join(", "),
-        assignments = assignments.join(", "),
-    );
-    tx.execute(&sql, &[&Value::Array(rows), &project_id]).await?;
+    if !inserts.is_empty() {
+        let selected: Vec<String> = spec.columns.iter().map(|c| format!("r.{c}")).collect();
+        let sql = format!(
+            "INSERT INTO {table} (id, project_id, {columns})
+             SELECT r.id, $2, {selected} FROM jsonb_populate_recordset(NULL::{table}, $1) r",
+            table = spec.table,
+            columns = spec.columns.join(", "),
+            selected = selected.join(", "),
+        );
+        tx.execute(&sql, &[&Value::Array(inserts), &project_id]).await?;
+    }
     if kind.upsert.iter().any(|(_, before, _)| before.is_none()) {
         bump_sequence(tx, spec.table).await?;
     }
