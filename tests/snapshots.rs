@@ -286,6 +286,52 @@ async fn snapshots_taken_during_heavy_writing_are_consistent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partial_restore_sends_tasks_whose_slots_are_taken_to_the_bottom_of_their_lane() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Two cards of one lane, and two cards of other lanes to take their slots.
+    let lane = original
+        .lanes
+        .iter()
+        .find(|l| original.tasks.iter().filter(|t| t.lane_id == l.id && !t.archived).count() >= 2)
+        .unwrap();
+    let mut in_lane = original.tasks.iter().filter(|t| t.lane_id == lane.id && !t.archived);
+    let (a, b) = (in_lane.next().unwrap(), in_lane.next().unwrap());
+    let mut others = original.tasks.iter().filter(|t| t.lane_id != lane.id && !t.archived);
+    let (c, d) = (others.next().unwrap(), others.next().unwrap());
+    let elsewhere = original.lanes.iter().find(|l| l.id != lane.id).unwrap();
+    for task in [a, b] {
+        store.move_task(&actor("bo"), &task.key, Some(&elsewhere.name), Position::Bottom, None).await.unwrap();
+    }
+    let client = db.client().await;
+    for (taker, slot) in [(c, a.rank), (d, b.rank)] {
+        client
+            .execute("UPDATE task SET lane_id = $2, rank = $3 WHERE id = $1", &[&taker.id, &lane.id, &slot])
+            .await
+            .unwrap();
+    }
+    let options = RestoreOptions { only: vec![a.key.clone(), b.key.clone()], ..Default::default() };
+    store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap();
+    let now = store.capture(project_id).await.unwrap();
+    let find = |id: i64| now.tasks.iter().find(|t| t.id == id).unwrap();
+    let (a_now, b_now) = (find(a.id), find(b.id));
+    assert_eq!((a_now.lane_id, b_now.lane_id), (lane.id, lane.id), "both back in their lane");
+    assert_ne!(a_now.rank, b_now.rank);
+    let lowest_other = now
+        .tasks
+        .iter()
+        .filter(|t| t.lane_id == lane.id && !t.archived && t.id != a.id && t.id != b.id)
+        .map(|t| t.rank)
+        .max()
+        .unwrap();
+    assert!(a_now.rank > lowest_other && b_now.rank > lowest_other, "both at the bottom");
+    assert_eq!((find(c.id).rank, find(d.id).rank), (a.rank, b.rank), "the cards in their old slots stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_connection_mid_restore_leaves_the_project_as_it_was() {
     let db = TestDb::new().await;
     let store = db.store().await;

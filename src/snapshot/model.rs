@@ -283,9 +283,34 @@ impl SnapshotData {
     /// The canonical encoding: compact JSON, fields in declaration order, rows
     /// by id. The same data always encodes to the same bytes.
     pub fn canonical(&self) -> Vec<u8> {
+        // Captures and decoded payloads are already in order: skip the copy.
+        if self.is_sorted() {
+            return serde_json::to_vec(self).expect("snapshot data always encodes");
+        }
         let mut data = self.clone();
         data.sort();
         serde_json::to_vec(&data).expect("snapshot data always encodes")
+    }
+
+    fn is_sorted(&self) -> bool {
+        fn by_id<T>(rows: &[T], id: impl Fn(&T) -> i64) -> bool {
+            rows.windows(2).all(|w| id(&w[0]) <= id(&w[1]))
+        }
+        by_id(&self.lanes, |r| r.id)
+            && by_id(&self.agents, |r| r.id)
+            && by_id(&self.cycles, |r| r.id)
+            && by_id(&self.modules, |r| r.id)
+            && by_id(&self.tasks, |r| r.id)
+            && self.tasks.iter().all(|t| t.module_ids.is_sorted())
+            && by_id(&self.handoffs, |r| r.id)
+            && by_id(&self.pages, |r| r.id)
+            && by_id(&self.environments, |r| r.id)
+            && by_id(&self.releases, |r| r.id)
+            && self.releases.iter().all(|r| r.task_ids.is_sorted())
+            && by_id(&self.pipelines, |r| r.id)
+            && by_id(&self.deployments, |r| r.id)
+            && by_id(&self.connections, |r| r.id)
+            && by_id(&self.mappings, |r| r.id)
     }
 
     pub fn sort(&mut self) {

@@ -10,9 +10,15 @@ use serde::Serialize;
 
 use super::format;
 use super::model::{FORMAT_VERSION, SnapshotData, checksum};
+use deadpool_postgres::GenericClient;
+
 use crate::domain::SnapshotMeta;
 use crate::store::audit::{self, Change};
 use crate::store::{Actor, Store, StoreError, StoreResult};
+
+/// Snapshot JSON is repetitive: the fastest level already shrinks it about
+/// tenfold, and taking a snapshot quickly matters more than the last megabyte.
+const GZIP_LEVEL: u32 = 1;
 
 /// Payloads larger than this when decompressed are refused (a bomb, not a project).
 const MAX_PAYLOAD: u64 = 4 << 30;
@@ -49,10 +55,17 @@ pub struct Encoded {
 
 pub fn encode(data: &SnapshotData) -> Encoded {
     let canonical = data.canonical();
-    let checksum = checksum(&canonical);
-    let mut encoder = GzEncoder::new(Vec::with_capacity(canonical.len() / 6), Compression::new(6));
-    encoder.write_all(&canonical).expect("writing to memory");
-    let compressed = encoder.finish().expect("writing to memory");
+    // Hashing and compressing are independent: one on another thread.
+    let (checksum, compressed) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| checksum(&canonical));
+        let mut encoder = GzEncoder::new(Vec::with_capacity(canonical.len() / 6), Compression::new(GZIP_LEVEL));
+        encoder.write_all(&canonical).expect("writing to memory");
+        let compressed = encoder.finish().expect("writing to memory");
+        match hashing.join() {
+            Ok(checksum) => (checksum, compressed),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
     Encoded { canonical, compressed, checksum }
 }
 
@@ -138,34 +151,7 @@ impl Store {
     ) -> StoreResult<SnapshotMeta> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "INSERT INTO snapshot (project_id, format_version, created_by, label, reason, counts, size_bytes, checksum, payload)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {META_COLUMNS}"
-                ),
-                &[
-                    &project_id,
-                    &format_version,
-                    &actor.name,
-                    &label,
-                    &reason.as_str(),
-                    &data.counts(),
-                    &(encoded.compressed.len() as i64),
-                    &encoded.checksum,
-                    &encoded.compressed,
-                ],
-            )
-            .await?;
-        let snapshot = meta(&row)?;
-        audit::record(
-            &tx,
-            actor,
-            Change::new("snapshot", "create", Some(project_id))
-                .entity(snapshot.id, format!("#{}", snapshot.id))
-                .after(&snapshot),
-        )
-        .await?;
+        let snapshot = insert_snapshot(&tx, actor, project_id, format_version, encoded, data, label, reason).await?;
         tx.commit().await?;
         Ok(snapshot)
     }
@@ -182,19 +168,8 @@ impl Store {
     /// Loads and verifies a snapshot. A corrupted one is an error, never data.
     pub async fn load_snapshot(&self, id: i64) -> StoreResult<(SnapshotMeta, SnapshotData)> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(&format!("SELECT {META_COLUMNS}, payload FROM snapshot WHERE id = $1"), &[&id])
-            .await?
-            .ok_or_else(|| StoreError::not_found("snapshot", format!("#{id}")))?;
-        let snapshot = meta(&row)?;
-        let payload: Vec<u8> = row.try_get("payload")?;
-        let (version, checksum) = (snapshot.format_version, snapshot.checksum.clone());
-        let data = tokio::task::spawn_blocking(move || open(version, &payload, &checksum))
-            .await
-            .map_err(|e| StoreError::Database(format!("reading the snapshot failed: {e}")))?
-            .map_err(|problem| {
-                StoreError::Invalid(format!("snapshot #{id} is corrupted: {problem}; it will not be restored"))
-            })?;
+        let (snapshot, payload) = fetch_snapshot(&client, id).await?;
+        let data = open_in_background(&snapshot, payload).await?;
         Ok((snapshot, data))
     }
 
@@ -225,4 +200,68 @@ impl Store {
         tx.commit().await?;
         Ok(deleted)
     }
+}
+
+/// Inserts a snapshot row and its audit entry through the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn insert_snapshot(
+    client: &impl GenericClient,
+    actor: &Actor,
+    project_id: i64,
+    format_version: i32,
+    encoded: &Encoded,
+    data: &SnapshotData,
+    label: &str,
+    reason: Reason,
+) -> StoreResult<SnapshotMeta> {
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO snapshot (project_id, format_version, created_by, label, reason, counts, size_bytes, checksum, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {META_COLUMNS}"
+            ),
+            &[
+                &project_id,
+                &format_version,
+                &actor.name,
+                &label,
+                &reason.as_str(),
+                &data.counts(),
+                &(encoded.compressed.len() as i64),
+                &encoded.checksum,
+                &encoded.compressed,
+            ],
+        )
+        .await?;
+    let snapshot = meta(&row)?;
+    audit::record(
+        client,
+        actor,
+        Change::new("snapshot", "create", Some(project_id))
+            .entity(snapshot.id, format!("#{}", snapshot.id))
+            .after(&snapshot),
+    )
+    .await?;
+    Ok(snapshot)
+}
+
+/// A snapshot's metadata and its still compressed, unverified payload.
+pub(crate) async fn fetch_snapshot(client: &impl GenericClient, id: i64) -> StoreResult<(SnapshotMeta, Vec<u8>)> {
+    let row = client
+        .query_opt(&format!("SELECT {META_COLUMNS}, payload FROM snapshot WHERE id = $1"), &[&id])
+        .await?
+        .ok_or_else(|| StoreError::not_found("snapshot", format!("#{id}")))?;
+    Ok((meta(&row)?, row.try_get("payload")?))
+}
+
+/// Decompresses, verifies and decodes a fetched payload on a blocking thread
+/// (it takes a moment for a large project, and can run beside other work).
+pub(crate) async fn open_in_background(snapshot: &SnapshotMeta, payload: Vec<u8>) -> StoreResult<SnapshotData> {
+    let (id, version, checksum) = (snapshot.id, snapshot.format_version, snapshot.checksum.clone());
+    tokio::task::spawn_blocking(move || open(version, &payload, &checksum))
+        .await
+        .map_err(|e| StoreError::Database(format!("reading the snapshot failed: {e}")))?
+        .map_err(|problem| {
+            StoreError::Invalid(format!("snapshot #{id} is corrupted: {problem}; it will not be restored"))
+        })
 }
