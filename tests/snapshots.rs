@@ -1,6 +1,7 @@
 //! Snapshots against a real PostgreSQL: consistent capture under load,
 //! corruption refused, restore after bulk damage (and its undo), partial
-//! restore, a dropped connection mid-restore, restore racing an edit, older
+//! restore, a dropped connection mid-restore, restore racing an edit (and a
+//! change committed mid-restore, which makes it start again), older
 //! format versions, and the CLI.
 
 mod common;
@@ -372,6 +373,51 @@ async fn a_dropped_connection_mid_restore_leaves_the_project_as_it_was() {
     let now = fresh.capture(project_id).await.unwrap();
     assert_eq!(normalized(&now), normalized(&damaged), "rolled back: the project is as it was");
     assert_eq!(db.count("audit_entry WHERE action = 'task.restore'").await, restores_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_committed_while_a_restore_runs_makes_it_start_again_and_keeps_the_change_in_the_pre_restore_snapshot()
+{
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let handoff = store.capture(project_id).await.unwrap().handoffs[0].clone();
+    let client = db.client().await;
+    client.execute("UPDATE handoff SET needs = 'damaged' WHERE id = $1", &[&handoff.id]).await.unwrap();
+    // Once the restore has read the project, another session changes the same handoff and commits.
+    let config = db.config.clone();
+    let steps = std::sync::Mutex::new(Vec::new());
+    let interfere = |step: &str| {
+        let first_comparison = step == "comparing" && !steps.lock().unwrap().iter().any(|s: &String| s == "comparing");
+        steps.lock().unwrap().push(step.to_string());
+        if first_comparison {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async move {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    client
+                        .execute("UPDATE handoff SET needs = 'concurrent' WHERE id = $1", &[&handoff.id])
+                        .await
+                        .unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    };
+    let report =
+        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &interfere).await.unwrap();
+    let steps = steps.lock().unwrap().clone();
+    assert!(steps.iter().any(|s| s.contains("trying again")), "the first attempt was refused: {steps:?}");
+    let restored = store.capture(project_id).await.unwrap();
+    assert_eq!(restored.handoffs.iter().find(|h| h.id == handoff.id).unwrap().needs, handoff.needs);
+    let (_, pre) = store.load_snapshot(report.pre_restore_snapshot.unwrap()).await.unwrap();
+    assert_eq!(pre.handoffs.iter().find(|h| h.id == handoff.id).unwrap().needs, "concurrent");
+    // One restore committed: one summary entry.
+    assert_eq!(db.count("audit_entry WHERE action = 'snapshot.restore'").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
