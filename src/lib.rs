@@ -13,3 +13,4 @@ pub mod logging;
 pub mod seed;
 pub mod snapshot;
 pub mod store;
+pub mod sync;

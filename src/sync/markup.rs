@@ -1,0 +1,1 @@
+//! Markdown (local descriptions) ↔ HTML (Plane's `description_html`).

@@ -1,0 +1,10 @@
+//! The sync worker: keeps tasks, cycles and modules converged with their
+//! copies in external tools through external mappings.
+//!
+//! Local changes queue a reconcile key in the same transaction (the outbox,
+//! see `sql/V5__sync.sql`); workers claim keys from PostgreSQL with a lease,
+//! read both sides now, merge field by field against the last agreed copy,
+//! and write each side through its own door: the repository (source `sync`,
+//! audited) or the provider's API.
+
+pub mod markup;

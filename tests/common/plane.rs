@@ -1,0 +1,1 @@
+//! A fake Plane server for sync tests and benchmarks.
