@@ -30,6 +30,10 @@ pub enum Error {
 
     #[error("{0}")]
     Io(String),
+
+    /// The command ran but did not succeed (a sync pass with failed keys, a provider that refused).
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

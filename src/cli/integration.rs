@@ -28,10 +28,16 @@ pub enum ConnectionCommand {
         /// Repository, for github, gitea and gitlab (OWNER/NAME).
         #[arg(long)]
         repo: Option<String>,
-        /// Workspace slug, for plane.
+        /// Workspace slug, for plane. (For plane, `--project ID` names the
+        /// Plane project; the local project is then MC_PROJECT or the config's.)
         #[arg(long)]
         workspace: Option<String>,
-        /// Any other non-secret setting as key=value (repeatable).
+        /// For plane: the Plane state a lane maps to, overriding the match by
+        /// category (repeatable), like --lane-state "Review=In Review".
+        #[arg(long = "lane-state", value_name = "LANE=STATE", value_parser = parse::key_value)]
+        lane_states: Vec<(String, String)>,
+        /// Any other non-secret setting as key=value (repeatable): for plane,
+        /// conflict_policy=newest|local|remote|manual, requests_per_minute=N.
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
         settings: Vec<(String, String)>,
     },
@@ -49,9 +55,13 @@ pub enum ConnectionCommand {
         enable: bool,
         #[arg(long)]
         disable: bool,
+        #[arg(long = "lane-state", value_name = "LANE=STATE", value_parser = parse::key_value)]
+        lane_states: Vec<(String, String)>,
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
         settings: Vec<(String, String)>,
     },
+    /// Check a connection: the token, the project, and what the server can do.
+    Test { key: String },
     /// List the project's connections.
     List,
     /// Show one connection.
@@ -79,7 +89,7 @@ pub enum MappingCommand {
 pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result<()> {
     let store = ctx.store().await?;
     match command {
-        ConnectionCommand::Add { provider, key, url, token_ref, repo, workspace, settings } => {
+        ConnectionCommand::Add { provider, key, url, token_ref, repo, workspace, lane_states, settings } => {
             let project = ctx.project(&store).await?;
             let mut config = Map::new();
             if let Some(repo) = repo {
@@ -88,8 +98,19 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
             if let Some(workspace) = workspace {
                 config.insert("workspace".into(), Value::String(workspace));
             }
+            if let Some(remote) = &ctx.plane_project {
+                config.insert("project".into(), Value::String(remote.clone()));
+            }
+            if !lane_states.is_empty() {
+                config.insert("lane_states".into(), lane_state_map(lane_states));
+            }
             for (k, v) in settings {
-                config.insert(k, Value::String(v));
+                config.insert(k, setting_value(v));
+            }
+            if provider == Provider::Plane && !(config.contains_key("workspace") && config.contains_key("project")) {
+                return Err(crate::error::Error::usage(
+                    "a plane connection needs --workspace SLUG and --project ID (the Plane project's id)",
+                ));
             }
             let connection = store
                 .add_connection(
@@ -109,7 +130,11 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
             }
             output::line(format!("added {} connection {}", connection.provider, connection.key));
         }
-        ConnectionCommand::Update { key, url, token_ref, no_token_ref, enable, disable, settings } => {
+        ConnectionCommand::Update { key, url, token_ref, no_token_ref, enable, disable, lane_states, settings } => {
+            let mut config: Map<String, Value> = settings.into_iter().map(|(k, v)| (k, setting_value(v))).collect();
+            if !lane_states.is_empty() {
+                config.insert("lane_states".into(), lane_state_map(lane_states));
+            }
             let update = ConnectionUpdate {
                 base_url: url,
                 secret_ref: if no_token_ref { Some(None) } else { token_ref.map(Some) },
@@ -120,14 +145,26 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
                 } else {
                     None
                 },
-                config: (!settings.is_empty())
-                    .then(|| Value::Object(settings.into_iter().map(|(k, v)| (k, Value::String(v))).collect())),
+                config: (!config.is_empty()).then_some(Value::Object(config)),
             };
             let c = store.update_connection(&ctx.actor(), &key, update).await?;
             if ctx.json {
                 return output::json(&c);
             }
             output::line(format!("updated connection {}", c.key));
+        }
+        ConnectionCommand::Test { key } => {
+            let connection = store.connection_by_key(&key).await?;
+            let report = crate::sync::check::check(&connection).await;
+            if ctx.json {
+                return output::json(&report);
+            }
+            for line in report.lines() {
+                output::line(line);
+            }
+            if !report.ok {
+                return Err(crate::error::Error::Failed(format!("connection {key} is not usable: see above")));
+            }
         }
         ConnectionCommand::List => {
             let project = ctx.project(&store).await?;
@@ -192,4 +229,20 @@ pub async fn run_mapping(ctx: &Context, command: MappingCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--set` values: whole numbers and booleans as such, the rest as text.
+fn setting_value(raw: String) -> Value {
+    if let Ok(n) = raw.parse::<i64>() {
+        return Value::from(n);
+    }
+    match raw.as_str() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => Value::String(raw),
+    }
+}
+
+fn lane_state_map(pairs: Vec<(String, String)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(lane, state)| (lane, Value::String(state))).collect())
 }

@@ -14,6 +14,7 @@ mod planning;
 mod project;
 mod seed;
 mod snapshot;
+mod sync;
 mod task;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, Paths};
 use crate::db as database;
+use crate::domain::Provider;
 use crate::domain::{Project, Source};
 use crate::error::{Error, Result};
 use crate::store::{Actor, Store, StoreOptions};
@@ -123,6 +125,9 @@ pub enum Command {
     /// Capture, compare and restore project snapshots.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Two-way sync with Plane: run workers, inspect, settle conflicts.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
     /// Load demo or benchmark data.
     #[command(subcommand)]
     Seed(seed::SeedCommand),
@@ -139,6 +144,8 @@ pub struct Context {
     pub project_key: Option<String>,
     pub database_url: Option<String>,
     pub read_only: bool,
+    /// `connection add plane --project ID`: the Plane project, not a local key.
+    pub plane_project: Option<String>,
 }
 
 impl Context {
@@ -155,8 +162,23 @@ impl Context {
         if operator.is_empty() || operator.len() > 200 || operator.chars().any(char::is_control) {
             return Err(Error::usage("invalid operator name: one line of at most 200 characters"));
         }
+        // `mctl connection add plane --project ID` names the Plane project (an
+        // id, never a valid project key); the local project then comes from
+        // MC_PROJECT or the config file.
+        let plane_project = match &cli.command {
+            Some(Command::Connection(integration::ConnectionCommand::Add { provider: Provider::Plane, .. })) => {
+                cli.project.clone().filter(|p| crate::domain::project_key(p).is_err())
+            }
+            _ => None,
+        };
+        let project_key = if plane_project.is_some() {
+            std::env::var("MC_PROJECT").ok().filter(|p| Some(p) != plane_project.as_ref()).or(config.project.clone())
+        } else {
+            cli.project.clone().or_else(|| config.project.clone())
+        };
         Ok(Context {
-            project_key: cli.project.clone().or_else(|| config.project.clone()),
+            project_key,
+            plane_project,
             read_only: cli.readonly || config.read_only,
             database_url: cli.database_url.clone(),
             json: cli.json,
@@ -255,6 +277,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Mapping(command) => integration::run_mapping(&ctx, command).await,
         Command::Audit(command) => audit::run(&ctx, command).await,
         Command::Snapshot(command) => snapshot::run(&ctx, command).await,
+        Command::Sync(command) => sync::run(&ctx, command).await,
         Command::Seed(command) => seed::run(&ctx, command).await,
         Command::Demo => seed::demo(&ctx).await,
     }

@@ -242,6 +242,8 @@ string_enum!(
         Pending => "pending",
         Conflict => "conflict",
         Error => "error",
+        // The remote copy was deleted; the mapping stays so the object is not pushed again as new.
+        Deleted => "deleted",
     }
 );
 

@@ -129,6 +129,35 @@ impl Store {
         rows.iter().map(rows::connection).collect()
     }
 
+    /// Enabled connections of one provider, of one project or of all.
+    pub async fn enabled_connections(
+        &self,
+        provider: Provider,
+        project_id: Option<i64>,
+    ) -> StoreResult<Vec<Connection>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic
+                     WHERE ic.enabled AND ic.provider = $1 AND ($2::bigint IS NULL OR ic.project_id = $2)
+                     ORDER BY ic.id"
+                ),
+                &[&provider.as_str(), &project_id],
+            )
+            .await?;
+        rows.iter().map(rows::connection).collect()
+    }
+
+    pub async fn connection_by_id(&self, id: i64) -> StoreResult<Connection> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.id = $1"), &[&id])
+            .await?
+            .ok_or_else(|| StoreError::not_found("connection", format!("#{id}")))?;
+        rows::connection(&row)
+    }
+
     pub async fn connection_by_key(&self, key: &str) -> StoreResult<Connection> {
         let key = domain::connection_key(key)?;
         let client = self.client().await?;

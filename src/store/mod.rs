@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod planning;
 pub mod projects;
 mod rows;
+pub mod sync;
 pub mod tasks;
 pub mod views;
 

@@ -79,17 +79,17 @@ pub struct TaskFilter {
 
 /// Column changes for one task UPDATE. `None` leaves a column alone.
 #[derive(Debug, Default)]
-struct TaskPatch {
-    title: Option<String>,
-    description: Option<String>,
-    priority: Option<Priority>,
-    assignee_id: Option<Option<i64>>,
-    labels: Option<Vec<String>>,
-    due_on: Option<Option<Date>>,
-    cycle_id: Option<Option<i64>>,
-    archived: Option<bool>,
-    lane_id: Option<i64>,
-    rank: Option<i64>,
+pub(super) struct TaskPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub priority: Option<Priority>,
+    pub assignee_id: Option<Option<i64>>,
+    pub labels: Option<Vec<String>>,
+    pub due_on: Option<Option<Date>>,
+    pub cycle_id: Option<Option<i64>>,
+    pub archived: Option<bool>,
+    pub lane_id: Option<i64>,
+    pub rank: Option<i64>,
 }
 
 impl Store {
@@ -439,7 +439,7 @@ impl Store {
 }
 
 impl TaskPatch {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.title.is_none()
             && self.description.is_none()
             && self.priority.is_none()
@@ -480,7 +480,7 @@ pub(crate) async fn lock_lanes(client: &impl GenericClient, lane_ids: &[i64]) ->
 /// Locks the task row and reads it. When the caller locked lanes on the
 /// assumption that the task is in `expected_lane`, a task that moved in the
 /// meantime makes the whole transaction retry.
-async fn lock_task(
+pub(super) async fn lock_task(
     client: &impl GenericClient,
     task_id: i64,
     expected_lane: impl Into<Option<i64>>,
@@ -504,7 +504,7 @@ pub(crate) async fn read_task(client: &impl GenericClient, task_id: i64) -> Stor
     rows::task(&row)
 }
 
-async fn apply_patch(tx: &Transaction<'_>, before: &Task, patch: &TaskPatch) -> StoreResult<Task> {
+pub(super) async fn apply_patch(tx: &Transaction<'_>, before: &Task, patch: &TaskPatch) -> StoreResult<Task> {
     let statement = tx
         .prepare_cached(
             "UPDATE task SET title = coalesce($2, title), description = coalesce($3, description),
@@ -554,7 +554,7 @@ async fn apply_patch(tx: &Transaction<'_>, before: &Task, patch: &TaskPatch) -> 
 }
 
 /// The project's first backlog lane, or its first lane if it has none.
-async fn default_lane(client: &impl GenericClient, project_id: i64) -> StoreResult<domain::Lane> {
+pub(super) async fn default_lane(client: &impl GenericClient, project_id: i64) -> StoreResult<domain::Lane> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {} FROM lane l WHERE l.project_id = $1 ORDER BY (l.category = $2) DESC, l.position LIMIT 1",
@@ -577,7 +577,7 @@ async fn module_ids(client: &impl GenericClient, project_id: i64, names: &[Strin
 }
 
 /// A rank below every other card of the lane.
-async fn bottom_rank(
+pub(super) async fn bottom_rank(
     client: &impl GenericClient,
     project_id: i64,
     lane_id: i64,

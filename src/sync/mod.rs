@@ -7,4 +7,12 @@
 //! and write each side through its own door: the repository (source `sync`,
 //! audited) or the provider's API.
 
+pub mod check;
 pub mod markup;
+pub mod merge;
+pub mod plane;
+pub mod providers;
+pub mod queue;
+pub mod retry;
+pub mod secret;
+pub mod worker;

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub mod console;
 pub mod plane;
 pub mod snapshots;
+pub mod sync;
 
 use mission_control::domain::Source;
 use mission_control::store::{Actor, Store, StoreOptions};

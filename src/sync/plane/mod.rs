@@ -1,0 +1,421 @@
+//! Two-way sync with Plane: tasks ↔ work items, cycles ↔ cycles, modules ↔
+//! modules, lanes ↔ states (by category ↔ state group, with per-lane
+//! overrides), agents ↔ members (by mapping).
+//!
+//! [`PlaneSync`] holds one connection's context: the client, the remote
+//! states, labels and members, and the local lanes and links they map to. It
+//! converts each shared field between the two representations; the merge
+//! itself is [`crate::sync::merge`].
+
+pub mod pass;
+pub mod plan;
+pub mod planning;
+pub mod tasks;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::merge::{Convert, Policy};
+use super::providers::http::{ProviderError, RateLimiter};
+use super::providers::plane::{Label, Member, Plane, State};
+use crate::domain::{Connection, Lane, LocalKind, Priority, Source};
+use crate::store::{Actor, Store, StoreError};
+
+/// The shared fields of a task, in merge order.
+pub const TASK_FIELDS: &[&str] =
+    &["title", "description", "priority", "lane", "assignee", "labels", "due", "cycle", "modules"];
+
+/// A sync failure: the provider's, or the local store's.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// Whether trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Provider(e) => e.is_transient(),
+            SyncError::Store(e) => matches!(
+                e,
+                StoreError::Conflict { .. } | StoreError::Retry(_) | StoreError::Busy(_) | StoreError::Unavailable(_)
+            ),
+        }
+    }
+
+    pub fn not_before(&self) -> Option<time::OffsetDateTime> {
+        match self {
+            SyncError::Provider(e) => e.not_before(),
+            SyncError::Store(_) => None,
+        }
+    }
+}
+
+pub type SyncResult<T> = Result<T, SyncError>;
+
+/// One Plane connection's context.
+pub struct PlaneSync {
+    pub store: Store,
+    pub connection: Connection,
+    pub plane: Plane,
+    pub actor: Actor,
+    pub policy: Policy,
+    pub lanes: Vec<Lane>,
+    pub states: Vec<State>,
+    pub labels: Vec<Label>,
+    /// Lane id → state id chosen by the connection's `lane_states` setting.
+    pub lane_overrides: HashMap<i64, String>,
+    /// Agent id ↔ member id.
+    pub member_of_agent: HashMap<i64, String>,
+    pub agent_of_member: HashMap<String, i64>,
+    /// Local cycle/module id ↔ remote id, from their mappings.
+    pub cycles: Links,
+    pub modules: Links,
+    /// `PROJ` of `PROJ-12`.
+    pub identifier: Option<String>,
+    /// Called at each step of a reconcile (tests stop a worker there).
+    pub hook: Option<crate::sync::worker::Hook>,
+    /// Whether members matching an agent by name are linked on sight.
+    link_members: bool,
+}
+
+/// Local id ↔ remote id for one kind of linked object.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    pub remote_of: HashMap<i64, String>,
+    pub local_of: HashMap<String, i64>,
+}
+
+impl Links {
+    pub fn insert(&mut self, local: i64, remote: String) {
+        self.local_of.insert(remote.clone(), local);
+        self.remote_of.insert(local, remote);
+    }
+}
+
+impl PlaneSync {
+    /// Reads the connection's context: remote states, labels and members
+    /// (three requests) and the local lanes and links.
+    pub async fn load(store: &Store, connection: Connection, limiter: Arc<RateLimiter>) -> SyncResult<PlaneSync> {
+        Self::load_with(store, connection, limiter, true).await
+    }
+
+    /// `link`: whether members matching an agent by name may be linked now
+    /// (a dry run only reads).
+    pub async fn load_with(
+        store: &Store,
+        connection: Connection,
+        limiter: Arc<RateLimiter>,
+        link: bool,
+    ) -> SyncResult<PlaneSync> {
+        let secret = super::secret::resolve(connection.secret_ref.as_deref()).map_err(ProviderError::Secret)?;
+        let plane = Plane::new(&connection, secret, limiter)?;
+        let policy = connection
+            .config
+            .get("conflict_policy")
+            .and_then(Value::as_str)
+            .and_then(Policy::parse)
+            .unwrap_or_default();
+        let mut sync = PlaneSync {
+            store: store.clone(),
+            actor: Actor::new(format!("sync:{}", connection.key), Source::Sync),
+            connection,
+            plane,
+            policy,
+            lanes: Vec::new(),
+            states: Vec::new(),
+            labels: Vec::new(),
+            lane_overrides: HashMap::new(),
+            member_of_agent: HashMap::new(),
+            agent_of_member: HashMap::new(),
+            cycles: Links::default(),
+            modules: Links::default(),
+            identifier: None,
+            hook: None,
+            link_members: link,
+        };
+        sync.refresh().await?;
+        let client = store.client().await.map_err(SyncError::Store)?;
+        let known = client
+            .query_opt(
+                "SELECT capabilities -> 'identifier' FROM sync_cursor WHERE connection_id = $1",
+                &[&sync.connection.id],
+            )
+            .await
+            .map_err(StoreError::from)?;
+        sync.identifier = known.and_then(|r| r.get::<_, Option<Value>>(0)).and_then(|v| v.as_str().map(str::to_string));
+        Ok(sync)
+    }
+
+    /// Marks a step of a reconcile for the hook.
+    pub async fn step(&self, name: &'static str) {
+        if let Some(hook) = &self.hook {
+            hook(name).await;
+        }
+    }
+
+    /// Re-reads both sides' reference data.
+    pub async fn refresh(&mut self) -> SyncResult<()> {
+        let project_id = self.connection.project_id;
+        self.states = self.plane.states().await?;
+        self.states.sort_by(|a, b| a.sequence.unwrap_or(0.0).total_cmp(&b.sequence.unwrap_or(0.0)));
+        self.labels = self.plane.labels().await?;
+        let members = self.plane.members().await?;
+        self.lanes = self.store.list_lanes(project_id).await?;
+        self.lane_overrides = self.overrides();
+        self.link_agents(&members).await?;
+        self.refresh_links().await?;
+        Ok(())
+    }
+
+    /// Cycle and module links, after a pass created some.
+    pub async fn refresh_links(&mut self) -> SyncResult<()> {
+        let id = self.connection.id;
+        self.cycles = Links::default();
+        for m in self.store.sync_mappings(id, LocalKind::Cycle).await? {
+            self.cycles.insert(m.local_id, m.external_id);
+        }
+        self.modules = Links::default();
+        for m in self.store.sync_mappings(id, LocalKind::Module).await? {
+            self.modules.insert(m.local_id, m.external_id);
+        }
+        Ok(())
+    }
+
+    /// `lane_states` in the connection settings: lane name → state name or id.
+    fn overrides(&self) -> HashMap<i64, String> {
+        let mut overrides = HashMap::new();
+        let Some(Value::Object(map)) = self.connection.config.get("lane_states") else { return overrides };
+        for (lane_name, state) in map {
+            let Some(state) = state.as_str() else { continue };
+            let lane = self.lanes.iter().find(|l| l.name.eq_ignore_ascii_case(lane_name));
+            let state = self.states.iter().find(|s| s.id == state || s.name.eq_ignore_ascii_case(state));
+            if let (Some(lane), Some(state)) = (lane, state) {
+                overrides.insert(lane.id, state.id.clone());
+            }
+        }
+        overrides
+    }
+
+    /// Agents and members are linked by mapping; a member whose display name
+    /// or e-mail name equals an agent's handle is linked on first sight.
+    async fn link_agents(&mut self, members: &[Member]) -> SyncResult<()> {
+        let id = self.connection.id;
+        let mut linked: BTreeMap<i64, String> = self
+            .store
+            .sync_mappings(id, LocalKind::Agent)
+            .await?
+            .into_iter()
+            .map(|m| (m.local_id, m.external_id))
+            .collect();
+        let agents = self.store.list_agents().await?;
+        for member in members {
+            if linked.values().any(|m| *m == member.id) {
+                continue;
+            }
+            let names: Vec<String> = [
+                member.display_name.clone(),
+                member.email.as_deref().and_then(|e| e.split('@').next()).map(str::to_string),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|n| n.to_lowercase())
+            .collect();
+            let Some(agent) = agents.iter().find(|a| names.contains(&a.agent.handle.to_lowercase())) else { continue };
+            if linked.contains_key(&agent.agent.id) {
+                continue;
+            }
+            if !self.link_members {
+                linked.insert(agent.agent.id, member.id.clone());
+                continue;
+            }
+            let link = crate::store::sync::MappingUpdate {
+                connection_id: id,
+                local_kind: LocalKind::Agent,
+                external_id: member.id.clone(),
+                external_key: member.display_name.clone(),
+                url: None,
+                base: json!({}),
+                remote_version: None,
+                state: crate::domain::SyncState::InSync,
+                error: None,
+            };
+            self.store.sync_save_link(&self.actor, self.connection.project_id, agent.agent.id, &link).await?;
+            linked.insert(agent.agent.id, member.id.clone());
+        }
+        self.member_of_agent = linked.iter().map(|(a, m)| (*a, m.clone())).collect();
+        self.agent_of_member = linked.into_iter().map(|(a, m)| (m, a)).collect();
+        Ok(())
+    }
+
+    /// The state a task in `lane` has remotely.
+    pub fn state_for_lane(&self, lane_id: i64) -> Option<&State> {
+        if let Some(state) = self.lane_overrides.get(&lane_id) {
+            return self.states.iter().find(|s| &s.id == state);
+        }
+        let lane = self.lanes.iter().find(|l| l.id == lane_id)?;
+        self.states.iter().find(|s| s.group == lane.category.as_str())
+    }
+
+    /// The lane a task in remote `state` belongs in.
+    pub fn lane_for_state(&self, state_id: &str) -> Option<&Lane> {
+        let mut candidates: Vec<&Lane> = self.lanes.iter().filter(|l| l.sync).collect();
+        candidates.sort_by_key(|l| (!l.visible, l.position));
+        if let Some(lane) = candidates.iter().find(|l| self.lane_overrides.get(&l.id).is_some_and(|s| s == state_id)) {
+            return Some(lane);
+        }
+        let state = self.states.iter().find(|s| s.id == state_id)?;
+        candidates
+            .into_iter()
+            .filter(|l| !self.lane_overrides.contains_key(&l.id))
+            .find(|l| l.category.as_str() == state.group)
+    }
+
+    /// Makes sure every label name exists remotely (creating missing ones).
+    pub async fn ensure_labels(&mut self, names: &[String]) -> SyncResult<()> {
+        for name in names {
+            if self.labels.iter().any(|l| local_label(&l.name) == *name) {
+                continue;
+            }
+            let label = match self.plane.create_label(name).await {
+                Ok(label) => label,
+                // Made by someone else since we listed them.
+                Err(ProviderError::AlreadyExists { .. } | ProviderError::Rejected { status: 400, .. }) => {
+                    self.labels = self.plane.labels().await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.labels.push(label);
+        }
+        Ok(())
+    }
+
+    /// The human key of a work item: `PROJ-12`.
+    pub fn item_key(&self, sequence: Option<i64>) -> Option<String> {
+        let sequence = sequence?;
+        Some(match &self.identifier {
+            Some(identifier) => format!("{identifier}-{sequence}"),
+            None => format!("#{sequence}"),
+        })
+    }
+}
+
+/// Field conversions for tasks ↔ work items.
+impl Convert for PlaneSync {
+    fn to_local(&self, field: &str, remote: &Value) -> Option<Value> {
+        match field {
+            "title" => Some(json!(clean_title(remote.as_str().unwrap_or("")))),
+            "priority" => {
+                let priority = remote.as_str().filter(|p| p.parse::<Priority>().is_ok()).unwrap_or("none");
+                Some(json!(priority))
+            }
+            "due" => Some(remote.clone()),
+            "description" => {
+                let markdown = super::markup::html_to_markdown(remote.as_str().unwrap_or(""));
+                Some(json!(crate::domain::text::clip(&markdown, crate::domain::text::MAX_DESCRIPTION_CHARS)))
+            }
+            "lane" => self.lane_for_state(remote.as_str()?).map(|l| json!(l.id)),
+            "assignee" => {
+                let members = remote.as_array()?;
+                if members.is_empty() {
+                    return Some(Value::Null);
+                }
+                members.iter().filter_map(Value::as_str).find_map(|m| self.agent_of_member.get(m)).map(|a| json!(a))
+            }
+            "labels" => {
+                let mut names: Vec<String> = remote
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|id| self.labels.iter().find(|l| l.id == id))
+                    .map(|l| local_label(&l.name))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                names.sort();
+                names.dedup();
+                names.truncate(20);
+                Some(json!(names))
+            }
+            "cycle" => match remote {
+                Value::Null => Some(Value::Null),
+                Value::String(id) => self.cycles.local_of.get(id).map(|c| json!(c)),
+                _ => None,
+            },
+            "modules" => {
+                let mut ids: Vec<i64> = remote
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|m| self.modules.local_of.get(m))
+                    .copied()
+                    .collect();
+                ids.sort_unstable();
+                Some(json!(ids))
+            }
+            _ => None,
+        }
+    }
+
+    fn to_remote(&self, field: &str, local: &Value) -> Option<Value> {
+        match field {
+            "title" | "priority" | "due" => Some(local.clone()),
+            "description" => Some(json!(super::markup::markdown_to_html(local.as_str().unwrap_or("")))),
+            "lane" => self.state_for_lane(local.as_i64()?).map(|s| json!(s.id)),
+            "assignee" => match local {
+                Value::Null => Some(json!([])),
+                agent => self.member_of_agent.get(&agent.as_i64()?).map(|m| json!([m])),
+            },
+            "labels" => {
+                let mut ids: Vec<String> = Vec::new();
+                for name in local.as_array()?.iter().filter_map(Value::as_str) {
+                    ids.push(self.labels.iter().find(|l| local_label(&l.name) == name)?.id.clone());
+                }
+                ids.sort();
+                Some(json!(ids))
+            }
+            "cycle" => match local {
+                Value::Null => Some(Value::Null),
+                id => self.cycles.remote_of.get(&id.as_i64()?).map(|c| json!(c)),
+            },
+            "modules" => {
+                let mut ids: Vec<String> = Vec::new();
+                for id in local.as_array()?.iter().filter_map(Value::as_i64) {
+                    ids.push(self.modules.remote_of.get(&id)?.clone());
+                }
+                ids.sort();
+                Some(json!(ids))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A remote title as the store keeps it: one line, trimmed, at most 500
+/// characters, never empty.
+pub fn clean_title(name: &str) -> String {
+    let one_line: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clipped: String = one_line.trim().chars().take(crate::domain::text::MAX_TITLE_CHARS).collect();
+    let trimmed = clipped.trim();
+    if trimmed.is_empty() { "(untitled)".into() } else { trimmed.to_string() }
+}
+
+/// A remote label name as a local label: lowercase, one word (spaces become
+/// dashes), at most 40 characters.
+pub fn local_label(name: &str) -> String {
+    let word: String = name
+        .trim()
+        .trim_start_matches('#')
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_whitespace() { '-' } else { c })
+        .filter(|c| !c.is_control() && *c != ',')
+        .take(40)
+        .collect();
+    word
+}

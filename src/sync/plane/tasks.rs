@@ -1,0 +1,385 @@
+//! Tasks ↔ Plane work items.
+//!
+//! A task with no mapping is created remotely (idempotently: a lost answer is
+//! adopted from Plane's 409). A mapped task is merged field by field with its
+//! work item against the mapping's base; what changed remotely is written
+//! locally through the repository, what changed locally is sent as one PATCH
+//! (and cycle/module membership calls).
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use super::{PlaneSync, SyncResult, TASK_FIELDS};
+use crate::domain::{LocalKind, Priority, SyncState, Task};
+use crate::store::StoreError;
+use crate::store::sync::{MappingUpdate, SyncMapping, SyncedTask};
+use crate::sync::merge::{self, Base, Clocks, Fields, MergePlan};
+use crate::sync::providers::plane::WorkItem;
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Unchanged,
+    Created,
+    Adopted,
+    Pushed,
+    Pulled,
+    PushedAndPulled,
+    /// Some field needs an operator.
+    Conflict,
+    RemoteDeleted,
+    /// Not synced (archived, or in a lane that does not sync).
+    Skipped,
+}
+
+/// A work item's cycle and modules, when a pass listed them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Membership {
+    pub cycle: Option<String>,
+    pub modules: Vec<String>,
+}
+
+/// A task's shared fields, in local representation.
+pub fn local_fields(task: &Task, modules: &[i64]) -> Fields {
+    let mut labels = task.labels.clone();
+    labels.sort();
+    let mut modules = modules.to_vec();
+    modules.sort_unstable();
+    Fields::from([
+        ("title".into(), json!(task.title)),
+        ("description".into(), json!(task.description)),
+        ("priority".into(), json!(task.priority.as_str())),
+        ("lane".into(), json!(task.lane_id)),
+        ("assignee".into(), json!(task.assignee_id)),
+        ("labels".into(), json!(labels)),
+        ("due".into(), json!(task.due_on.map(|d| d.to_string()))),
+        ("cycle".into(), json!(task.cycle_id)),
+        ("modules".into(), json!(modules)),
+    ])
+}
+
+/// A work item's shared fields, in remote representation. Membership comes
+/// from a pass's listing when there was one, else it is taken as last seen.
+pub fn remote_fields(item: &WorkItem, membership: Option<&Membership>, base: &Base) -> Fields {
+    let mut assignees = item.assignees.clone();
+    assignees.sort();
+    let mut labels = item.labels.clone();
+    labels.sort();
+    let mut fields = Fields::from([
+        ("title".into(), json!(item.name)),
+        ("description".into(), json!(item.description_html.clone().unwrap_or_default())),
+        ("priority".into(), json!(item.priority.clone().unwrap_or_else(|| "none".into()))),
+        ("lane".into(), json!(item.state)),
+        ("assignee".into(), json!(assignees)),
+        ("labels".into(), json!(labels)),
+        ("due".into(), json!(item.target_date)),
+    ]);
+    match membership {
+        Some(m) => {
+            let mut modules = m.modules.clone();
+            modules.sort();
+            fields.insert("cycle".into(), json!(m.cycle));
+            fields.insert("modules".into(), json!(modules));
+        }
+        None => {
+            for field in ["cycle", "modules"] {
+                let known =
+                    base.remote.get(field).cloned().unwrap_or(if field == "cycle" { Value::Null } else { json!([]) });
+                fields.insert(field.into(), known);
+            }
+        }
+    }
+    fields
+}
+
+/// The PATCH/POST body for work-item fields (membership goes separately).
+fn item_body(fields: &Fields) -> Value {
+    let mut body = Map::new();
+    for (field, value) in fields {
+        let name = match field.as_str() {
+            "title" => "name",
+            "description" => "description_html",
+            "priority" => "priority",
+            "lane" => "state",
+            "assignee" => "assignees",
+            "labels" => "labels",
+            "due" => "target_date",
+            _ => continue,
+        };
+        body.insert(name.into(), value.clone());
+    }
+    Value::Object(body)
+}
+
+/// Local changes from merged fields.
+fn local_changes(pull: &Fields) -> SyncedTask {
+    let mut changes = SyncedTask::default();
+    for (field, value) in pull {
+        match field.as_str() {
+            "title" => changes.title = value.as_str().map(str::to_string),
+            "description" => changes.description = value.as_str().map(str::to_string),
+            "priority" => changes.priority = value.as_str().and_then(|p| p.parse::<Priority>().ok()),
+            "lane" => changes.lane_id = value.as_i64(),
+            "assignee" => changes.assignee_id = Some(value.as_i64()),
+            "labels" => {
+                changes.labels =
+                    value.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            }
+            "due" => changes.due_on = Some(value.as_str().and_then(parse_date)),
+            "cycle" => changes.cycle_id = Some(value.as_i64()),
+            "modules" => changes.module_ids = value.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()),
+            _ => {}
+        }
+    }
+    changes
+}
+
+fn parse_date(text: &str) -> Option<time::Date> {
+    time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+impl PlaneSync {
+    fn link(&self, item: &WorkItem, base: &Base, state: SyncState) -> MappingUpdate {
+        MappingUpdate {
+            connection_id: self.connection.id,
+            local_kind: LocalKind::Task,
+            external_id: item.id.clone(),
+            external_key: self.item_key(item.sequence_id),
+            url: Some(self.plane.item_url(&item.id)),
+            base: serde_json::to_value(base).unwrap_or_default(),
+            remote_version: Some(item.updated_at.to_string()),
+            state,
+            error: None,
+        }
+    }
+
+    /// Reconciles a task after a local change (the outbox key `task:ID`).
+    /// Nothing is asked of Plane when the task is as last synced.
+    pub async fn reconcile_task(&mut self, task_id: i64) -> SyncResult<TaskOutcome> {
+        let (task, modules) = match self.store.sync_read_task(task_id).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound { .. }) => return Ok(TaskOutcome::Skipped),
+            Err(e) => return Err(e.into()),
+        };
+        let mapping = self.store.sync_mapping(self.connection.id, LocalKind::Task, task_id).await?;
+        let Some(mapping) = mapping else {
+            return self.create_remote(&task, &modules).await;
+        };
+        if mapping.sync_state == SyncState::Deleted {
+            return Ok(TaskOutcome::Skipped);
+        }
+        let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+        if local_fields(&task, &modules) == base.local && mapping.sync_state == SyncState::InSync {
+            return Ok(TaskOutcome::Unchanged);
+        }
+        match self.plane.work_item(&mapping.external_id).await? {
+            Some(item) => self.converge(task, modules, &mapping, &item, None).await,
+            None => {
+                self.store.sync_remote_deleted(&self.actor, &mapping).await?;
+                Ok(TaskOutcome::RemoteDeleted)
+            }
+        }
+    }
+
+    /// Reconciles a mapped task with its work item as a pass listed it.
+    pub async fn reconcile_item(
+        &mut self,
+        mapping: &SyncMapping,
+        item: &WorkItem,
+        membership: Option<&Membership>,
+    ) -> SyncResult<TaskOutcome> {
+        if mapping.sync_state == SyncState::Deleted {
+            return Ok(TaskOutcome::Skipped);
+        }
+        let (task, modules) = match self.store.sync_read_task(mapping.local_id).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound { .. }) => return Ok(TaskOutcome::Skipped),
+            Err(e) => return Err(e.into()),
+        };
+        let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+        // Echo suppression: the item as we last wrote or read it, and the task as last synced.
+        if mapping.remote_version.as_deref() == Some(item.updated_at.to_string().as_str())
+            && membership.is_none_or(|m| remote_fields(item, Some(m), &base) == base.remote)
+            && local_fields(&task, &modules) == base.local
+        {
+            return Ok(TaskOutcome::Unchanged);
+        }
+        self.converge(task, modules, mapping, item, membership).await
+    }
+
+    async fn converge(
+        &mut self,
+        task: Task,
+        modules: Vec<i64>,
+        mapping: &SyncMapping,
+        item: &WorkItem,
+        membership: Option<&Membership>,
+    ) -> SyncResult<TaskOutcome> {
+        let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+        self.ensure_labels(&task.labels).await?;
+        let local = local_fields(&task, &modules);
+        let remote = remote_fields(item, membership, &base);
+        let clocks = Clocks { local: task.updated_at, remote: item.updated_at };
+        let plan = merge::merge(TASK_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        let open_conflicts = self.record_conflicts(mapping, &task, &plan).await?;
+        let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
+        let mut base = plan.base.clone();
+        let mut item = item.clone();
+        let pushed = !plan.push.is_empty();
+        if pushed {
+            self.step("task.before_push").await;
+            item = self.push(&item, &remote, &plan.push).await?;
+            self.step("task.pushed").await;
+            // What Plane made of our values (it sanitizes HTML) is the new remote base.
+            let after = remote_fields(&item, None, &base);
+            for field in plan.push.keys() {
+                if let Some(value) = after.get(field) {
+                    base.remote.insert(field.clone(), value.clone());
+                }
+            }
+            let mut pushed_only = Base { local: plan.base.local.clone(), remote: base.remote.clone() };
+            // Fields still to be pulled keep their old local base until written.
+            for field in plan.pull.keys() {
+                if let Some(old) = local.get(field) {
+                    pushed_only.local.insert(field.clone(), old.clone());
+                }
+            }
+            // Recorded before the local write, so a failure there cannot make our own push look like a remote edit.
+            self.store
+                .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &pushed_only, state))
+                .await?;
+            self.step("task.push_recorded").await;
+        }
+        let pulled = !plan.pull.is_empty();
+        let link = self.link(&item, &base, state);
+        if pulled {
+            self.store.sync_update_task(&self.actor, task.id, task.version, &local_changes(&plan.pull), &link).await?;
+        } else if !pushed {
+            self.store.sync_save_link(&self.actor, task.project_id, task.id, &link).await?;
+        }
+        Ok(match (pushed, pulled) {
+            _ if open_conflicts => TaskOutcome::Conflict,
+            (true, true) => TaskOutcome::PushedAndPulled,
+            (true, false) => TaskOutcome::Pushed,
+            (false, true) => TaskOutcome::Pulled,
+            (false, false) => TaskOutcome::Unchanged,
+        })
+    }
+
+    /// Sends local values: one PATCH for the item's own fields, then
+    /// membership calls. Returns the item as Plane now has it.
+    async fn push(&mut self, item: &WorkItem, remote: &Fields, push: &Fields) -> SyncResult<WorkItem> {
+        let body = item_body(push);
+        let updated = if body.as_object().is_some_and(|b| !b.is_empty()) {
+            self.plane.update_work_item(&item.id, &body).await?
+        } else {
+            item.clone()
+        };
+        if let Some(cycle) = push.get("cycle") {
+            match (cycle.as_str(), remote.get("cycle").and_then(Value::as_str)) {
+                (Some(new), _) => self.plane.add_to("cycles", new, &item.id).await?,
+                (None, Some(old)) => self.plane.remove_from("cycles", old, &item.id).await?,
+                (None, None) => {}
+            }
+        }
+        if let Some(modules) = push.get("modules") {
+            let set = |v: Option<&Value>| -> BTreeSet<String> {
+                v.and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .unwrap_or_default()
+            };
+            let (new, old) = (set(Some(modules)), set(remote.get("modules")));
+            for module in new.difference(&old) {
+                self.plane.add_to("modules", module, &item.id).await?;
+            }
+            for module in old.difference(&new) {
+                self.plane.remove_from("modules", module, &item.id).await?;
+            }
+        }
+        Ok(updated)
+    }
+
+    /// Creates the work item of a task that has none.
+    async fn create_remote(&mut self, task: &Task, modules: &[i64]) -> SyncResult<TaskOutcome> {
+        let lane = self.lanes.iter().find(|l| l.id == task.lane_id);
+        if task.archived || lane.is_some_and(|l| !l.sync) {
+            return Ok(TaskOutcome::Skipped);
+        }
+        self.ensure_labels(&task.labels).await?;
+        let local = local_fields(task, modules);
+        let mut remote = Fields::new();
+        for field in TASK_FIELDS {
+            if let Some(value) = local.get(*field).and_then(|v| merge::Convert::to_remote(&*self, field, v)) {
+                remote.insert(field.to_string(), value);
+            }
+        }
+        let mut body = item_body(&remote);
+        if let Some(map) = body.as_object_mut()
+            && map.get("state").is_some_and(Value::is_null)
+        {
+            // No state for the lane: Plane uses the project's default.
+            map.remove("state");
+        }
+        self.step("task.before_create").await;
+        let (item, adopted) = self.plane.create_work_item(task.id, &body).await?;
+        self.step("task.created_remotely").await;
+        let empty = Base::default();
+        let pushed_membership = Membership {
+            cycle: remote.get("cycle").and_then(Value::as_str).map(str::to_string),
+            modules: remote
+                .get("modules")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+        };
+        // The base: the task as it is, and the item as Plane answered (membership as we are about to set it).
+        let base = Base { local: local.clone(), remote: remote_fields(&item, Some(&pushed_membership), &empty) };
+        // Saved first: if membership calls fail, the retry finds the mapping and converges.
+        let mut pending = base.clone();
+        pending.remote.insert("cycle".into(), Value::Null);
+        pending.remote.insert("modules".into(), json!([]));
+        self.store
+            .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &pending, SyncState::InSync))
+            .await?;
+        self.step("task.linked").await;
+        if let Some(cycle) = &pushed_membership.cycle {
+            self.plane.add_to("cycles", cycle, &item.id).await?;
+        }
+        for module in &pushed_membership.modules {
+            self.plane.add_to("modules", module, &item.id).await?;
+        }
+        if pushed_membership != Membership::default() {
+            self.store
+                .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &base, SyncState::InSync))
+                .await?;
+        }
+        Ok(if adopted { TaskOutcome::Adopted } else { TaskOutcome::Created })
+    }
+}
+
+impl PlaneSync {
+    /// Records the plan's conflicts; whether any is left open.
+    async fn record_conflicts(&self, mapping: &SyncMapping, task: &Task, plan: &MergePlan) -> SyncResult<bool> {
+        let had_open = mapping.sync_state == SyncState::Conflict;
+        if plan.conflicts.is_empty() && !had_open {
+            return Ok(false);
+        }
+        let conflicts: Vec<crate::store::sync::NewConflict> = plan
+            .conflicts
+            .iter()
+            .map(|c| crate::store::sync::NewConflict {
+                field: c.field.clone(),
+                base: c.base.clone(),
+                local: c.local.clone(),
+                remote: c.remote.clone(),
+                resolution: c.winner.map(|side| match side {
+                    merge::Side::Local => "local",
+                    merge::Side::Remote => "remote",
+                }),
+            })
+            .collect();
+        self.store.sync_record_conflicts(&self.actor, mapping, &task.key, &conflicts).await?;
+        Ok(conflicts.iter().any(|c| c.resolution.is_none()))
+    }
+}

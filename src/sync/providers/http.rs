@@ -1,0 +1,293 @@
+//! What every provider client shares: one HTTP client, a per-connection rate
+//! limiter that also follows the provider's rate-limit headers, and errors
+//! sorted by what the worker should do about them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use crate::sync::retry::parse_retry_after;
+
+/// A request that did not give a usable answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// No answer: connection refused, reset, timed out.
+    #[error("{0}")]
+    Network(String),
+    /// The provider is throttling us until then.
+    #[error("rate limited by the provider until {until}")]
+    RateLimited { until: OffsetDateTime },
+    /// 5xx: worth another try later.
+    #[error("the provider failed with HTTP {status}: {message}")]
+    Unavailable { status: u16, message: String },
+    #[error("not found")]
+    NotFound,
+    /// 409 naming the object that already exists (Plane's idempotent create).
+    #[error("already exists as {existing}")]
+    AlreadyExists { existing: String },
+    /// 401/403: the token is wrong or lacks rights; retrying will not help.
+    #[error(
+        "the provider refused the credentials (HTTP {status}): check the token the connection's secret reference points at"
+    )]
+    Unauthorized { status: u16 },
+    /// 4xx that will not heal by retrying.
+    #[error("the provider rejected the request (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// An answer that is not what the API documents.
+    #[error("unexpected answer from the provider: {0}")]
+    Malformed(String),
+    /// The secret could not be read.
+    #[error("{0}")]
+    Secret(String),
+}
+
+impl ProviderError {
+    /// Whether trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Network(_) | ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. }
+        ) || matches!(self, ProviderError::Malformed(_))
+    }
+
+    /// The provider's "not before", when it said one.
+    pub fn not_before(&self) -> Option<OffsetDateTime> {
+        match self {
+            ProviderError::RateLimited { until } => Some(*until),
+            _ => None,
+        }
+    }
+}
+
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// Pacing waits up to this long; a longer pause gives the job back.
+const MAX_PACING_WAIT: Duration = Duration::from_secs(5);
+
+/// Requests per minute a connection may make, shared by every client of that
+/// connection in this process; the provider's own `X-RateLimit-*` headers
+/// pause it early when other processes used the budget.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl RateLimiter {
+    /// `per_minute` of 0 means unlimited.
+    pub fn new(per_minute: u32) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter {
+            per_minute,
+            state: Mutex::new(Bucket { tokens: per_minute as f64, refilled: Instant::now(), paused_until: None }),
+        })
+    }
+
+    /// Waits for a request slot: briefly, to pace requests under the
+    /// budget. A longer pause (the provider throttled us) is not waited out:
+    /// the wait is returned so the job can come back later.
+    pub async fn acquire(&self) -> Result<(), Duration> {
+        loop {
+            let wait = {
+                let mut bucket = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                match bucket.paused_until {
+                    Some(until) if until > now => until - now,
+                    _ if self.per_minute == 0 => return Ok(()),
+                    _ => {
+                        let rate = self.per_minute as f64 / 60.0;
+                        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+                        bucket.tokens = (bucket.tokens + elapsed * rate).min(self.per_minute as f64);
+                        bucket.refilled = now;
+                        if bucket.tokens >= 1.0 {
+                            bucket.tokens -= 1.0;
+                            return Ok(());
+                        }
+                        Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
+                    }
+                }
+            };
+            if wait > MAX_PACING_WAIT {
+                return Err(wait);
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Follows the provider's view: with no requests left, wait for the reset.
+    pub fn observe(&self, remaining: Option<u64>, reset_in: Option<Duration>) {
+        if let (Some(0), Some(reset_in)) = (remaining, reset_in) {
+            self.pause_for(reset_in);
+        }
+    }
+
+    pub fn pause_for(&self, wait: Duration) {
+        let mut bucket = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let until = Instant::now() + wait.min(Duration::from_secs(3600));
+        if bucket.paused_until.is_none_or(|current| current < until) {
+            bucket.paused_until = Some(until);
+        }
+    }
+}
+
+/// An HTTP client for one connection.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    limiter: Arc<RateLimiter>,
+    /// Header name and value that authenticate (never logged or shown).
+    auth: (String, String),
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http").field("auth_header", &self.auth.0).finish_non_exhaustive()
+    }
+}
+
+/// Requests that take longer than this fail (and are retried later).
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers larger than this are refused rather than read into memory.
+const MAX_BODY: usize = 32 << 20;
+
+impl Http {
+    pub fn new(limiter: Arc<RateLimiter>, auth_header: &str, secret: String) -> ProviderResult<Http> {
+        // reqwest is built without a default TLS provider; ring is ours.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("mission-control/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::Network(format!("cannot set up HTTP: {e}")))?;
+        Ok(Http { client, limiter, auth: (auth_header.to_string(), secret) })
+    }
+
+    /// Sends one request and returns the JSON answer (`Value::Null` for an
+    /// empty body). Every status is mapped to a [`ProviderError`].
+    pub async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> ProviderResult<Value> {
+        if let Err(wait) = self.limiter.acquire().await {
+            return Err(ProviderError::RateLimited { until: OffsetDateTime::now_utc() + wait });
+        }
+        let mut request = self.client.request(method, url).header(&self.auth.0, &self.auth.1);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ProviderError::Network(describe(&e)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let now = OffsetDateTime::now_utc();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let remaining = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let reset_in = header("x-ratelimit-reset")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(|epoch| Duration::from_secs((epoch - now.unix_timestamp()).clamp(0, 3600) as u64));
+        self.limiter.observe(remaining, reset_in);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let until = header("retry-after")
+                .and_then(|v| parse_retry_after(&v, now))
+                .or_else(|| reset_in.map(|d| now + d))
+                .unwrap_or(now + Duration::from_secs(60));
+            self.limiter.pause_for((until - now).try_into().unwrap_or(Duration::ZERO));
+            return Err(ProviderError::RateLimited { until });
+        }
+        let bytes = response.bytes().await.map_err(|e| ProviderError::Network(describe(&e)))?;
+        if bytes.len() > MAX_BODY {
+            return Err(ProviderError::Malformed(format!("an answer of {} bytes", bytes.len())));
+        }
+        let json = || -> ProviderResult<Value> {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
+            }
+            serde_json::from_slice(&bytes).map_err(|e| ProviderError::Malformed(format!("not JSON ({e})")))
+        };
+        if status.is_success() {
+            return json();
+        }
+        let message = json().ok().map(|v| error_message(&v)).unwrap_or_else(|| "no details".into());
+        Err(match status.as_u16() {
+            401 | 403 => ProviderError::Unauthorized { status: status.as_u16() },
+            404 => ProviderError::NotFound,
+            409 => match json().ok().as_ref().and_then(|v| v.get("id")).and_then(Value::as_str) {
+                Some(existing) => ProviderError::AlreadyExists { existing: existing.to_string() },
+                None => ProviderError::Rejected { status: 409, message },
+            },
+            s if s >= 500 => ProviderError::Unavailable { status: s, message },
+            s => ProviderError::Rejected { status: s, message },
+        })
+    }
+}
+
+/// A transport error in one line, without the URL's query (which never holds
+/// secrets here, but keeps messages short).
+fn describe(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "the connection failed"
+    };
+    let host = error.url().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+    format!("{what} to {host}: check the connection's URL and the network")
+}
+
+/// The human part of a provider's error body, clipped for one line.
+fn error_message(body: &Value) -> String {
+    let text = match body {
+        Value::Object(map) => map
+            .get("error")
+            .or_else(|| map.get("detail"))
+            .or_else(|| map.get("message"))
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .unwrap_or_else(|| body.to_string()),
+        other => other.to_string(),
+    };
+    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    crate::domain::text::clip(clean.trim(), 200).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limiter_paces_requests_to_the_budget() {
+        let limiter = RateLimiter::new(60);
+        let started = Instant::now();
+        for _ in 0..65 {
+            limiter.acquire().await.unwrap();
+        }
+        // 60 from the full bucket, then one per second.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_secs(4) && elapsed < Duration::from_secs(6), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_providers_headers_pause_the_limiter() {
+        let limiter = RateLimiter::new(0);
+        limiter.observe(Some(0), Some(Duration::from_secs(3)));
+        let started = Instant::now();
+        limiter.acquire().await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(3), "a short pause is waited out");
+        limiter.observe(Some(5), Some(Duration::from_secs(30)));
+        let started = Instant::now();
+        limiter.acquire().await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(1), "requests left: no pause");
+        // A long pause is handed back instead of blocking the worker.
+        limiter.observe(Some(0), Some(Duration::from_secs(30)));
+        let wait = limiter.acquire().await.unwrap_err();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
+    }
+}

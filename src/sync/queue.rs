@@ -1,0 +1,255 @@
+//! The work queue in PostgreSQL. Keys are claimed with `FOR UPDATE SKIP
+//! LOCKED` and a lease, so several workers share the work and a crashed
+//! worker's keys come back when its lease runs out. A key changed again while
+//! it was being worked on (its generation went up) is run again rather than
+//! removed.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::retry::{MAX_ATTEMPTS, next_attempt};
+use crate::store::{Store, StoreResult};
+
+/// The channel the outbox trigger wakes workers on.
+pub const WAKE_CHANNEL: &str = "mc_sync";
+
+/// Keys of the recurring passes.
+pub const PULL: &str = "pull";
+pub const FULL: &str = "full";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub connection_id: i64,
+    pub key: String,
+    pub generation: i32,
+    /// Failed attempts so far.
+    pub attempts: i32,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Done,
+    /// Run a recurring pass again after this long.
+    Again(Duration),
+    /// Not attempted: the provider asked us to wait until then (not a failure).
+    Deferred(OffsetDateTime),
+    /// Failed; `transient` failures come back after a backoff (and the
+    /// provider's not-before), others become dead letters at once.
+    Failed {
+        error: String,
+        transient: bool,
+        not_before: Option<OffsetDateTime>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub connection: String,
+    pub key: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub failed_at: OffsetDateTime,
+}
+
+/// Adds (or wakes) a key; a pending one coalesces.
+pub async fn enqueue(store: &Store, connection_id: i64, key: &str) -> StoreResult<()> {
+    let client = store.client().await?;
+    client
+        .execute(
+            "WITH queued AS (
+                 INSERT INTO sync_job (connection_id, key) VALUES ($1, $2)
+                 ON CONFLICT (connection_id, key) DO UPDATE
+                     SET generation = sync_job.generation + 1, available_at = least(sync_job.available_at, now()),
+                         dead = false, attempts = CASE WHEN sync_job.dead THEN 0 ELSE sync_job.attempts END,
+                         updated_at = now()
+                 RETURNING id)
+             SELECT pg_notify($3, '') FROM queued",
+            &[&connection_id, &key, &WAKE_CHANNEL],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Makes sure a recurring pass is queued, without moving one that is.
+pub async fn schedule(store: &Store, connection_id: i64, key: &str, after: Duration) -> StoreResult<()> {
+    let client = store.client().await?;
+    client
+        .execute(
+            "INSERT INTO sync_job (connection_id, key, available_at) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+             ON CONFLICT (connection_id, key) DO NOTHING",
+            &[&connection_id, &key, &(after.as_millis() as f64)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due keys for `worker` for `lease`. Keys of a
+/// connection paused by its provider's rate limit wait.
+pub async fn claim(store: &Store, worker: &str, limit: i64, lease: Duration) -> StoreResult<Vec<Job>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "UPDATE sync_job j SET locked_by = $1, locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
+             FROM (SELECT q.id FROM sync_job q
+                   JOIN integration_connection c ON c.id = q.connection_id AND c.enabled
+                   LEFT JOIN sync_cursor s ON s.connection_id = q.connection_id
+                   WHERE NOT q.dead AND q.available_at <= now()
+                     AND (q.locked_until IS NULL OR q.locked_until < now())
+                     AND (s.paused_until IS NULL OR s.paused_until <= now())
+                   ORDER BY q.available_at, q.id
+                   LIMIT $3
+                   FOR UPDATE OF q SKIP LOCKED) due
+             WHERE j.id = due.id
+             RETURNING j.id, j.connection_id, j.key, j.generation, j.attempts, j.available_at",
+            &[&worker, &(lease.as_millis() as f64), &limit],
+        )
+        .await?;
+    // Oldest first, as claimed (RETURNING has no order of its own).
+    let mut jobs: Vec<(OffsetDateTime, Job)> = rows
+        .iter()
+        .map(|r| {
+            let job =
+                Job { id: r.get(0), connection_id: r.get(1), key: r.get(2), generation: r.get(3), attempts: r.get(4) };
+            (r.get(5), job)
+        })
+        .collect();
+    jobs.sort_by_key(|(at, job)| (*at, job.id));
+    Ok(jobs.into_iter().map(|(_, job)| job).collect())
+}
+
+/// Records how a claimed job ended. Returns false when the worker had lost
+/// the job (its lease ran out and another worker took it).
+pub async fn finish(store: &Store, worker: &str, job: &Job, outcome: &Outcome) -> StoreResult<bool> {
+    let client = store.client().await?;
+    let changed = match outcome {
+        Outcome::Done => {
+            let removed = client
+                .execute(
+                    "DELETE FROM sync_job WHERE id = $1 AND generation = $2 AND locked_by = $3",
+                    &[&job.id, &job.generation, &worker],
+                )
+                .await?;
+            if removed == 1 {
+                return Ok(true);
+            }
+            // Changed again while we worked: release it to run again now.
+            client
+                .execute(
+                    "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = 0, last_error = NULL,
+                            updated_at = now()
+                     WHERE id = $1 AND locked_by = $2",
+                    &[&job.id, &worker],
+                )
+                .await?
+        }
+        Outcome::Again(after) => {
+            client
+                .execute(
+                    "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = 0, last_error = NULL,
+                            available_at = now() + $3 * interval '1 millisecond', updated_at = now()
+                     WHERE id = $1 AND locked_by = $2",
+                    &[&job.id, &worker, &(after.as_millis() as f64)],
+                )
+                .await?
+        }
+        Outcome::Deferred(until) => {
+            client
+                .execute(
+                    "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, available_at = $3,
+                            last_error = 'waiting for the provider''s rate limit', updated_at = now()
+                     WHERE id = $1 AND locked_by = $2",
+                    &[&job.id, &worker, until],
+                )
+                .await?
+        }
+        Outcome::Failed { error, transient, not_before } => {
+            let attempts = job.attempts + 1;
+            let dead = !transient || attempts >= MAX_ATTEMPTS;
+            let at = next_attempt(OffsetDateTime::now_utc(), attempts, *not_before);
+            let error = crate::domain::text::clip(error, 1000).into_owned();
+            client
+                .execute(
+                    "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = $3, last_error = $4,
+                            dead = $5, available_at = $6, updated_at = now()
+                     WHERE id = $1 AND locked_by = $2",
+                    &[&job.id, &worker, &attempts, &error, &dead, &at],
+                )
+                .await?
+        }
+    };
+    Ok(changed == 1)
+}
+
+/// Extends the lease of a job still being worked on.
+pub async fn extend(store: &Store, worker: &str, job: &Job, lease: Duration) -> StoreResult<()> {
+    let client = store.client().await?;
+    client
+        .execute(
+            "UPDATE sync_job SET locked_until = now() + $3 * interval '1 millisecond' WHERE id = $1 AND locked_by = $2",
+            &[&job.id, &worker, &(lease.as_millis() as f64)],
+        )
+        .await?;
+    Ok(())
+}
+
+pub async fn dead_letters(store: &Store, project_id: i64) -> StoreResult<Vec<DeadLetter>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT j.id, c.connection_key, j.key, j.attempts, j.last_error, j.updated_at
+             FROM sync_job j JOIN integration_connection c ON c.id = j.connection_id
+             WHERE j.dead AND c.project_id = $1 ORDER BY j.updated_at DESC, j.id DESC",
+            &[&project_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetter {
+            id: r.get(0),
+            connection: r.get(1),
+            key: r.get(2),
+            attempts: r.get(3),
+            last_error: r.get(4),
+            failed_at: r.get(5),
+        })
+        .collect())
+}
+
+/// Puts dead letters back in the queue (all of the project's with `None`).
+pub async fn retry_dead(store: &Store, project_id: i64, id: Option<i64>) -> StoreResult<u64> {
+    let client = store.client().await?;
+    let revived = client
+        .execute(
+            "UPDATE sync_job j SET dead = false, attempts = 0, available_at = now(), locked_by = NULL,
+                    locked_until = NULL, updated_at = now()
+             FROM integration_connection c
+             WHERE c.id = j.connection_id AND c.project_id = $1 AND j.dead AND ($2::bigint IS NULL OR j.id = $2)",
+            &[&project_id, &id],
+        )
+        .await?;
+    if revived > 0 {
+        client.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
+    }
+    Ok(revived)
+}
+
+/// Keys waiting per connection (excluding the recurring passes), and dead letters.
+pub async fn depth(store: &Store, connection_id: i64) -> StoreResult<(i64, i64, Option<OffsetDateTime>)> {
+    let client = store.client().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE NOT dead AND key NOT IN ($2, $3)),
+                    count(*) FILTER (WHERE dead),
+                    min(created_at) FILTER (WHERE NOT dead AND key NOT IN ($2, $3))
+             FROM sync_job WHERE connection_id = $1",
+            &[&connection_id, &PULL, &FULL],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1), row.get(2)))
+}

@@ -1,0 +1,454 @@
+//! The sync engine against a local server that speaks Plane's API, and a real
+//! PostgreSQL: import, pushes, pulls, conflicts, remote deletes, lost
+//! answers, provider failures, crashes at every step, and two workers on one
+//! queue.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::actor;
+use common::plane::Fault;
+use common::sync::{Setup, drain, make_due, mapping_of, setup, setup_with, sync, tasks, worker};
+use mission_control::domain::{LocalKind, Priority, SyncState};
+use mission_control::store::tasks::{NewTask, Position, TaskEdit};
+use mission_control::sync::queue;
+use mission_control::sync::worker::Hook;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initial_import_brings_every_work_item_in_once() {
+    let s = setup(1000).await;
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let imported = tasks(&s).await;
+    assert_eq!(imported.len(), 1000);
+    assert_eq!(s.db.count("external_mapping WHERE local_kind = 'task'").await, 1000);
+    // States map to lanes by group: seeded items spread over the five groups.
+    let item = &s.plane.items()[0];
+    let mapping = s
+        .store
+        .sync_mappings(s.connection_id, LocalKind::Task)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.external_id == item["id"].as_str().unwrap())
+        .unwrap();
+    let task = imported.iter().find(|t| t.id == mapping.local_id).unwrap();
+    assert_eq!(task.title, item["name"].as_str().unwrap());
+    assert_eq!(task.priority.as_str(), item["priority"].as_str().unwrap());
+    let group = s.plane.states().into_iter().find(|st| st["id"] == item["state"]).unwrap()["group"].clone();
+    assert_eq!(task.lane_category.as_str(), group.as_str().unwrap());
+    assert_eq!(mapping.external_key.as_deref(), Some(format!("FAKE-{}", item["sequence_id"]).as_str()));
+    // Every import is audited with source sync.
+    assert_eq!(s.db.count("audit_entry WHERE action = 'task.sync_create' AND source = 'sync'").await, 1000);
+
+    // A second pass changes nothing and creates nothing remotely.
+    s.plane.reset_log();
+    let again = sync(&s).await;
+    assert_eq!(again.failed, 0);
+    assert_eq!(tasks(&s).await.len(), 1000);
+    assert_eq!(s.plane.item_count(), 1000);
+    assert_eq!(s.plane.count("POST", "work-items") + s.plane.count("PATCH", "work-items"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_edits_are_pushed_and_new_tasks_created_remotely() {
+    let s = setup(5).await;
+    sync(&s).await;
+    let key = tasks(&s).await[0].key.clone();
+    let edit = TaskEdit { title: Some("Renamed here".into()), priority: Some(Priority::Urgent), ..TaskEdit::default() };
+    s.store.edit_task(&actor("bo"), &key, edit, None).await.unwrap();
+    s.store.move_task(&actor("bo"), &key, Some("Done"), Position::Top, None).await.unwrap();
+    s.store.assign_task(&actor("bo"), &key, Some("ana"), None).await.unwrap();
+    let created = s
+        .store
+        .create_task(
+            &actor("bo"),
+            s.project_id,
+            NewTask { title: "Made here".into(), labels: vec!["ops".into()], ..NewTask::default() },
+        )
+        .await
+        .unwrap();
+    // The outbox queued both tasks in the same transactions as the edits.
+    assert_eq!(
+        s.db.count(&format!(
+            "sync_job WHERE key IN ('task:{}', 'task:{}')",
+            mapping_of(&s, &key).await.local_id,
+            created.id
+        ))
+        .await,
+        2
+    );
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+
+    let remote = s.plane.item(&mapping_of(&s, &key).await.external_id).unwrap();
+    assert_eq!(remote["name"], "Renamed here");
+    assert_eq!(remote["priority"], "urgent");
+    assert_eq!(remote["state"], json!(s.plane.state_id("completed")));
+    let ana = s.plane.members().into_iter().find(|m| m["display_name"] == "ana").unwrap()["id"].clone();
+    assert_eq!(remote["assignees"], json!([ana]));
+
+    let made = s.plane.find_by_external("mission-control", &created.id.to_string()).expect("created in Plane");
+    assert_eq!(made["name"], "Made here");
+    assert_eq!(made["labels"], json!([s.plane.label_id("ops").expect("the label was created in Plane")]));
+    assert_eq!(mapping_of(&s, &created.key).await.external_id, made["id"].as_str().unwrap());
+    // Pushing is not echoed back as a change.
+    s.plane.reset_log();
+    let quiet = sync(&s).await;
+    assert_eq!(quiet.failed, 0);
+    assert_eq!(s.plane.count("PATCH", "work-items") + s.plane.count("POST", "work-items"), 0);
+    assert_eq!(s.store.task_by_key(&key).await.unwrap().title, "Renamed here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_edits_are_pulled_with_source_sync() {
+    let s = setup(3).await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    let mapping = mapping_of(&s, &task.key).await;
+    s.plane.edit_item(
+        &mapping.external_id,
+        json!({"name": "Renamed in Plane", "priority": "high", "state": s.plane.state_id("started")}),
+    );
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let after = s.store.task_by_key(&task.key).await.unwrap();
+    assert_eq!(after.title, "Renamed in Plane");
+    assert_eq!(after.priority, Priority::High);
+    assert_eq!(after.lane_category.as_str(), "started");
+    assert_eq!(
+        s.db.count(&format!("audit_entry WHERE action = 'task.sync' AND source = 'sync' AND entity_id = {}", task.id))
+            .await,
+        1
+    );
+    // What was pulled is not pushed back.
+    assert_eq!(s.plane.count("PATCH", "work-items"), 0);
+    assert_eq!(s.db.count(&format!("sync_job WHERE key = 'task:{}'", task.id)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_both_sides_edit_is_a_conflict_an_operator_resolves() {
+    let s = setup_with(2, "manual").await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    let mapping = mapping_of(&s, &task.key).await;
+    s.store
+        .edit_task(&actor("bo"), &task.key, TaskEdit { title: Some("Ours".into()), ..TaskEdit::default() }, None)
+        .await
+        .unwrap();
+    s.plane.edit_item(&mapping.external_id, json!({"name": "Theirs"}));
+    sync(&s).await;
+    let conflicts = s.store.sync_conflicts(s.project_id, false).await.unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(
+        (conflicts[0].field.as_str(), conflicts[0].local_value.clone(), conflicts[0].remote_value.clone()),
+        ("title", Some(json!("Ours")), Some(json!("Theirs")))
+    );
+    assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::Conflict);
+    // Neither side was overwritten while it is open.
+    assert_eq!(s.store.task_by_key(&task.key).await.unwrap().title, "Ours");
+    assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "Theirs");
+
+    s.store.sync_resolve_conflict(&actor("ops"), s.project_id, conflicts[0].id, true).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "Ours");
+    assert_eq!(s.store.task_by_key(&task.key).await.unwrap().title, "Ours");
+    assert!(s.store.sync_conflicts(s.project_id, false).await.unwrap().is_empty());
+    assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::InSync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_side_wins_a_conflict_by_default_and_it_is_recorded() {
+    let s = setup(2).await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    let mapping = mapping_of(&s, &task.key).await;
+    s.store
+        .edit_task(&actor("bo"), &task.key, TaskEdit { title: Some("Ours".into()), ..TaskEdit::default() }, None)
+        .await
+        .unwrap();
+    // Plane's edit is a minute later than ours.
+    s.plane.advance_clock(Duration::from_secs(60));
+    s.plane.edit_item(&mapping.external_id, json!({"name": "Theirs, later"}));
+    sync(&s).await;
+    assert_eq!(s.store.task_by_key(&task.key).await.unwrap().title, "Theirs, later");
+    let history = s.store.sync_conflicts(s.project_id, true).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].resolution.as_deref(), Some("remote"));
+    assert!(history[0].resolved_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_delete_archives_the_task_on_a_full_pass_and_is_not_recreated() {
+    let s = setup(3).await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    let mapping = mapping_of(&s, &task.key).await;
+    assert!(s.plane.delete_item(&mapping.external_id));
+    queue::enqueue(&s.store, s.connection_id, queue::FULL).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(s.store.task_by_key(&task.key).await.unwrap().archived);
+    assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::Deleted);
+    // A later local edit does not bring it back in Plane.
+    s.store
+        .edit_task(&actor("bo"), &task.key, TaskEdit { title: Some("Still here".into()), ..TaskEdit::default() }, None)
+        .await
+        .unwrap();
+    sync(&s).await;
+    assert_eq!(s.plane.item_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_adopted_not_duplicated() {
+    let s = setup(0).await;
+    sync(&s).await;
+    let task = s
+        .store
+        .create_task(&actor("bo"), s.project_id, NewTask { title: "Once only".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    s.plane.fail_next(("POST", "work-items"), Fault::ApplyThenFail(502));
+    let first = sync(&s).await;
+    assert_eq!(first.failed, 1, "the lost answer fails the attempt");
+    assert_eq!(s.plane.item_count(), 1, "but Plane made the item");
+    make_due(&s).await;
+    let second = sync(&s).await;
+    assert_eq!(second.failed, 0, "{:?}", second.errors);
+    assert_eq!(s.plane.item_count(), 1, "no duplicate");
+    let item = s.plane.find_by_external("mission-control", &task.id.to_string()).unwrap();
+    assert_eq!(mapping_of(&s, &task.key).await.external_id, item["id"].as_str().unwrap());
+    assert_eq!(s.db.count("external_mapping WHERE local_kind = 'task'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_failures_are_retried_and_permanent_ones_become_dead_letters() {
+    let s = setup(2).await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    let mapping = mapping_of(&s, &task.key).await;
+    let edit = |title: &str| TaskEdit { title: Some(title.into()), ..TaskEdit::default() };
+
+    // 429 with Retry-After: the job waits at least that long and the connection pauses.
+    s.store.edit_task(&actor("bo"), &task.key, edit("after a 429"), None).await.unwrap();
+    s.plane.fail_next(("PATCH", "work-items/*"), Fault::RateLimited { retry_after_secs: 30 });
+    let report = sync(&s).await;
+    assert_eq!((report.failed, report.deferred >= 1), (0, true), "put off, not failed: {report:?}");
+    let client = s.db.client().await;
+    let waits: bool = client
+        .query_one(
+            &format!(
+                "SELECT available_at >= now() + interval '25 seconds' FROM sync_job WHERE key = 'task:{}'",
+                task.id
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(waits, "the retry honours Retry-After");
+    assert_eq!(s.db.count("sync_cursor WHERE paused_until > now()").await, 1, "the connection pauses");
+    make_due(&s).await;
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "after a 429");
+
+    // 5xx and a malformed answer: transient, retried.
+    s.store.edit_task(&actor("bo"), &task.key, edit("after a 503"), None).await.unwrap();
+    s.plane.fail_next(("GET", "work-items/*"), Fault::Status(503));
+    assert_eq!(drain(&s).await.failed, 1);
+    s.plane.fail_next(("GET", "work-items/*"), Fault::Malformed);
+    make_due(&s).await;
+    assert_eq!(drain(&s).await.failed, 1);
+    make_due(&s).await;
+    assert_eq!(drain(&s).await.failed, 0);
+    assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "after a 503");
+    assert_eq!(s.db.count("sync_job WHERE dead").await, 0);
+
+    // A 400 will not heal: a dead letter at once, with the error; an operator retries it.
+    s.store.edit_task(&actor("bo"), &task.key, edit("refused"), None).await.unwrap();
+    s.plane.fail_next(("PATCH", "work-items/*"), Fault::Status(400));
+    drain(&s).await;
+    let dead = queue::dead_letters(&s.store, s.project_id).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, format!("task:{}", task.id));
+    assert!(dead[0].last_error.as_deref().is_some_and(|e| e.contains("400")), "{dead:?}");
+    assert_eq!(queue::retry_dead(&s.store, s.project_id, Some(dead[0].id)).await.unwrap(), 1);
+    assert_eq!(drain(&s).await.failed, 0);
+    assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "refused");
+    // A slow answer is only slow.
+    s.store.edit_task(&actor("bo"), &task.key, edit("slowly"), None).await.unwrap();
+    s.plane.fail_next(("PATCH", "work-items/*"), Fault::Delay(Duration::from_millis(300)));
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "slowly");
+}
+
+/// A hook that parks the worker for good at `step` and reports that it did.
+fn crash_at(step: &'static str) -> (Hook, tokio::sync::watch::Receiver<bool>) {
+    let (reached_tx, reached_rx) = tokio::sync::watch::channel(false);
+    let reached_tx = Arc::new(reached_tx);
+    let hook: Hook = Arc::new(move |at| {
+        let reached_tx = reached_tx.clone();
+        Box::pin(async move {
+            if at == step {
+                let _ = reached_tx.send(true);
+                std::future::pending::<()>().await;
+            }
+        })
+    });
+    (hook, reached_rx)
+}
+
+/// Runs a worker until it reaches `step`, then drops it mid-flight, as a
+/// crash would; its lease is then let run out.
+async fn crash_worker_at(s: &Setup, step: &'static str) {
+    let (hook, mut reached) = crash_at(step);
+    let mut crashing = worker(s, "doomed", Some(hook));
+    crashing.schedule(true).await.unwrap();
+    let run = tokio::spawn(async move { crashing.drain().await });
+    tokio::time::timeout(Duration::from_secs(20), reached.wait_for(|r| *r))
+        .await
+        .expect("the step is reached")
+        .unwrap();
+    run.abort();
+    let _ = run.await;
+    s.db.client()
+        .await
+        .batch_execute("UPDATE sync_job SET locked_until = now() - interval '1 second' WHERE locked_by = 'doomed'")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_any_step_of_a_create_leaves_one_remote_object_and_one_mapping() {
+    for step in ["job.claimed", "task.before_create", "task.created_remotely", "task.linked"] {
+        let s = setup(0).await;
+        sync(&s).await;
+        let task = s
+            .store
+            .create_task(
+                &actor("bo"),
+                s.project_id,
+                NewTask { title: format!("Crash at {step}"), ..NewTask::default() },
+            )
+            .await
+            .unwrap();
+        crash_worker_at(&s, step).await;
+        let report = sync(&s).await;
+        assert_eq!(report.failed, 0, "{step}: {:?}", report.errors);
+        assert_eq!(s.plane.item_count(), 1, "{step}: one remote object");
+        assert_eq!(s.db.count("external_mapping WHERE local_kind = 'task'").await, 1, "{step}: one mapping");
+        let item = s.plane.find_by_external("mission-control", &task.id.to_string()).unwrap();
+        assert_eq!(item["name"], format!("Crash at {step}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_at_any_step_of_an_update_converges_after_restart() {
+    for step in ["job.claimed", "task.before_push", "task.pushed", "task.push_recorded"] {
+        let s = setup(1).await;
+        sync(&s).await;
+        let task = tasks(&s).await[0].clone();
+        let title = format!("Edited before a crash at {step}");
+        s.store
+            .edit_task(&actor("bo"), &task.key, TaskEdit { title: Some(title.clone()), ..TaskEdit::default() }, None)
+            .await
+            .unwrap();
+        crash_worker_at(&s, step).await;
+        let report = sync(&s).await;
+        assert_eq!(report.failed, 0, "{step}: {:?}", report.errors);
+        assert_eq!(s.plane.item_count(), 1, "{step}");
+        assert_eq!(s.db.count("external_mapping WHERE local_kind = 'task'").await, 1, "{step}");
+        let mapping = mapping_of(&s, &task.key).await;
+        assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], title.as_str(), "{step}");
+        assert_eq!(s.store.task_by_key(&task.key).await.unwrap().title, title, "{step}");
+        assert!(
+            s.store.sync_conflicts(s.project_id, true).await.unwrap().is_empty(),
+            "{step}: our own push is no conflict"
+        );
+        assert_eq!(mapping.sync_state, SyncState::InSync, "{step}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_share_one_queue_without_double_pushes() {
+    let s = setup(40).await;
+    sync(&s).await;
+    for task in tasks(&s).await {
+        s.store
+            .edit_task(
+                &actor("bo"),
+                &task.key,
+                TaskEdit { title: Some(format!("{} (edited)", task.title)), ..TaskEdit::default() },
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    s.plane.reset_log();
+    let (mut a, mut b) = (worker(&s, "a", None), worker(&s, "b", None));
+    let (ra, rb) = tokio::join!(a.drain(), b.drain());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.failed + rb.failed, 0);
+    assert_eq!(ra.jobs + rb.jobs, 40, "every key once");
+    assert!(ra.jobs > 0 && rb.jobs > 0, "both workers took keys ({} and {})", ra.jobs, rb.jobs);
+    let patches: Vec<String> = s.plane.requests().into_iter().filter(|r| r.method == "PATCH").map(|r| r.path).collect();
+    let distinct: std::collections::BTreeSet<&String> = patches.iter().collect();
+    assert_eq!(patches.len(), 40, "one PATCH per change");
+    assert_eq!(distinct.len(), 40, "no item pushed twice");
+    for item in s.plane.items() {
+        assert!(item["name"].as_str().unwrap().ends_with("(edited)"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_edits_coalesce_into_one_job() {
+    let s = setup(1).await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    for n in 0..10 {
+        s.store
+            .edit_task(
+                &actor("bo"),
+                &task.key,
+                TaskEdit { title: Some(format!("edit {n}")), ..TaskEdit::default() },
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.db.count(&format!("sync_job WHERE key = 'task:{}'", task.id)).await, 1);
+    let generation: i32 =
+        s.db.client()
+            .await
+            .query_one(&format!("SELECT generation FROM sync_job WHERE key = 'task:{}'", task.id), &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(generation, 10);
+    s.plane.reset_log();
+    sync(&s).await;
+    assert_eq!(s.plane.count("PATCH", "work-items"), 1);
+    assert_eq!(s.plane.item(&mapping_of(&s, &task.key).await.external_id).unwrap()["name"], "edit 9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pass_reads_one_page_per_object_type() {
+    let s = setup(300).await;
+    sync(&s).await;
+    // Time passes; one item changes, and is pulled.
+    s.plane.advance_clock(Duration::from_secs(600));
+    let first = s.plane.items()[0]["id"].as_str().unwrap().to_string();
+    s.plane.edit_item(&first, json!({"name": "Changed later"}));
+    assert_eq!(sync(&s).await.failed, 0);
+    s.plane.reset_log();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0);
+    let requests: Vec<_> = s.plane.requests();
+    let listing_work_items = requests.iter().filter(|r| r.method == "GET" && r.path.ends_with("/work-items/")).count();
+    assert_eq!(listing_work_items, 1, "{requests:?}");
+    assert_eq!(requests.iter().filter(|r| r.method != "GET").count(), 0);
+}
