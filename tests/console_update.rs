@@ -158,11 +158,11 @@ fn task(key: &str, lane: &str, version: i32) -> Task {
 }
 
 #[test]
-fn start_loads_the_board_agents_and_audit_tail() {
+fn start_loads_the_board_agents_audit_tail_and_sync_health() {
     let mut s = state();
     let effects = mission_control::console::update::start(&mut s);
     let kinds: Vec<QueryKey> = queries(&effects).iter().map(|q| q.key()).collect();
-    assert_eq!(kinds, [QueryKey::Board, QueryKey::Agents, QueryKey::AuditTail]);
+    assert_eq!(kinds, [QueryKey::Board, QueryKey::Agents, QueryKey::AuditTail, QueryKey::SyncHealth]);
 }
 
 #[test]

@@ -47,6 +47,11 @@ pub enum Action {
     ProjectLoaded(Result<Project, Failure>),
     /// A step of a long operation (a restore), for the progress line.
     Progress(String),
+    /// The sync worker this console ran has ended (stopped, or failed with `error`).
+    SyncWorkerStopped {
+        run: u64,
+        error: Option<String>,
+    },
     Quit,
 }
 
@@ -85,6 +90,15 @@ pub enum Effect {
         body: String,
     },
     LoadProject(String),
+    /// Run a sync worker for the project inside this process until stopped.
+    StartSyncWorker {
+        run: u64,
+        project_id: i64,
+    },
+    /// Ask that worker to stop once the key at hand is done.
+    StopSyncWorker {
+        run: u64,
+    },
 }
 
 /// A change to make through the repository.
@@ -137,6 +151,15 @@ pub enum Mutation {
         snapshot_id: i64,
         only: Vec<String>,
     },
+    /// Settle an open sync conflict by taking one side's value.
+    ResolveConflict {
+        id: i64,
+        take_local: bool,
+    },
+    /// Queue sync dead letters again: one, or all of the project's (`None`).
+    RetryDead {
+        id: Option<i64>,
+    },
 }
 
 impl Mutation {
@@ -161,6 +184,10 @@ impl Mutation {
             Mutation::Restore { snapshot_id, only } => {
                 format!("restored {} task(s) from snapshot #{snapshot_id}", only.len())
             }
+            Mutation::ResolveConflict { id, take_local: true } => format!("conflict #{id}: kept the local value"),
+            Mutation::ResolveConflict { id, take_local: false } => format!("conflict #{id}: took the remote value"),
+            Mutation::RetryDead { id: Some(id) } => format!("dead letter #{id} queued again"),
+            Mutation::RetryDead { id: None } => "dead letters queued again".into(),
         }
     }
 }
@@ -217,6 +244,12 @@ pub enum Outcome {
     },
     Snapshot(Box<crate::domain::SnapshotMeta>),
     Restored(Box<crate::snapshot::RestoreReport>),
+    /// A conflict was settled; this reconcile key is queued to carry it across.
+    SyncQueued {
+        key: String,
+    },
+    /// How many dead letters went back in the queue.
+    Retried(u64),
 }
 
 /// Why a query or change failed, as the console needs to tell it.

@@ -22,6 +22,9 @@ pub struct EditorRequest {
     pub body: String,
 }
 
+/// How long quitting waits for the console's sync worker.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 pub struct App {
     pub state: AppState,
     runner: Runner,
@@ -76,6 +79,15 @@ impl App {
 
     pub fn take_editor_request(&mut self) -> Option<EditorRequest> {
         self.editor.take()
+    }
+
+    /// Stops what outlives a frame: a sync worker started here gets a few
+    /// seconds to finish the key at hand (an unfinished one is picked up
+    /// again when its lease runs out).
+    pub async fn shutdown(&mut self) {
+        if let Some(worker) = self.runner.stop_sync_worker() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, worker).await;
+        }
     }
 
     /// Effects started and not yet reported back.

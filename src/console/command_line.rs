@@ -1,8 +1,8 @@
 //! Command mode (`:`): parsing, completion and the verbs it understands.
 //!
 //! `:move MC-12 review`, `:assign MC-12 @ana`, `:handoff MC-12 @bo blocked "waiting for creds"`,
-//! `:archive MC-12`, `:project OPS`, `:MC-12` (jump), `:inbox` … `:settings`, `:q`, and every
-//! command name from the keymap (`:undo`, `:new_task`).
+//! `:archive MC-12`, `:project OPS`, `:sync start|stop|status`, `:MC-12` (jump), `:inbox` …
+//! `:settings`, `:q`, and every command name from the keymap (`:undo`, `:new_task`).
 
 use super::keymap::Command;
 use super::state::Screen;
@@ -18,6 +18,15 @@ pub enum Parsed {
     Handoff { key: String, to: String, kind: HandoffKind, reason: String },
     Archive { key: String },
     Project(String),
+    Sync(SyncVerb),
+}
+
+/// `:sync start|stop|status`: the sync worker inside this console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncVerb {
+    Start,
+    Stop,
+    Status,
 }
 
 /// The verbs with arguments, for completion and help.
@@ -27,6 +36,7 @@ pub const VERBS: &[(&str, &str)] = &[
     ("handoff", "handoff KEY @AGENT transfer|blocked REASON"),
     ("archive", "archive KEY"),
     ("project", "project KEY"),
+    ("sync", "sync start|stop|status"),
     ("q", "quit"),
 ];
 
@@ -113,6 +123,12 @@ pub fn parse(line: &str) -> Result<Parsed, String> {
             Parsed::Project(crate::domain::project_key(key).map_err(|e| e.0)?)
         }
         "open" | "goto" => Parsed::Jump(task_key(rest.first(), "open KEY")?),
+        "sync" => Parsed::Sync(match rest.first().map(|w| w.to_lowercase()).as_deref() {
+            Some("start" | "run") => SyncVerb::Start,
+            Some("stop") => SyncVerb::Stop,
+            None | Some("status") => SyncVerb::Status,
+            Some(_) => return Err("usage: :sync start|stop|status".into()),
+        }),
         _ => {
             if let Ok(key) = verb.parse::<TaskKey>() {
                 return Ok(Parsed::Jump(key.to_string()));
@@ -165,6 +181,7 @@ pub fn complete(line: &str, candidates: &Candidates<'_>) -> Vec<String> {
         (2, Some("handoff")) => candidates.agents.iter().map(|a| format!("@{a}")).collect(),
         (3, Some("handoff")) => vec!["transfer".into(), "blocked".into()],
         (1, Some("project")) => candidates.projects.iter().map(|p| p.to_string()).collect(),
+        (1, Some("sync")) => vec!["start".into(), "stop".into(), "status".into()],
         _ => Vec::new(),
     };
     let lower = partial.to_lowercase();
@@ -215,6 +232,10 @@ mod tests {
         assert_eq!(parse(":MC-7").unwrap(), Parsed::Jump("MC-7".into()));
         assert_eq!(parse(":risks").unwrap(), Parsed::Screen(Screen::Risks));
         assert_eq!(parse(":undo").unwrap(), Parsed::Run(Command::Undo));
+        assert_eq!(parse(":sync start").unwrap(), Parsed::Sync(SyncVerb::Start));
+        assert_eq!(parse(":sync STOP").unwrap(), Parsed::Sync(SyncVerb::Stop));
+        assert_eq!(parse(":sync").unwrap(), Parsed::Sync(SyncVerb::Status));
+        assert!(parse(":sync sideways").unwrap_err().contains("usage"));
         assert!(parse(":move MC-12").is_err());
         assert!(parse(":handoff MC-12 @bo blocked").unwrap_err().contains("reason"));
         assert!(parse(":frobnicate").unwrap_err().contains("unknown command"));
@@ -235,5 +256,6 @@ mod tests {
         assert_eq!(complete("assign MC-1 @a", &c), vec!["assign MC-1 @ana "]);
         assert_eq!(complete("project o", &c), vec!["project OPS "]);
         assert_eq!(complete("handoff MC-1 @bo b", &c), vec!["handoff MC-1 @bo blocked "]);
+        assert_eq!(complete("sync st", &c), vec!["sync start ", "sync status ", "sync stop "]);
     }
 }

@@ -4,6 +4,7 @@
 use time::{Date, Duration, OffsetDateTime};
 
 use super::action::Failure;
+use super::sync::SyncIssues;
 use crate::domain::*;
 use crate::store::Store;
 use crate::store::agents::AgentLoad;
@@ -11,6 +12,7 @@ use crate::store::audit::AuditQuery;
 use crate::store::board::{BoardLane, Card, CardFilter};
 use crate::store::handoffs::HandoffFilter;
 use crate::store::integrations::MappingFilter;
+use crate::store::sync::SyncHealth;
 use crate::store::views::Risk;
 
 /// Cards fetched per lane on a board load, and per window when scrolling.
@@ -38,6 +40,7 @@ pub enum QueryKey {
     Latest,
     SnapshotDiff,
     RestorePlan,
+    SyncHealth,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +95,8 @@ pub enum Query {
         id: i64,
         only: Vec<String>,
     },
+    /// Each connection's sync health, for the status line.
+    SyncHealth,
 }
 
 impl Query {
@@ -114,6 +119,7 @@ impl Query {
             Query::Latest => QueryKey::Latest,
             Query::SnapshotDiff { .. } => QueryKey::SnapshotDiff,
             Query::RestorePlan { .. } => QueryKey::RestorePlan,
+            Query::SyncHealth => QueryKey::SyncHealth,
         }
     }
 }
@@ -154,18 +160,28 @@ pub struct DetailData {
     pub task: Task,
     pub handoffs: Vec<Handoff>,
     pub mappings: Vec<Mapping>,
+    /// The connections the mappings name (for their provider); empty without mappings.
+    pub connections: Vec<Connection>,
     pub history: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Loaded {
     Board(Vec<BoardLane>),
-    LaneWindow { lane_id: i64, offset: i64, cards: Vec<Card> },
+    LaneWindow {
+        lane_id: i64,
+        offset: i64,
+        cards: Vec<Card>,
+    },
     Inbox(InboxData),
     Today(Vec<Task>),
     Planning(PlanningData),
     Delivery(DeliveryData),
-    Risks(Vec<Risk>),
+    /// The Risks screen: the project's risks and its open sync problems.
+    Risks {
+        risks: Vec<Risk>,
+        sync: SyncIssues,
+    },
     Recovery(Vec<SnapshotMeta>),
     Settings(SettingsData),
     Agents(Vec<AgentLoad>),
@@ -174,8 +190,15 @@ pub enum Loaded {
     Detail(Box<DetailData>),
     Page(Page),
     Latest(i64),
-    SnapshotDiff { id: i64, diff: Box<crate::snapshot::diff::Diff> },
-    RestorePlan { report: Box<crate::snapshot::RestoreReport>, only: Vec<String> },
+    SnapshotDiff {
+        id: i64,
+        diff: Box<crate::snapshot::diff::Diff>,
+    },
+    RestorePlan {
+        report: Box<crate::snapshot::RestoreReport>,
+        only: Vec<String>,
+    },
+    SyncHealth(Vec<SyncHealth>),
 }
 
 /// Runs one query for project `project_id`.
@@ -215,7 +238,13 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
                 review: store.review_queue(project_id).await?,
             })
         }
-        Query::Risks { now, stale_after } => Loaded::Risks(store.risks(project_id, now, stale_after).await?),
+        Query::Risks { now, stale_after } => Loaded::Risks {
+            risks: store.risks(project_id, now, stale_after).await?,
+            sync: SyncIssues {
+                conflicts: store.sync_conflicts(project_id, false).await?,
+                dead_letters: crate::sync::queue::dead_letters(store, project_id).await?,
+            },
+        },
         Query::Recovery => Loaded::Recovery(store.list_snapshots(project_id).await?),
         Query::Settings => Loaded::Settings(SettingsData {
             lanes: store.list_lanes(project_id).await?,
@@ -263,8 +292,10 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
                     ..Default::default()
                 })
                 .await?;
+            let connections =
+                if mappings.is_empty() { Vec::new() } else { store.list_connections(task.project_id).await? };
             let history = store.task_history(&task.key, 200).await?;
-            Loaded::Detail(Box::new(DetailData { task, handoffs, mappings, history }))
+            Loaded::Detail(Box::new(DetailData { task, handoffs, mappings, connections, history }))
         }
         Query::Page { slug } => Loaded::Page(store.page_by_slug(project_id, &slug).await?),
         Query::Latest => Loaded::Latest(store.latest_audit_id(project_id).await?),
@@ -279,5 +310,6 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
             let report = store.restore_snapshot(&actor, id, &options, &|_| {}).await?;
             Loaded::RestorePlan { report: Box::new(report), only }
         }
+        Query::SyncHealth => Loaded::SyncHealth(store.sync_health(project_id).await?),
     })
 }

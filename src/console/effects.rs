@@ -11,6 +11,7 @@ use tokio::task::AbortHandle;
 
 use super::action::{Action, Effect, Failure, Mutation, Outcome};
 use super::data::{self, QueryKey};
+use super::sync_worker::ConsoleSyncWorker;
 use crate::domain::Source;
 use crate::store::tasks::NewTask;
 use crate::store::{Actor, Store};
@@ -23,6 +24,8 @@ pub struct Runner {
     tx: UnboundedSender<Action>,
     in_flight: HashMap<QueryKey, AbortHandle>,
     pending: Arc<AtomicUsize>,
+    /// The sync worker started with `:sync start`, while it runs.
+    sync_worker: Option<ConsoleSyncWorker>,
 }
 
 /// Decrements the pending count when a task ends, finished or aborted.
@@ -43,6 +46,7 @@ impl Runner {
             tx,
             in_flight: HashMap::new(),
             pending: Arc::new(AtomicUsize::new(0)),
+            sync_worker: None,
         }
     }
 
@@ -117,7 +121,33 @@ impl Runner {
                 // The terminal loop owns the terminal and handles this one.
                 drop(guard);
             }
+            Effect::StartSyncWorker { run, project_id } => {
+                // A long-running task, not a pending effect: it reports when it ends.
+                drop(guard);
+                if let Some(previous) = self.sync_worker.take() {
+                    previous.stop();
+                }
+                self.sync_worker = Some(ConsoleSyncWorker::start(store, project_id, run, tx));
+            }
+            Effect::StopSyncWorker { run } => {
+                match self.sync_worker.take_if(|worker| worker.run() == run) {
+                    // Pending until the worker has ended, so its report is queued by then.
+                    Some(worker) => {
+                        let handle = worker.stop();
+                        tokio::spawn(async move {
+                            let _ = handle.await;
+                            drop(guard);
+                        });
+                    }
+                    None => drop(guard),
+                }
+            }
         }
+    }
+
+    /// Asks the console's sync worker (if any) to stop; the handle resolves once it has.
+    pub fn stop_sync_worker(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.sync_worker.take().map(ConsoleSyncWorker::stop)
     }
 }
 
@@ -193,6 +223,13 @@ pub async fn apply(
         Mutation::Restore { snapshot_id, only } => {
             let options = crate::snapshot::RestoreOptions { only: only.clone(), ..Default::default() };
             Ok(Outcome::Restored(Box::new(store.restore_snapshot(actor, *snapshot_id, &options, progress).await?)))
+        }
+        Mutation::ResolveConflict { id, take_local } => {
+            let (_, key) = store.sync_resolve_conflict(actor, project_id, *id, *take_local).await?;
+            Ok(Outcome::SyncQueued { key })
+        }
+        Mutation::RetryDead { id } => {
+            Ok(Outcome::Retried(crate::sync::queue::retry_dead(store, project_id, *id).await?))
         }
     }
 }

@@ -117,6 +117,10 @@ commands! {
     CreateSnapshot => "create_snapshot", true, "take a snapshot of the project now, with a label";
     SnapshotDiff => "snapshot_diff", false, "what changed since the selected snapshot";
     RestoreSnapshot => "restore_snapshot", true, "restore the snapshot (or the tasks marked in its diff)";
+    TakeLocal => "take_local", true, "settle the sync conflict: keep the local value (sent to the remote copy)";
+    TakeRemote => "take_remote", true, "settle the sync conflict: take the remote copy's value";
+    RetryDead => "retry_dead", true, "queue the selected sync dead letter again";
+    RetryAllDead => "retry_all_dead", true, "queue every sync dead letter of the project again";
 }
 
 /// A key as bindings spell it: `ctrl+c`, `shift+left`, `H`, `enter`, `?`.

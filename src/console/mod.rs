@@ -22,6 +22,8 @@ pub mod live;
 pub mod panes;
 pub mod rows;
 pub mod state;
+pub mod sync;
+pub mod sync_worker;
 pub mod terminal;
 pub mod theme;
 pub mod update;
@@ -121,5 +123,7 @@ pub async fn run(store: Store, project: Project, operator: &str, options: Consol
     listener.abort();
     clock.abort();
     drop(guard);
+    // The terminal is back; let a sync worker started here finish its key.
+    app.shutdown().await;
     Ok(())
 }

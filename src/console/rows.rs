@@ -15,10 +15,20 @@ use crate::store::views::Risk;
 pub enum Target {
     None,
     Task(String),
-    Handoff { id: i64, task: String, state: HandoffState },
+    Handoff {
+        id: i64,
+        task: String,
+        state: HandoffState,
+    },
     Page(String),
     Pipeline(i64),
     Snapshot(i64),
+    /// An open sync conflict; `task` when it is about a task.
+    Conflict {
+        id: i64,
+        task: Option<String>,
+    },
+    DeadLetter(i64),
 }
 
 impl Target {
@@ -380,12 +390,10 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
                     _ => None,
                 })
                 .collect();
-            filtered(
-                state,
-                screen,
-                vec![Section { title: format!("Needs an operator ({})", risks.len()), rows, empty: "all clear" }],
-                &tasks,
-            )
+            let mut sections =
+                vec![Section { title: format!("Needs an operator ({})", risks.len()), rows, empty: "all clear" }];
+            sections.extend(super::sync::risk_sections(state));
+            filtered(state, screen, sections, &tasks)
         }
         Screen::Recovery => {
             let Some(snapshots) = &state.recovery else { return loading() };
@@ -488,7 +496,7 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
                 empty: "no agents",
             };
             let connections = Section {
-                title: "Connections (secrets are shown as their reference)".into(),
+                title: "Connections (secrets as references) — :sync start syncs from here".into(),
                 rows: settings
                     .connections
                     .iter()

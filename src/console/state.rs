@@ -9,6 +9,7 @@ use super::action::{MutationRequest, RequestId};
 use super::data::{DeliveryData, DetailData, InboxData, PlanningData, QueryKey, SettingsData};
 use super::filter::FilterQuery;
 use super::keymap::{Command, Keymap};
+use super::sync::{SyncIssues, SyncView};
 use super::theme::Theme;
 use crate::domain::{AuditEntry, HandoffKind, Lane, Page, Priority, Project, SnapshotMeta, Task};
 use crate::store::agents::AgentLoad;
@@ -383,7 +384,7 @@ pub struct ConnState {
     pub last_audit_id: i64,
     /// Change notifications are flowing (the LISTEN connection is up).
     pub live: bool,
-    pub sync: String,
+    pub sync: SyncView,
 }
 
 /// Request bookkeeping: the newest id per query kind wins, older results are dropped.
@@ -472,6 +473,8 @@ pub struct AppState {
     pub planning: Option<PlanningData>,
     pub delivery: Option<DeliveryData>,
     pub risks: Option<Vec<Risk>>,
+    /// Open sync conflicts and dead letters, loaded with the Risks screen.
+    pub sync_issues: Option<SyncIssues>,
     pub recovery: Option<Vec<SnapshotMeta>>,
     pub settings: Option<SettingsData>,
     pub agents: Vec<AgentLoad>,
@@ -514,6 +517,7 @@ impl AppState {
             planning: None,
             delivery: None,
             risks: None,
+            sync_issues: None,
             recovery: None,
             settings: None,
             agents: Vec::new(),
@@ -528,7 +532,7 @@ impl AppState {
                 last_refresh: None,
                 last_audit_id: 0,
                 live: false,
-                sync: "no connections".into(),
+                sync: SyncView::default(),
             },
             requests: Requests::default(),
             keymap: options.keymap.clone(),

@@ -103,6 +103,7 @@ fn sync_mark(state: Option<SyncState>) -> &'static str {
         Some(SyncState::Pending) => " ~",
         Some(SyncState::Conflict) => " ✗",
         Some(SyncState::Error) => " !",
+        Some(SyncState::Deleted) => " ⊘",
         None => "",
     }
 }

@@ -9,6 +9,7 @@ use super::{fit, put};
 use crate::console::keymap::{Command, Context};
 use crate::console::rows::age;
 use crate::console::state::{AppState, DbHealth, InputKind, ToastLevel};
+use crate::console::sync;
 
 pub fn status_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
     let theme = &state.theme;
@@ -36,7 +37,20 @@ pub fn status_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
         parts.push((" READ-ONLY".to_string(), theme.warn));
     }
     parts.push((format!(" · {refreshed}"), theme.muted));
-    parts.push((format!(" · sync: {}", state.conn.sync), theme.muted));
+    let help = format!("{} help ", state.key_hint(Context::Global, Command::Help));
+    // Sync gets what is left before the help hint: the long form, the short
+    // one, or the short one clipped.
+    let used: usize = parts.iter().map(|(text, _)| text.width()).sum();
+    let room = (area.width as usize).saturating_sub(used + help.width() + 1 + " · ".len());
+    let summary = sync::summary(&state.conn.sync, state.now);
+    let text = if summary.long.width() <= room {
+        summary.long
+    } else if summary.short.width() <= room {
+        summary.short
+    } else {
+        fit(&summary.short, room.max(6))
+    };
+    parts.push((format!(" · {}", fit(&text, text.width())), super::list::tone(theme, summary.tone)));
     if !state.board.marked.is_empty() {
         parts.push((format!(" · {} marked", state.board.marked.len()), theme.marked));
     }
@@ -52,7 +66,6 @@ pub fn status_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
         let (next, _) = buf.set_stringn(x, area.y, &text, (end - x) as usize, style);
         x = next;
     }
-    let help = format!("{} help ", state.key_hint(Context::Global, Command::Help));
     let help_x = end.saturating_sub(help.width() as u16);
     if help_x > x + 1 {
         buf.set_string(help_x, area.y, &help, theme.key);

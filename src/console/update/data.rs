@@ -1,7 +1,7 @@
 //! Results coming back: query results (newest wins), change outcomes, change
 //! notifications, connection health, the clock, and the audit drawer.
 
-use super::{board, change, load_screen, mutate, query, undo};
+use super::{board, change, load_screen, mutate, query, sync, undo};
 use crate::console::action::{Action, DbEvent, Effect, Failure, Mutation, Outcome};
 use crate::console::data::{Loaded, Query, QueryKey};
 use crate::console::keymap::Command;
@@ -25,6 +25,11 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
                             if matches!(request.mutation, Mutation::Create(_) | Mutation::FollowUp { .. }) =>
                         {
                             format!("created {}", task.key)
+                        }
+                        Outcome::SyncQueued { .. } | Outcome::Retried(_) => {
+                            let (level, text) = sync::outcome_message(&request, &outcome);
+                            state.toast(level, text);
+                            String::new()
                         }
                         Outcome::Partial { tasks, failures } if !failures.is_empty() => {
                             state.toast(
@@ -89,13 +94,15 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.now = now;
             state.ticks += 1;
             state.toasts.retain(|t| t.until > now);
+            let mut effects = Vec::new();
             if state.ticks.is_multiple_of(POLL_EVERY)
                 && state.is_connected()
                 && !state.requests.pending(QueryKey::Latest)
             {
-                return vec![query(state, Query::Latest)];
+                effects.push(query(state, Query::Latest));
             }
-            Vec::new()
+            effects.extend(sync::poll(state));
+            effects
         }
         Action::EditorDone { slug, version, body, error } => {
             if let Some(error) = error {
@@ -112,7 +119,16 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
         }
         Action::ProjectLoaded(Ok(project)) => {
             let key = project.key.clone();
+            let old_key = state.project.key.clone();
+            // A worker started here serves the project it was started for.
+            let mut effects = if state.conn.sync.worker.run().is_some() {
+                sync::stop(state, &format!("stopping the sync worker here: it served {old_key}"))
+            } else {
+                Vec::new()
+            };
             state.project = project;
+            state.sync_issues = None;
+            state.conn.sync.health = None;
             state.board = Default::default();
             state.inbox = None;
             state.today = None;
@@ -128,8 +144,9 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
             state.drawer = AuditDrawer { open: state.drawer.open, ..AuditDrawer::default() };
             state.conn.last_audit_id = 0;
             state.toast(ToastLevel::Success, format!("switched to {key}"));
-            let mut effects = load_screen(state, state.screen);
+            effects.extend(load_screen(state, state.screen));
             effects.push(query(state, Query::AuditTail { after_id: 0 }));
+            effects.push(query(state, Query::SyncHealth));
             effects
         }
         Action::Progress(step) => {
@@ -161,6 +178,7 @@ pub fn refresh(state: &mut AppState) -> Vec<Effect> {
     }
     let after_id = state.drawer.last_id();
     effects.push(query(state, Query::AuditTail { after_id }));
+    effects.push(query(state, Query::SyncHealth));
     if state.screen == crate::console::state::Screen::Today {
         // Agent load is shown on Today; elsewhere it is read when the picker opens.
         effects.push(query(state, Query::Agents));
@@ -218,7 +236,11 @@ fn loaded(state: &mut AppState, id: u64, result: Result<Loaded, Failure>) -> Vec
             state.planning = Some(data);
         }
         Loaded::Delivery(data) => state.delivery = Some(data),
-        Loaded::Risks(risks) => state.risks = Some(risks),
+        Loaded::Risks { risks, sync } => {
+            state.risks = Some(risks);
+            state.sync_issues = Some(sync);
+        }
+        Loaded::SyncHealth(health) => return sync::health_loaded(state, health),
         Loaded::Recovery(snapshots) => state.recovery = Some(snapshots),
         Loaded::Settings(data) => state.settings = Some(data),
         Loaded::Agents(agents) => state.agents = agents,
@@ -291,7 +313,7 @@ fn loaded_key(loaded: &Loaded) -> Option<QueryKey> {
         Loaded::Today(_) => QueryKey::Today,
         Loaded::Planning(_) => QueryKey::Planning,
         Loaded::Delivery(_) => QueryKey::Delivery,
-        Loaded::Risks(_) => QueryKey::Risks,
+        Loaded::Risks { .. } => QueryKey::Risks,
         Loaded::Recovery(_) => QueryKey::Recovery,
         Loaded::Settings(_) => QueryKey::Settings,
         Loaded::Agents(_) => QueryKey::Agents,
@@ -302,6 +324,7 @@ fn loaded_key(loaded: &Loaded) -> Option<QueryKey> {
         Loaded::Latest(_) => QueryKey::Latest,
         Loaded::SnapshotDiff { .. } => QueryKey::SnapshotDiff,
         Loaded::RestorePlan { .. } => QueryKey::RestorePlan,
+        Loaded::SyncHealth(_) => QueryKey::SyncHealth,
     })
 }
 

@@ -212,6 +212,7 @@ fn execute(state: &mut AppState, parsed: Parsed) -> Vec<Effect> {
             board::confirm_archive(state, vec![key]);
             Vec::new()
         }
+        Parsed::Sync(verb) => super::sync::worker_command(state, verb),
         Parsed::Project(key) => {
             if key == state.project.key {
                 state.toast(ToastLevel::Info, format!("already in {key}"));

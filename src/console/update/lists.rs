@@ -5,7 +5,7 @@ use super::board::{confirm_archive, open_detail};
 use super::{change, mutate, query};
 use crate::console::action::{Effect, Mutation, UndoRecipe};
 use crate::console::data::Query;
-use crate::console::keymap::Command;
+use crate::console::keymap::{Command, Context};
 use crate::console::layout;
 use crate::console::rows::{self, Target};
 use crate::console::state::{
@@ -97,6 +97,10 @@ pub fn command(state: &mut AppState, command: Command) -> Vec<Effect> {
         Command::RejectHandoff => return transition(state, &target, HandoffState::Rejected),
         Command::ResolveHandoff => return transition(state, &target, HandoffState::Resolved),
         Command::CancelHandoff => return transition(state, &target, HandoffState::Cancelled),
+        Command::TakeLocal => return super::sync::resolve(state, &target, true),
+        Command::TakeRemote => return super::sync::resolve(state, &target, false),
+        Command::RetryDead => return super::sync::retry(state, &target),
+        Command::RetryAllDead => return super::sync::retry_all(state),
         Command::Back => {
             if state.filters.remove(&screen).is_some() {
                 state.cursors.insert(screen, ListCursor::default());
@@ -111,7 +115,23 @@ pub fn command(state: &mut AppState, command: Command) -> Vec<Effect> {
 
 fn open(state: &mut AppState, target: Target) -> Vec<Effect> {
     match target {
-        Target::Task(key) | Target::Handoff { task: key, .. } => open_detail(state, key),
+        Target::Task(key) | Target::Handoff { task: key, .. } | Target::Conflict { task: Some(key), .. } => {
+            open_detail(state, key)
+        }
+        Target::Conflict { id, task: None } => {
+            let keys = format!(
+                "{}/{}",
+                state.key_hint(Context::List, Command::TakeLocal),
+                state.key_hint(Context::List, Command::TakeRemote)
+            );
+            state.toast(ToastLevel::Info, format!("conflict #{id}: {keys} keeps the local or takes the remote value"));
+            Vec::new()
+        }
+        Target::DeadLetter(id) => {
+            let key = state.key_hint(Context::List, Command::RetryDead);
+            state.toast(ToastLevel::Info, format!("dead letter #{id}: {key} queues it again"));
+            Vec::new()
+        }
         Target::Page(slug) => {
             if let Some(page) = state.planning.as_ref().and_then(|p| p.pages.iter().find(|p| p.slug == slug)) {
                 state.overlay = Some(Overlay::Page(PageView { page: page.clone(), scroll: 0 }));

@@ -6,6 +6,7 @@ mod data;
 mod input;
 mod lists;
 mod overlays;
+mod sync;
 mod undo;
 
 use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
@@ -28,6 +29,7 @@ pub fn update(state: &mut AppState, action: Action) -> Vec<Effect> {
             board::keep_cursor_visible(state)
         }
         Action::Run(command) => run(state, command),
+        Action::SyncWorkerStopped { run, error } => sync::worker_stopped(state, run, error),
         Action::Quit => {
             state.should_quit = true;
             Vec::new()
@@ -41,6 +43,7 @@ pub fn start(state: &mut AppState) -> Vec<Effect> {
     let mut effects = load_screen(state, state.screen);
     effects.push(query(state, Query::Agents));
     effects.push(query(state, Query::AuditTail { after_id: 0 }));
+    effects.push(query(state, Query::SyncHealth));
     effects
 }
 
