@@ -19,9 +19,8 @@ pub fn server() -> tokio_postgres::Config {
     tokio_postgres::Config::from_str(&url).expect("MC_BENCH_DATABASE_URL is not a valid connection string")
 }
 
-/// Creates (or re-creates) database `name`, migrates it and loads a project
-/// `BENCH` with [`TASKS`] tasks. Returns the store and the project id.
-pub async fn project_with_tasks(name: &str) -> (Store, i64) {
+/// Creates (or re-creates) database `name` and migrates it.
+pub async fn empty_database(name: &str) -> Store {
     let admin = server();
     let (client, connection) = admin.connect(NoTls).await.expect("connect to the benchmark server");
     tokio::spawn(connection);
@@ -31,6 +30,13 @@ pub async fn project_with_tasks(name: &str) -> (Store, i64) {
     config.dbname(name);
     let store = Store::connect(config, StoreOptions { max_connections: 16, ..Default::default() }).await.unwrap();
     store.migrate().await.unwrap();
+    store
+}
+
+/// Creates (or re-creates) database `name`, migrates it and loads a project
+/// `BENCH` with [`TASKS`] tasks. Returns the store and the project id.
+pub async fn project_with_tasks(name: &str) -> (Store, i64) {
+    let store = empty_database(name).await;
     let actor = Actor::new("bench", Source::Cli);
     mission_control::seed::load_tasks(&store, &actor, "BENCH", TASKS, 7).await.unwrap();
     // Give the planner real statistics, as autovacuum would on a live system.
