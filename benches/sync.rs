@@ -127,8 +127,13 @@ fn main() {
         store.client().await.unwrap().batch_execute("VACUUM ANALYZE").await.unwrap();
 
         // Idle passes: one long-running worker (context loaded), nothing changed on either side.
+        // The steady state first: time passes and one item changes, so the watermark's overlap
+        // window no longer covers the 10,000 items the import just read (all made a moment ago).
         let limiters = Limiters::default();
         let mut w = worker(&store, project_id, "idle", &limiters);
+        plane.advance_clock(Duration::from_secs(600));
+        let first = plane.items()[0]["id"].as_str().unwrap().to_string();
+        plane.edit_item(&first, serde_json::json!({"name": "changed later"}));
         w.schedule(true).await.unwrap();
         w.drain().await.unwrap();
         let mut idle = Vec::new();

@@ -99,7 +99,8 @@ impl Worker {
             } else {
                 queue::schedule(&self.store, connection.id, PULL, Duration::ZERO).await?;
             }
-            queue::schedule(&self.store, connection.id, FULL, Duration::ZERO).await?;
+            // A connection's first pass reads everything anyway, so the full pass waits its turn.
+            queue::schedule(&self.store, connection.id, FULL, self.options.full_every).await?;
         }
         Ok(())
     }
