@@ -54,6 +54,62 @@ async fn an_initial_import_brings_every_work_item_in_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_brings_the_states_no_lane_stands_for_as_lanes() {
+    let s = setup(0).await;
+    let review = s.plane.add_state("In Review", "started");
+    let item = s.plane.create_item(json!({"name": "Under review", "state": review}));
+    let cancelled = s.plane.create_item(json!({"name": "Dropped", "state": s.plane.state_id("cancelled")}));
+    let client = s.db.client().await;
+
+    // The dry run says which lanes the first pass would make, and makes none.
+    let mut plane_sync = mission_control::sync::plane::PlaneSync::load_with(
+        &s.store,
+        s.store.connection_by_id(s.connection_id).await.unwrap(),
+        mission_control::sync::providers::http::RateLimiter::new(0),
+        false,
+    )
+    .await
+    .unwrap();
+    let plan = plane_sync.plan().await.unwrap();
+    assert_eq!(plan.lanes_to_create, ["In Review (started)", "Cancelled (cancelled)"]);
+    let lanes_before = s.db.count("lane").await;
+    plane_sync.refresh().await.unwrap();
+    assert_eq!(s.db.count("lane").await, lanes_before);
+
+    assert_eq!(sync(&s).await.failed, 0);
+    let lanes = s.store.list_lanes(s.project_id).await.unwrap();
+    let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
+    // Default lanes stand for Backlog, Todo, In Progress and Done; the others come in, in group order.
+    assert_eq!(names, ["Inbox", "Ready", "In Progress", "Review", "Blocked", "In Review", "Done", "Cancelled"]);
+    let lane_of = |id: &str| {
+        let id = id.to_string();
+        let s = &s;
+        async move {
+            let m = s.store.sync_mappings(s.connection_id, LocalKind::Task).await.unwrap();
+            let local = m.into_iter().find(|m| m.external_id == id).unwrap().local_id;
+            tasks(s).await.into_iter().find(|t| t.id == local).unwrap().lane
+        }
+    };
+    assert_eq!(lane_of(item["id"].as_str().unwrap()).await, "In Review");
+    assert_eq!(lane_of(cancelled["id"].as_str().unwrap()).await, "Cancelled");
+    let made: i64 = client
+        .query_one("SELECT count(*) FROM audit_entry WHERE action = 'lane.create' AND source = 'sync'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(made, 2, "lanes made by the import are audited as sync");
+
+    // The lane and the state stay paired both ways: a task moved into Review goes to
+    // Plane's first started state, one moved into In Review to In Review.
+    let task = tasks(&s).await.into_iter().find(|t| t.title == "Dropped").unwrap();
+    s.store.move_task(&actor("bo"), &task.key, Some("In Review"), Position::Bottom, None).await.unwrap();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.plane.item(cancelled["id"].as_str().unwrap()).unwrap()["state"], review.as_str());
+    // A second first-pass check makes no more lanes.
+    assert_eq!(s.db.count("lane").await, lanes_before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_edits_are_pushed_and_new_tasks_created_remotely() {
     let s = setup(5).await;
     sync(&s).await;

@@ -123,7 +123,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             } else {
                 for pass in &report.passes {
                     output::line(format!(
-                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely ({} requests)",
+                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely, {} lanes made for states ({} requests)",
                         if pass.full { "full" } else { "incremental" },
                         pass.listed,
                         pass.pulled,
@@ -132,6 +132,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                         pass.created_remote,
                         pass.conflicts,
                         pass.deleted_remotely,
+                        pass.lanes_created,
                         pass.requests
                     ));
                 }
@@ -196,6 +197,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             let fields = |pairs: &[(String, Vec<String>)]| -> Vec<String> {
                 pairs.iter().map(|(key, f)| format!("{key}  {}", f.join(", "))).collect()
             };
+            list("lanes for Plane states", &plan.lanes_to_create);
             list("create in Plane", &plan.create_remote);
             list("create here", &plan.create_local);
             list("send to Plane", &fields(&plan.push));

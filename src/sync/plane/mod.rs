@@ -7,6 +7,7 @@
 //! converts each shared field between the two representations; the merge
 //! itself is [`crate::sync::merge`].
 
+pub mod lanes;
 pub mod pass;
 pub mod plan;
 pub mod planning;
@@ -251,29 +252,6 @@ impl PlaneSync {
         self.member_of_agent = linked.iter().map(|(a, m)| (*a, m.clone())).collect();
         self.agent_of_member = linked.into_iter().map(|(a, m)| (m, a)).collect();
         Ok(())
-    }
-
-    /// The state a task in `lane` has remotely.
-    pub fn state_for_lane(&self, lane_id: i64) -> Option<&State> {
-        if let Some(state) = self.lane_overrides.get(&lane_id) {
-            return self.states.iter().find(|s| &s.id == state);
-        }
-        let lane = self.lanes.iter().find(|l| l.id == lane_id)?;
-        self.states.iter().find(|s| s.group == lane.category.as_str())
-    }
-
-    /// The lane a task in remote `state` belongs in.
-    pub fn lane_for_state(&self, state_id: &str) -> Option<&Lane> {
-        let mut candidates: Vec<&Lane> = self.lanes.iter().filter(|l| l.sync).collect();
-        candidates.sort_by_key(|l| (!l.visible, l.position));
-        if let Some(lane) = candidates.iter().find(|l| self.lane_overrides.get(&l.id).is_some_and(|s| s == state_id)) {
-            return Some(lane);
-        }
-        let state = self.states.iter().find(|s| s.id == state_id)?;
-        candidates
-            .into_iter()
-            .filter(|l| !self.lane_overrides.contains_key(&l.id))
-            .find(|l| l.category.as_str() == state.group)
     }
 
     /// Makes sure every label name exists remotely (creating missing ones).

@@ -41,14 +41,16 @@ pub struct PassReport {
     pub conflicts: usize,
     pub deleted_remotely: usize,
     pub planning_changes: usize,
+    /// Lanes made for Plane states on a connection's first pass.
+    pub lanes_created: usize,
     pub errors: Vec<String>,
 }
 
 /// The pass's resting point: the newest `updated_at` fully handled.
 #[derive(Debug, Clone, Default, serde::Deserialize, Serialize)]
-struct Watermarks {
+pub(super) struct Watermarks {
     #[serde(default, with = "time::serde::rfc3339::option")]
-    work_items: Option<OffsetDateTime>,
+    pub(super) work_items: Option<OffsetDateTime>,
 }
 
 impl PlaneSync {
@@ -72,6 +74,9 @@ impl PlaneSync {
         report.full = full;
         if full {
             self.refresh().await?;
+            if cursor.work_items.is_none() {
+                report.lanes_created = self.import_states_as_lanes().await?;
+            }
             let capabilities = self.plane.capabilities().await?;
             self.identifier = capabilities.identifier.clone();
             self.save_capabilities(&serde_json::to_value(&capabilities).unwrap_or_default()).await?;
@@ -268,7 +273,7 @@ impl PlaneSync {
         Ok(created)
     }
 
-    async fn load_cursor(&self) -> StoreResult<Watermarks> {
+    pub(super) async fn load_cursor(&self) -> StoreResult<Watermarks> {
         let client = self.store.client().await?;
         let row = client
             .query_opt("SELECT watermarks FROM sync_cursor WHERE connection_id = $1", &[&self.connection.id])

@@ -25,6 +25,8 @@ pub struct SyncPlan {
     pub conflicts: Vec<(String, Vec<String>)>,
     /// Tasks whose work item is gone.
     pub deleted_remotely: Vec<String>,
+    /// Plane states that would become lanes (`name (group)`) on the first pass.
+    pub lanes_to_create: Vec<String>,
     pub requests: usize,
 }
 
@@ -70,6 +72,12 @@ impl PlaneSync {
             if !merged.conflicts.is_empty() {
                 plan.conflicts.push((task.key.clone(), merged.conflicts.iter().map(|c| c.field.clone()).collect()));
             }
+        }
+        let import_states =
+            self.connection.config.get("import_states").and_then(serde_json::Value::as_bool) != Some(false);
+        if import_states && self.load_cursor().await?.work_items.is_none() {
+            plan.lanes_to_create =
+                self.states_without_lane().iter().map(|s| format!("{} ({})", s.name.trim(), s.group)).collect();
         }
         let mapped: HashSet<&str> = mappings.iter().map(|m| m.external_id.as_str()).collect();
         for item in &listing.items {
