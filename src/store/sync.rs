@@ -128,6 +128,27 @@ impl Store {
         rows.iter().map(mapping).collect()
     }
 
+    /// The mappings of one kind on a connection for these external ids (an
+    /// incremental pass reads only what it listed).
+    pub async fn sync_mappings_for(
+        &self,
+        connection_id: i64,
+        local_kind: LocalKind,
+        external_ids: &[&str],
+    ) -> StoreResult<Vec<SyncMapping>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {MAPPING_COLUMNS} FROM external_mapping
+                     WHERE connection_id = $1 AND local_kind = $2 AND external_id = ANY($3)"
+                ),
+                &[&connection_id, &local_kind.as_str(), &external_ids],
+            )
+            .await?;
+        rows.iter().map(mapping).collect()
+    }
+
     /// A task and its module ids, as the reconcile compares them.
     pub async fn sync_read_task(&self, task_id: i64) -> StoreResult<(Task, Vec<i64>)> {
         let client = self.client().await?;
@@ -781,6 +802,8 @@ impl Store {
         )
         .await?;
         let links: Vec<&MappingUpdate> = fresh.iter().map(|i| &items[*i].link).collect();
+        let external_ids: Vec<&str> = links.iter().map(|l| l.external_id.as_str()).collect();
+        let external_keys: Vec<Option<&str>> = links.iter().map(|l| l.external_key.as_deref()).collect();
         tx.execute(
             "INSERT INTO external_mapping (project_id, connection_id, local_kind, local_id, external_id, external_key, url,
                                            base, remote_version, sync_state, last_synced_at)
@@ -790,24 +813,26 @@ impl Store {
                 &project_id,
                 &connection_id,
                 &ids,
-                &links.iter().map(|l| l.external_id.as_str()).collect::<Vec<_>>(),
-                &links.iter().map(|l| l.external_key.as_deref()).collect::<Vec<_>>(),
+                &external_ids,
+                &external_keys,
                 &links.iter().map(|l| l.url.as_deref()).collect::<Vec<_>>(),
                 &links.iter().map(|l| &l.base).collect::<Vec<_>>(),
                 &links.iter().map(|l| l.remote_version.as_deref()).collect::<Vec<_>>(),
             ],
         )
         .await?;
-        // One audit entry per task (the task as created), one notification for the batch.
+        // One audit entry per task (the task as created), one notification for the batch. Built from
+        // the arrays in hand rather than a join, so the plan cannot go wrong on a table without statistics.
         tx.execute(
             "INSERT INTO audit_entry (project_id, actor, source, action, entity_kind, entity_id, entity_key, after,
                                       correlation_id, reason)
-             SELECT $1, $2, $3, 'task.sync_create', 'task', t.id, t.task_key,
-                    jsonb_build_object('key', t.task_key, 'title', t.title, 'lane_id', t.lane_id, 'priority', t.priority,
-                                       'external_id', m.external_id, 'external_key', m.external_key),
+             SELECT $1, $2, $3, 'task.sync_create', 'task', u.id, u.k,
+                    jsonb_build_object('key', u.k, 'title', u.t, 'lane_id', u.l, 'priority', u.p,
+                                       'external_id', u.e, 'external_key', u.ek),
                     $4, $5
-             FROM task t JOIN external_mapping m ON m.local_kind = 'task' AND m.local_id = t.id AND m.connection_id = $7
-             WHERE t.id = ANY ($6) ORDER BY t.id",
+             FROM unnest($6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+                  WITH ORDINALITY AS u(id, k, t, l, p, e, ek, o)
+             ORDER BY u.o",
             &[
                 &project_id,
                 &actor.name,
@@ -815,7 +840,12 @@ impl Store {
                 &actor.correlation_id,
                 &actor.reason,
                 &ids,
-                &connection_id,
+                &keys,
+                &item_titles,
+                &lane_ids,
+                &priorities,
+                &external_ids,
+                &external_keys,
             ],
         )
         .await?;

@@ -91,13 +91,14 @@ impl PlaneSync {
         report.listed = listing.items.len();
         let membership = if full { Some(self.membership(report).await?) } else { None };
 
-        let mappings: HashMap<String, SyncMapping> = self
-            .store
-            .sync_mappings(self.connection.id, LocalKind::Task)
-            .await?
-            .into_iter()
-            .map(|m| (m.external_id.clone(), m))
-            .collect();
+        // A full pass needs every mapping (to see what was not listed); an incremental one only the listed items'.
+        let mappings = if full {
+            self.store.sync_mappings(self.connection.id, LocalKind::Task).await?
+        } else {
+            let listed: Vec<&str> = listing.items.iter().map(|i| i.id.as_str()).collect();
+            self.store.sync_mappings_for(self.connection.id, LocalKind::Task, &listed).await?
+        };
+        let mappings: HashMap<String, SyncMapping> = mappings.into_iter().map(|m| (m.external_id.clone(), m)).collect();
         // Oldest first, so the watermark only moves past what was handled.
         let mut items = listing.items;
         items.sort_by_key(|i| i.updated_at);
