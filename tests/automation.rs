@@ -428,3 +428,166 @@ async fn bad_stale_replayed_or_invalid_commands_write_nothing() {
     assert_eq!(replay["result"], answer["result"]);
     assert_eq!(counts(&s).await.0, before.0 + 1);
 }
+
+fn no_progress(_: &str) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_and_recovery_events_are_captured_once_per_change() {
+    use mission_control::domain::{DeploymentStatus, EnvironmentKind, PipelineStatus};
+    use mission_control::snapshot::{Reason, RestoreOptions};
+    use mission_control::store::delivery::{DeploymentReport, PipelineReport};
+
+    let s = setup().await;
+    n8n(
+        &s,
+        "flows",
+        "https://n8n.example.com/webhook/mc",
+        &["pipeline.failed", "deployment.finished", "snapshot.restored"],
+    )
+    .await;
+    let ops = actor("ops");
+    let pipeline = |status: PipelineStatus| PipelineReport {
+        provider: "github".into(),
+        external_id: "run-1".into(),
+        name: "ci".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status,
+        url: None,
+        started_at: None,
+        finished_at: None,
+    };
+    s.store.report_pipeline(&ops, s.project_id, pipeline(PipelineStatus::Running)).await.unwrap();
+    s.store.report_pipeline(&ops, s.project_id, pipeline(PipelineStatus::Failed)).await.unwrap();
+    // The same report again changes nothing and sends nothing.
+    s.store.report_pipeline(&ops, s.project_id, pipeline(PipelineStatus::Failed)).await.unwrap();
+
+    s.store.create_environment(&ops, s.project_id, "prod", EnvironmentKind::Production, None).await.unwrap();
+    let deployment = |status: DeploymentStatus| DeploymentReport {
+        environment: "prod".into(),
+        provider: "github".into(),
+        external_id: "dep-1".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status,
+        url: None,
+        release: None,
+        started_at: None,
+        finished_at: None,
+    };
+    s.store.report_deployment(&ops, s.project_id, deployment(DeploymentStatus::InProgress)).await.unwrap();
+    s.store.report_deployment(&ops, s.project_id, deployment(DeploymentStatus::Success)).await.unwrap();
+
+    let snapshot = s.store.create_snapshot(&ops, s.project_id, "before", Reason::Manual).await.unwrap();
+    s.store.create_task(&ops, s.project_id, NewTask { title: "after".into(), ..NewTask::default() }).await.unwrap();
+    s.store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+
+    let client = s.db.client().await;
+    let events: Vec<(String, Value)> = client
+        .query("SELECT event, payload FROM automation_delivery ORDER BY created_at, event", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["pipeline.failed", "deployment.finished", "snapshot.restored"]);
+    assert_eq!(events[0].1["data"]["external_id"], "run-1");
+    assert_eq!(events[1].1["data"]["status"], "success");
+    assert_eq!(events[1].1["data"]["environment"], "prod");
+    assert_eq!(events[2].1["data"]["snapshot"], snapshot.id);
+    assert_eq!(events[2].1["actor"]["source"], "recovery");
+    assert_eq!(s.db.count("sync_job WHERE key LIKE 'delivery:%'").await, 3);
+}
+
+fn run_in(cli: &common::Cli, args: &[&str]) -> common::Run {
+    let output = cli.command().env("MC_PROJECT", "AU").args(args).output().expect("run mctl");
+    common::run_from(output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_subscribe_a_connection_and_serve_webhooks_from_the_cli() {
+    let db = TestDb::new().await;
+    let cli = common::Cli::new(&db);
+    cli.run(&["project", "create", "AU", "--name", "Automation"]).ok();
+    let added = run_in(
+        &cli,
+        &[
+            "--json",
+            "connection",
+            "add",
+            "n8n",
+            "--key",
+            "flows",
+            "--url",
+            "https://n8n.example.com/webhook/mc",
+            "--webhook-secret-ref",
+            "env:N8N_HOOK_SECRET",
+            "--token-ref",
+            "env:N8N_HOOK_TOKEN",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(added["config"]["webhook_secret_ref"], "env:N8N_HOOK_SECRET");
+
+    let subscribed =
+        run_in(&cli, &["automation", "subscribe", "flows", "task.moved,task.created", "pipeline.failed"]).ok();
+    assert!(subscribed.stdout.contains("task.created, task.moved"), "{}", subscribed.stdout);
+    run_in(&cli, &["automation", "unsubscribe", "flows", "task.created"]).ok();
+    let events = run_in(&cli, &["--json", "automation", "events", "flows"]).ok().json();
+    let on: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subscribed"] == true)
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, ["task.moved", "pipeline.failed"]);
+
+    let unknown = run_in(&cli, &["automation", "subscribe", "flows", "task.deleted"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("unknown event") && unknown.stderr.trim().lines().count() == 1,
+        "{}",
+        unknown.stderr
+    );
+    // A secret value in place of a reference is refused.
+    let pasted = run_in(&cli, &["connection", "update", "flows", "--set", "webhook_secret_ref=hunter2"]);
+    assert_ne!(pasted.code, 0);
+    assert!(!pasted.stderr.contains("hunter2"), "{}", pasted.stderr);
+    run_in(&cli, &["connection", "add", "github", "--key", "gh", "--url", "https://api.github.com", "--repo", "a/b"])
+        .ok();
+    let wrong = run_in(&cli, &["automation", "subscribe", "gh", "task.moved"]);
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.stderr.contains("n8n"), "{}", wrong.stderr);
+
+    // The receiver: serves, then stops cleanly on ctrl+c.
+    use std::io::BufRead;
+    let mut serve = cli
+        .command()
+        .env("MC_PROJECT", "AU")
+        .args(["sync", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let health = reqwest::get(format!("http://{address}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = reqwest::get(format!("http://{address}/readyz")).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the receiver did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
