@@ -32,8 +32,9 @@ pub struct Delivery<'a> {
 }
 
 /// Stores a delivery and queues its keys: the mapped local objects it names
-/// (`task:42`), else the connection's incremental pull. Level-triggered: the
-/// worker reads both sides again; the payload is never applied as such.
+/// (`task:42`), else the connection's incremental pull, made due now (or, if
+/// a worker holds the key, run again after it). Level-triggered: the worker
+/// reads both sides again; the payload is never applied as such.
 pub async fn store_delivery(store: &Store, delivery: &Delivery<'_>) -> StoreResult<Stored> {
     let client = store.client().await?;
     let statement = client
@@ -56,6 +57,9 @@ pub async fn store_delivery(store: &Store, delivery: &Delivery<'_>) -> StoreResu
                      SET generation = sync_job.generation + 1, available_at = least(sync_job.available_at, now()),
                          dead = false, attempts = CASE WHEN sync_job.dead THEN 0 ELSE sync_job.attempts END,
                          updated_at = now()
+                     -- A key already due and not yet claimed will read the change anyway:
+                     -- a flood of deliveries for one object does not rewrite its row each time.
+                     WHERE sync_job.dead OR sync_job.available_at > now() OR sync_job.locked_by IS NOT NULL
                  RETURNING 1
              )
              SELECT (SELECT keys FROM inserted),
