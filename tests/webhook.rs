@@ -162,8 +162,11 @@ async fn a_verified_delivery_is_stored_once_and_queues_the_mapped_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_unknown_connections_and_oversize_bodies_are_refused_and_audited_sparingly() {
     let s = setup(1).await;
-    let receiver =
-        Receiver::start_with(&s.store, ServeOptions { listen: "127.0.0.1:0".parse().unwrap(), max_body: 4096 }).await;
+    let receiver = Receiver::start_with(
+        &s.store,
+        ServeOptions { listen: "127.0.0.1:0".parse().unwrap(), max_body: 4096, ..Default::default() },
+    )
+    .await;
     let body = issue_event(1);
 
     // Signed with another secret, or a body changed after signing.
@@ -379,4 +382,42 @@ async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
     assert!(!entries.is_empty() && entries.len() <= 10, "{} entries", entries.len());
     let recorded: u64 = entries.iter().map(|e| 1 + e["suppressed_since_last"].as_u64().unwrap()).sum();
     assert!(recorded <= BAD as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_stalls_mid_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(0).await;
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        body_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let receiver = Receiver::start_with(&s.store, options).await;
+    let mut stream = tokio::net::TcpStream::connect(receiver.addr).await.unwrap();
+    stream
+        .write_all(b"POST /hooks/gh HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buffer[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the receiver kept waiting");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(rejections(&s).await.last().unwrap()["reason"], "slow_body");
+    assert_eq!(s.db.count("webhook_inbox").await, 0);
 }

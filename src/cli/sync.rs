@@ -122,7 +122,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
         }
         SyncCommand::Serve { listen, max_body } => {
             use crate::sync::webhook::{ServeOptions, Server};
-            let server = Server::bind(store.clone(), ServeOptions { listen, max_body })
+            let server = Server::bind(store.clone(), ServeOptions { listen, max_body, ..ServeOptions::default() })
                 .await
                 .map_err(|e| Error::Failed(format!("cannot listen on {listen}: {e}: pick another --listen address")))?;
             let address = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());

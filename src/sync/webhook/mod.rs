@@ -56,11 +56,17 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub max_body: usize,
+    /// A body must arrive within this long (a slow sender holds a connection).
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { listen: DEFAULT_LISTEN.parse().expect("a valid address"), max_body: DEFAULT_MAX_BODY }
+        ServeOptions {
+            listen: DEFAULT_LISTEN.parse().expect("a valid address"),
+            max_body: DEFAULT_MAX_BODY,
+            body_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -73,6 +79,7 @@ pub struct Server {
 struct State {
     store: Store,
     max_body: usize,
+    body_timeout: Duration,
     /// Looked-up connections by key, with when they were read.
     connections: Mutex<HashMap<String, Cached>>,
     rejections: RejectionLog,
@@ -92,6 +99,7 @@ impl Server {
         let state = Arc::new(State {
             store,
             max_body: options.max_body.max(1024),
+            body_timeout: options.body_timeout,
             connections: Mutex::new(HashMap::new()),
             rejections: RejectionLog::default(),
         });
@@ -280,11 +288,18 @@ async fn process(
     if declared.is_some_and(|n| n > state.max_body as u64) {
         return Err((too_large(), None));
     }
-    let body = match Limited::new(body, state.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err((too_large(), None)),
-        Err(_) => {
+    let read = tokio::time::timeout(state.body_timeout, Limited::new(body, state.max_body).collect()).await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return Err((too_large(), None));
+        }
+        Ok(Err(_)) => {
             return Err((Refusal::new(StatusCode::BAD_REQUEST, "unreadable", "the body could not be read"), None));
+        }
+        Err(_) => {
+            let message = format!("the body did not arrive within {} s: send it at once", state.body_timeout.as_secs());
+            return Err((Refusal::new(StatusCode::REQUEST_TIMEOUT, "slow_body", message), None));
         }
     };
     let secret = target.secret.as_ref().map_err(|e| {
