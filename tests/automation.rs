@@ -556,6 +556,9 @@ async fn operators_subscribe_a_connection_and_serve_webhooks_from_the_cli() {
     let pasted = run_in(&cli, &["connection", "update", "flows", "--set", "webhook_secret_ref=hunter2"]);
     assert_ne!(pasted.code, 0);
     assert!(!pasted.stderr.contains("hunter2"), "{}", pasted.stderr);
+    let listed = run_in(&cli, &["connection", "update", "flows", "--set", "events=task.created"]);
+    assert_ne!(listed.code, 0);
+    assert!(listed.stderr.contains("automation subscribe"), "{}", listed.stderr);
     run_in(&cli, &["connection", "add", "github", "--key", "gh", "--url", "https://api.github.com", "--repo", "a/b"])
         .ok();
     let wrong = run_in(&cli, &["automation", "subscribe", "gh", "task.moved"]);

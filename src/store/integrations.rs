@@ -76,6 +76,12 @@ fn check_config(config: &Value) -> StoreResult<()> {
     };
     for (key, value) in object {
         let lower = key.to_ascii_lowercase().replace('-', "_");
+        // Automation subscriptions are a list of event names.
+        if lower == "events" && !value.as_array().is_some_and(|events| events.iter().all(Value::is_string)) {
+            return Err(StoreError::invalid(
+                "setting \"events\" is a list of event names: use `mctl automation subscribe KEY EVENT...`",
+            ));
+        }
         // `*_ref` settings point at a secret (env:NAME or file:/path), like secret_ref.
         if lower.ends_with("_ref") {
             match value.as_str() {
