@@ -25,6 +25,10 @@ pub enum ConnectionCommand {
         /// Where the token lives: env:NAME or file:/path.
         #[arg(long, value_name = "REF")]
         token_ref: Option<String>,
+        /// Where the webhook secret lives (env:NAME or file:/path): checks
+        /// the provider's webhooks, and signs and checks n8n automation.
+        #[arg(long, value_name = "REF")]
+        webhook_secret_ref: Option<String>,
         /// Repository, for github, gitea and gitlab (OWNER/NAME).
         #[arg(long)]
         repo: Option<String>,
@@ -51,6 +55,8 @@ pub enum ConnectionCommand {
         /// Remove the secret reference.
         #[arg(long)]
         no_token_ref: bool,
+        #[arg(long, value_name = "REF")]
+        webhook_secret_ref: Option<String>,
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
         #[arg(long)]
@@ -89,9 +95,22 @@ pub enum MappingCommand {
 pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result<()> {
     let store = ctx.store().await?;
     match command {
-        ConnectionCommand::Add { provider, key, url, token_ref, repo, workspace, lane_states, settings } => {
+        ConnectionCommand::Add {
+            provider,
+            key,
+            url,
+            token_ref,
+            webhook_secret_ref,
+            repo,
+            workspace,
+            lane_states,
+            settings,
+        } => {
             let project = ctx.project(&store).await?;
             let mut config = Map::new();
+            if let Some(reference) = webhook_secret_ref {
+                config.insert(crate::sync::webhook::SECRET_SETTING.into(), Value::String(reference));
+            }
             if let Some(repo) = repo {
                 config.insert("repo".into(), Value::String(repo));
             }
@@ -130,8 +149,21 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
             }
             output::line(format!("added {} connection {}", connection.provider, connection.key));
         }
-        ConnectionCommand::Update { key, url, token_ref, no_token_ref, enable, disable, lane_states, settings } => {
+        ConnectionCommand::Update {
+            key,
+            url,
+            token_ref,
+            no_token_ref,
+            webhook_secret_ref,
+            enable,
+            disable,
+            lane_states,
+            settings,
+        } => {
             let mut config: Map<String, Value> = settings.into_iter().map(|(k, v)| (k, setting_value(v))).collect();
+            if let Some(reference) = webhook_secret_ref {
+                config.insert(crate::sync::webhook::SECRET_SETTING.into(), Value::String(reference));
+            }
             if !lane_states.is_empty() {
                 config.insert("lane_states".into(), lane_state_map(lane_states));
             }

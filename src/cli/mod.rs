@@ -3,6 +3,7 @@
 
 mod agent;
 mod audit;
+mod automation;
 mod db;
 mod delivery;
 mod handoff;
@@ -128,6 +129,9 @@ pub enum Command {
     /// Two-way sync with Plane: run workers, inspect, settle conflicts.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
+    /// Events sent to n8n workflows: subscribe, unsubscribe, list, deliveries.
+    #[command(subcommand)]
+    Automation(automation::AutomationCommand),
     /// Load demo or benchmark data.
     #[command(subcommand)]
     Seed(seed::SeedCommand),
@@ -278,6 +282,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Audit(command) => audit::run(&ctx, command).await,
         Command::Snapshot(command) => snapshot::run(&ctx, command).await,
         Command::Sync(command) => sync::run(&ctx, command).await,
+        Command::Automation(command) => automation::run(&ctx, command).await,
         Command::Seed(command) => seed::run(&ctx, command).await,
         Command::Demo => seed::demo(&ctx).await,
     }

@@ -31,6 +31,16 @@ pub enum SyncCommand {
         #[arg(long, default_value = "1h", value_parser = parse::duration)]
         full_every: time::Duration,
     },
+    /// Receive provider webhooks and n8n automation commands until stopped
+    /// (POST /hooks/CONNECTION, POST /automation/CONNECTION, GET /healthz, /readyz).
+    Serve {
+        /// Address to listen on (plain HTTP: put TLS in front of it).
+        #[arg(long, default_value = crate::sync::webhook::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Largest body accepted, in bytes (larger ones get 413).
+        #[arg(long, default_value_t = crate::sync::webhook::DEFAULT_MAX_BODY)]
+        max_body: usize,
+    },
     /// One pass and everything queued, then exit (for cron and scripts).
     Once {
         /// A full reconcile instead of an incremental pull.
@@ -109,6 +119,17 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                     return Err(e.into());
                 }
             }
+        }
+        SyncCommand::Serve { listen, max_body } => {
+            use crate::sync::webhook::{ServeOptions, Server};
+            let server = Server::bind(store.clone(), ServeOptions { listen, max_body, ..ServeOptions::default() })
+                .await
+                .map_err(|e| Error::Failed(format!("cannot listen on {listen}: {e}: pick another --listen address")))?;
+            let address = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| listen.to_string());
+            output::line(format!(
+                "receiving webhooks on http://{address} (POST /hooks/KEY, /automation/KEY); stop with ctrl+c"
+            ));
+            server.run(wait_for_stop()).await;
         }
         SyncCommand::Once { full, all_projects } => {
             let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };

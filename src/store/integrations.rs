@@ -74,8 +74,28 @@ fn check_config(config: &Value) -> StoreResult<()> {
     let Some(object) = config.as_object() else {
         return Err(StoreError::invalid("connection settings must be key=value pairs"));
     };
-    for key in object.keys() {
+    for (key, value) in object {
         let lower = key.to_ascii_lowercase().replace('-', "_");
+        // Automation subscriptions are a list of event names.
+        if lower == "events" && !value.as_array().is_some_and(|events| events.iter().all(Value::is_string)) {
+            return Err(StoreError::invalid(
+                "setting \"events\" is a list of event names: use `mctl automation subscribe KEY EVENT...`",
+            ));
+        }
+        // `*_ref` settings point at a secret (env:NAME or file:/path), like secret_ref.
+        if lower.ends_with("_ref") {
+            match value.as_str() {
+                Some(reference) => {
+                    reference.parse::<SecretRef>()?;
+                }
+                None => {
+                    return Err(StoreError::invalid(format!(
+                        "setting {key:?} must be a secret reference: env:NAME or file:/path"
+                    )));
+                }
+            }
+            continue;
+        }
         if SECRET_WORDS.iter().any(|word| lower.contains(word)) {
             return Err(StoreError::invalid(format!(
                 "setting {key:?} looks like a secret: keep secrets out of the database and pass --token-ref env:NAME or file:/path"

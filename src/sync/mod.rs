@@ -10,9 +10,11 @@
 pub mod check;
 pub mod markup;
 pub mod merge;
+pub mod n8n;
 pub mod plane;
 pub mod providers;
 pub mod queue;
 pub mod retry;
 pub mod secret;
+pub mod webhook;
 pub mod worker;

@@ -162,6 +162,10 @@ impl Worker {
         if let Some(hook) = &self.options.hook {
             hook("job.claimed").await;
         }
+        // n8n automation (deliveries, periodic checks) lives in its own module.
+        if let Some(outcome) = super::n8n::process_job(&self.store, job, &self.limiters).await {
+            return (outcome, None);
+        }
         let (pull_every, full_every) = (self.options.pull_every, self.options.full_every);
         let context = match self.context(job.connection_id).await {
             Ok(context) => context,

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod console;
+pub mod hooks;
 pub mod plane;
 pub mod snapshots;
 pub mod sync;

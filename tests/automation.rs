@@ -1,0 +1,596 @@
+//! n8n automation against a real PostgreSQL and real HTTP: events captured
+//! with the change and delivered through the queue to a local receiver
+//! (retries, the same delivery id, signatures, a 404 dead letter), derived
+//! events sent once, and signed commands applied as an agent.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::hooks::{self, Receiver};
+use common::{TestDb, actor};
+use mission_control::domain::{AgentKind, HandoffKind, Provider};
+use mission_control::store::Store;
+use mission_control::store::agents::NewAgent;
+use mission_control::store::delivery::NewRelease;
+use mission_control::store::handoffs::NewHandoff;
+use mission_control::store::tasks::{NewTask, Position};
+use mission_control::sync::webhook::verify::mc_signature;
+use mission_control::sync::worker::{DrainReport, Limiters, Worker, WorkerOptions};
+use serde_json::{Value, json};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const SIGNING: &str = "n8n-signing-secret";
+const TOKEN: &str = "n8n-header-token";
+
+/// What an n8n webhook node saw, and a script of answers.
+#[derive(Clone, Default)]
+struct Workflow {
+    seen: Arc<Mutex<Vec<Request>>>,
+    calls: Arc<AtomicUsize>,
+    /// Answers for the first calls, in order; 200 after them.
+    script: Arc<Vec<ResponseTemplate>>,
+}
+
+impl Respond for Workflow {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.seen.lock().unwrap().push(request.clone());
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        self.script.get(n).cloned().unwrap_or_else(|| ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+    }
+}
+
+impl Workflow {
+    async fn start(script: Vec<ResponseTemplate>) -> (MockServer, Workflow) {
+        let server = MockServer::start().await;
+        let workflow = Workflow { script: Arc::new(script), ..Workflow::default() };
+        Mock::given(any()).respond_with(workflow.clone()).mount(&server).await;
+        (server, workflow)
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn header(request: &Request, name: &str) -> String {
+    request.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+struct Setup {
+    db: TestDb,
+    store: Store,
+    project_id: i64,
+    _secrets: (hooks::SecretFile, hooks::SecretFile),
+}
+
+/// Project `AU` with agent `ana`.
+async fn setup() -> Setup {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = store.create_project(&actor("ops"), "AU", "Automation", "").await.unwrap();
+    store
+        .create_agent(
+            &actor("ops"),
+            NewAgent {
+                handle: "ana".into(),
+                display_name: "Ana".into(),
+                kind: AgentKind::Human,
+                capacity: None,
+                skills: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let secrets = (hooks::secret_file(SIGNING), hooks::secret_file(TOKEN));
+    Setup { db, store, project_id: project.id, _secrets: secrets }
+}
+
+/// An n8n connection to `url`, subscribed to `events`, with a header-auth token.
+async fn n8n(s: &Setup, key: &str, url: &str, events: &[&str]) -> i64 {
+    let id = hooks::connection(
+        &s.store,
+        s.project_id,
+        key,
+        Provider::N8n,
+        url,
+        &s._secrets.0,
+        json!({ "events": events, "requests_per_minute": 0 }),
+    )
+    .await;
+    s.db.client()
+        .await
+        .execute("UPDATE integration_connection SET secret_ref = $2 WHERE id = $1", &[&id, &s._secrets.1.reference])
+        .await
+        .unwrap();
+    id
+}
+
+async fn drain(s: &Setup) -> DrainReport {
+    let options = WorkerOptions { id: "test".into(), project_id: Some(s.project_id), ..WorkerOptions::default() };
+    Worker::new(s.store.clone(), options, Limiters::default()).drain().await.unwrap()
+}
+
+async fn make_due(s: &Setup) {
+    s.db.client()
+        .await
+        .batch_execute("UPDATE sync_job SET available_at = now() WHERE key LIKE 'delivery:%'")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_events_are_delivered_once_each_after_retries_with_the_same_id_and_a_valid_signature() {
+    let s = setup().await;
+    let (server, workflow) = Workflow::start(vec![
+        ResponseTemplate::new(500),
+        ResponseTemplate::new(429).insert_header("Retry-After", "30"),
+    ])
+    .await;
+    n8n(&s, "flows", &format!("{}/webhook/mc", server.uri()), &["task.created", "task.moved"]).await;
+
+    let task = s
+        .store
+        .create_task(&actor("ops"), s.project_id, NewTask { title: "Ship it".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    s.store.move_task(&actor("ops"), &task.key, Some("Ready"), Position::Bottom, None).await.unwrap();
+    // Not subscribed: no delivery.
+    s.store.assign_task(&actor("ops"), &task.key, Some("ana"), None).await.unwrap();
+    assert_eq!(s.db.count("automation_delivery").await, 2);
+    assert_eq!(s.db.count("sync_job WHERE key LIKE 'delivery:%'").await, 2);
+
+    // First pass: one 500 and one 429; both are retried, the 429 not before its Retry-After.
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 2, "{:?}", report.errors);
+    assert_eq!(s.db.count("sync_job WHERE key LIKE 'delivery:%' AND NOT dead AND attempts = 1").await, 2);
+    assert_eq!(
+        s.db.count("sync_job WHERE key LIKE 'delivery:%' AND available_at > now() + interval '25 seconds'").await,
+        1
+    );
+    assert_eq!(s.db.count("automation_delivery WHERE delivered_at IS NULL").await, 2);
+
+    make_due(&s).await;
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.db.count("sync_job WHERE key LIKE 'delivery:%'").await, 0);
+    assert_eq!(s.db.count("automation_delivery WHERE delivered_at IS NOT NULL AND attempts = 2").await, 2);
+    // Nothing more goes out.
+    drain(&s).await;
+
+    let requests = workflow.requests();
+    assert_eq!(requests.len(), 4);
+    let mut by_delivery: HashMap<String, Vec<&Request>> = HashMap::new();
+    for request in &requests {
+        // Signed over "{timestamp}.{body}" with the webhook secret, authenticated with the token.
+        let timestamp: i64 = header(request, "x-mc-timestamp").parse().unwrap();
+        assert_eq!(header(request, "x-mc-signature"), mc_signature(SIGNING.as_bytes(), timestamp, &request.body));
+        assert_eq!(header(request, "authorization"), format!("Bearer {TOKEN}"));
+        by_delivery.entry(header(request, "x-mc-delivery")).or_default().push(request);
+    }
+    assert_eq!(by_delivery.len(), 2, "each event keeps one delivery id across attempts");
+    let mut events = Vec::new();
+    for (id, attempts) in &by_delivery {
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].body, attempts[1].body, "the same body on every attempt");
+        let body: Value = serde_json::from_slice(&attempts[0].body).unwrap();
+        assert_eq!(&body["delivery"], id);
+        assert_eq!(body["project"], "AU");
+        assert_eq!(body["data"]["key"], task.key.as_str());
+        events.push(body["event"].as_str().unwrap().to_string());
+        if body["event"] == "task.moved" {
+            assert_eq!(body["data"]["lane"], "Ready");
+            assert_eq!(body["data"]["from_lane"], "Inbox");
+        }
+        let dump = String::from_utf8_lossy(&attempts[0].body).to_string();
+        assert!(!dump.contains(SIGNING) && !dump.contains(TOKEN));
+    }
+    events.sort();
+    assert_eq!(events, ["task.created", "task.moved"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_from_an_inactive_workflow_is_a_dead_letter_at_once() {
+    let s = setup().await;
+    let (server, workflow) = Workflow::start(vec![ResponseTemplate::new(404); 5]).await;
+    n8n(&s, "inactive", &format!("{}/webhook/gone", server.uri()), &["task.created"]).await;
+    s.store
+        .create_task(&actor("ops"), s.project_id, NewTask { title: "x".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 1);
+    let client = s.db.client().await;
+    let row = client
+        .query_one("SELECT dead, attempts, last_error FROM sync_job WHERE key LIKE 'delivery:%'", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i32>(1), 1);
+    let error: String = row.get(2);
+    assert!(error.contains("404") && error.contains("not active"), "{error}");
+    drain(&s).await;
+    assert_eq!(workflow.requests().len(), 1, "not retried");
+    assert_eq!(s.db.count("automation_delivery WHERE last_status = 404 AND delivered_at IS NULL").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_handoffs_and_ready_releases_are_sent_once_each() {
+    let s = setup().await;
+    let (server, workflow) = Workflow::start(vec![]).await;
+    let id = n8n(&s, "flows", &format!("{}/webhook/mc", server.uri()), &["handoff.overdue", "release.ready"]).await;
+    let task = s
+        .store
+        .create_task(&actor("ops"), s.project_id, NewTask { title: "Blocked".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    let due = time::OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    s.store
+        .open_handoff(
+            &actor("ops"),
+            NewHandoff {
+                task_key: task.key.clone(),
+                kind: HandoffKind::Blocked,
+                from: None,
+                to: "ana".into(),
+                reason: "waiting on review".into(),
+                needs: String::new(),
+                due_at: Some(due),
+            },
+        )
+        .await
+        .unwrap();
+    // Not overdue yet: not sent.
+    s.store
+        .open_handoff(
+            &actor("ops"),
+            NewHandoff {
+                task_key: task.key.clone(),
+                kind: HandoffKind::Transfer,
+                from: None,
+                to: "ana".into(),
+                reason: "later".into(),
+                needs: String::new(),
+                due_at: Some(time::OffsetDateTime::now_utc() + Duration::from_secs(3600)),
+            },
+        )
+        .await
+        .unwrap();
+    s.store
+        .create_release(&actor("ops"), s.project_id, NewRelease { name: "1.0".into(), ..NewRelease::default() })
+        .await
+        .unwrap();
+
+    let connection = s.store.connection_by_id(id).await.unwrap();
+    assert_eq!(mission_control::sync::n8n::check(&s.store, &connection).await.unwrap(), 2);
+    assert_eq!(mission_control::sync::n8n::check(&s.store, &connection).await.unwrap(), 0);
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(mission_control::sync::n8n::check(&s.store, &connection).await.unwrap(), 0);
+    drain(&s).await;
+
+    let mut events: Vec<Value> = workflow.requests().iter().map(|r| serde_json::from_slice(&r.body).unwrap()).collect();
+    events.sort_by_key(|e| e["event"].as_str().unwrap().to_string());
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["event"], "handoff.overdue");
+    assert_eq!(events[0]["data"]["task"], task.key.as_str());
+    assert_eq!(events[0]["data"]["to"], "ana");
+    assert_eq!(events[1]["event"], "release.ready");
+    assert_eq!(events[1]["data"]["name"], "1.0");
+}
+
+async fn counts(s: &Setup) -> (i64, i64) {
+    (s.db.count("task").await, s.db.count("audit_entry WHERE action <> 'webhook.rejected'").await)
+}
+
+/// The inbound side: a receiver and an n8n connection `flows` (identity `flows`).
+async fn inbound() -> (Setup, Receiver) {
+    let s = setup().await;
+    n8n(&s, "flows", "https://n8n.example.com/webhook/mc", &["task.created"]).await;
+    let receiver = Receiver::start(&s.store).await;
+    (s, receiver)
+}
+
+async fn command(receiver: &Receiver, body: Value) -> (u16, Value) {
+    let bytes = serde_json::to_vec(&body).unwrap();
+    receiver.post("/automation/flows", &hooks::automation(SIGNING, hooks::now(), &bytes), &bytes).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_commands_are_applied_and_audited_as_the_agent() {
+    let (s, receiver) = inbound().await;
+    let (status, answer) =
+        command(&receiver, json!({"command": "create_task", "title": "From n8n", "lane": "Ready", "priority": "high"}))
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    let key = answer["result"]["task"].as_str().unwrap().to_string();
+    let task = s.store.task_by_key(&key).await.unwrap();
+    assert_eq!((task.title.as_str(), task.lane.as_str(), task.priority.as_str()), ("From n8n", "Ready", "high"));
+
+    let (status, answer) =
+        command(&receiver, json!({"command": "move_task", "key": key, "lane": "In Progress", "version": task.version}))
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["lane"], "In Progress");
+    // A stale version is a conflict, not a silent overwrite.
+    let (status, answer) =
+        command(&receiver, json!({"command": "move_task", "key": key, "lane": "Review", "version": 1})).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(s.store.task_by_key(&key).await.unwrap().lane, "In Progress");
+
+    let (status, answer) = command(
+        &receiver,
+        json!({"command": "open_handoff", "key": key, "to": "ana", "kind": "blocked", "reason": "needs a review"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["result"]["to"], "ana");
+
+    let (status, answer) = command(
+        &receiver,
+        json!({"command": "report_pipeline", "id": "run-7", "name": "ci", "ref": "main", "status": "failed"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    let client = s.db.client().await;
+    let audited: Vec<(String, String, String)> = client
+        .query("SELECT action, source, actor FROM audit_entry WHERE source = 'agent' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let actions: Vec<&str> = audited.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(actions, ["task.create", "task.move", "handoff.open", "pipeline.report"]);
+    assert!(audited.iter().all(|(_, source, actor)| source == "agent" && actor == "flows"));
+
+    // The workflow's own change is not sent back to it; an operator's is.
+    assert_eq!(s.db.count("automation_delivery").await, 0);
+    s.store
+        .create_task(&actor("ops"), s.project_id, NewTask { title: "by hand".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    assert_eq!(s.db.count("automation_delivery WHERE event = 'task.created'").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stale_replayed_or_invalid_commands_write_nothing() {
+    let (s, receiver) = inbound().await;
+    hooks::connection(
+        &s.store,
+        s.project_id,
+        "gh",
+        Provider::Github,
+        "https://api.github.com",
+        &s._secrets.0,
+        json!({}),
+    )
+    .await;
+    let before = counts(&s).await;
+    let body = serde_json::to_vec(&json!({"command": "create_task", "title": "evil"})).unwrap();
+
+    let forged = hooks::automation("not-the-secret", hooks::now(), &body);
+    assert_eq!(receiver.post("/automation/flows", &forged, &body).await.0, 401);
+    let stale = hooks::automation(SIGNING, hooks::now() - 600, &body);
+    let (status, answer) = receiver.post("/automation/flows", &stale, &body).await;
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("5 minutes"), "{answer}");
+    let unsigned: Vec<(&str, String)> = vec![("x-mc-timestamp", hooks::now().to_string())];
+    assert_eq!(receiver.post("/automation/flows", &unsigned, &body).await.0, 401);
+    // A provider connection does not take commands.
+    let signed = hooks::automation(SIGNING, hooks::now(), &body);
+    assert_eq!(receiver.post("/automation/gh", &signed, &body).await.0, 404);
+    assert_eq!(counts(&s).await.0, before.0);
+    let reasons: Vec<String> =
+        s.db.client()
+            .await
+            .query("SELECT after ->> 'reason' FROM audit_entry WHERE action = 'webhook.rejected' ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(reasons, ["bad_signature", "stale_timestamp", "missing_signature", "unknown_connection"]);
+
+    for (bad, status) in [
+        (json!({"command": "drop_tables"}), 400),
+        (json!({"title": "no command"}), 400),
+        (json!({"command": "create_task"}), 400),
+        (json!({"command": "create_task", "title": "x", "colour": "red"}), 400),
+        (json!({"command": "create_task", "title": "x", "priority": "asap"}), 400),
+        (json!({"command": "create_task", "title": "x", "lane": "Nowhere"}), 404),
+        (json!({"command": "move_task", "key": "ZZ-1", "lane": "Ready"}), 404),
+        (json!({"command": "open_handoff", "key": "AU-1", "to": "ana", "reason": "x"}), 404),
+        (json!({"command": "report_pipeline", "id": "r", "name": "ci", "status": "exploded"}), 400),
+        (json!({"command": "report_deployment", "environment": "prod", "id": "d", "status": "success"}), 404),
+    ] {
+        let (got, answer) = command(&receiver, bad.clone()).await;
+        assert_eq!(got, status, "{bad}: {answer}");
+        let message = answer["error"].as_str().unwrap();
+        assert!(!message.is_empty() && !message.contains('\n'), "{message}");
+    }
+    assert_eq!(counts(&s).await, before);
+    assert_eq!(s.db.count("webhook_inbox").await, 0, "refused commands leave no inbox row");
+
+    // The same signed request twice is applied once.
+    let body = serde_json::to_vec(&json!({"command": "create_task", "title": "once"})).unwrap();
+    let headers = hooks::automation(SIGNING, hooks::now(), &body);
+    let (first, answer) = receiver.post("/automation/flows", &headers, &body).await;
+    assert_eq!(first, 200, "{answer}");
+    let (again, replay) = receiver.post("/automation/flows", &headers, &body).await;
+    assert_eq!(again, 200);
+    assert_eq!(replay["duplicate"], true);
+    assert_eq!(replay["result"], answer["result"]);
+    assert_eq!(counts(&s).await.0, before.0 + 1);
+}
+
+fn no_progress(_: &str) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_and_recovery_events_are_captured_once_per_change() {
+    use mission_control::domain::{DeploymentStatus, EnvironmentKind, PipelineStatus};
+    use mission_control::snapshot::{Reason, RestoreOptions};
+    use mission_control::store::delivery::{DeploymentReport, PipelineReport};
+
+    let s = setup().await;
+    n8n(
+        &s,
+        "flows",
+        "https://n8n.example.com/webhook/mc",
+        &["pipeline.failed", "deployment.finished", "snapshot.restored"],
+    )
+    .await;
+    let ops = actor("ops");
+    let pipeline = |status: PipelineStatus| PipelineReport {
+        provider: "github".into(),
+        external_id: "run-1".into(),
+        name: "ci".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status,
+        url: None,
+        started_at: None,
+        finished_at: None,
+    };
+    s.store.report_pipeline(&ops, s.project_id, pipeline(PipelineStatus::Running)).await.unwrap();
+    s.store.report_pipeline(&ops, s.project_id, pipeline(PipelineStatus::Failed)).await.unwrap();
+    // The same report again changes nothing and sends nothing.
+    s.store.report_pipeline(&ops, s.project_id, pipeline(PipelineStatus::Failed)).await.unwrap();
+
+    s.store.create_environment(&ops, s.project_id, "prod", EnvironmentKind::Production, None).await.unwrap();
+    let deployment = |status: DeploymentStatus| DeploymentReport {
+        environment: "prod".into(),
+        provider: "github".into(),
+        external_id: "dep-1".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status,
+        url: None,
+        release: None,
+        started_at: None,
+        finished_at: None,
+    };
+    s.store.report_deployment(&ops, s.project_id, deployment(DeploymentStatus::InProgress)).await.unwrap();
+    s.store.report_deployment(&ops, s.project_id, deployment(DeploymentStatus::Success)).await.unwrap();
+
+    let snapshot = s.store.create_snapshot(&ops, s.project_id, "before", Reason::Manual).await.unwrap();
+    s.store.create_task(&ops, s.project_id, NewTask { title: "after".into(), ..NewTask::default() }).await.unwrap();
+    s.store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+
+    let client = s.db.client().await;
+    let events: Vec<(String, Value)> = client
+        .query("SELECT event, payload FROM automation_delivery ORDER BY created_at, event", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["pipeline.failed", "deployment.finished", "snapshot.restored"]);
+    assert_eq!(events[0].1["data"]["external_id"], "run-1");
+    assert_eq!(events[1].1["data"]["status"], "success");
+    assert_eq!(events[1].1["data"]["environment"], "prod");
+    assert_eq!(events[2].1["data"]["snapshot"], snapshot.id);
+    assert_eq!(events[2].1["actor"]["source"], "recovery");
+    assert_eq!(s.db.count("sync_job WHERE key LIKE 'delivery:%'").await, 3);
+}
+
+fn run_in(cli: &common::Cli, args: &[&str]) -> common::Run {
+    let output = cli.command().env("MC_PROJECT", "AU").args(args).output().expect("run mctl");
+    common::run_from(output)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_subscribe_a_connection_and_serve_webhooks_from_the_cli() {
+    let db = TestDb::new().await;
+    let cli = common::Cli::new(&db);
+    cli.run(&["project", "create", "AU", "--name", "Automation"]).ok();
+    let added = run_in(
+        &cli,
+        &[
+            "--json",
+            "connection",
+            "add",
+            "n8n",
+            "--key",
+            "flows",
+            "--url",
+            "https://n8n.example.com/webhook/mc",
+            "--webhook-secret-ref",
+            "env:N8N_HOOK_SECRET",
+            "--token-ref",
+            "env:N8N_HOOK_TOKEN",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(added["config"]["webhook_secret_ref"], "env:N8N_HOOK_SECRET");
+
+    let subscribed =
+        run_in(&cli, &["automation", "subscribe", "flows", "task.moved,task.created", "pipeline.failed"]).ok();
+    assert!(subscribed.stdout.contains("task.created, task.moved"), "{}", subscribed.stdout);
+    run_in(&cli, &["automation", "unsubscribe", "flows", "task.created"]).ok();
+    let events = run_in(&cli, &["--json", "automation", "events", "flows"]).ok().json();
+    let on: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subscribed"] == true)
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, ["task.moved", "pipeline.failed"]);
+
+    let unknown = run_in(&cli, &["automation", "subscribe", "flows", "task.deleted"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("unknown event") && unknown.stderr.trim().lines().count() == 1,
+        "{}",
+        unknown.stderr
+    );
+    // A secret value in place of a reference is refused.
+    let pasted = run_in(&cli, &["connection", "update", "flows", "--set", "webhook_secret_ref=hunter2"]);
+    assert_ne!(pasted.code, 0);
+    assert!(!pasted.stderr.contains("hunter2"), "{}", pasted.stderr);
+    let listed = run_in(&cli, &["connection", "update", "flows", "--set", "events=task.created"]);
+    assert_ne!(listed.code, 0);
+    assert!(listed.stderr.contains("automation subscribe"), "{}", listed.stderr);
+    run_in(&cli, &["connection", "add", "github", "--key", "gh", "--url", "https://api.github.com", "--repo", "a/b"])
+        .ok();
+    let wrong = run_in(&cli, &["automation", "subscribe", "gh", "task.moved"]);
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.stderr.contains("n8n"), "{}", wrong.stderr);
+
+    // The receiver: serves, then stops cleanly on ctrl+c.
+    use std::io::BufRead;
+    let mut serve = cli
+        .command()
+        .env("MC_PROJECT", "AU")
+        .args(["sync", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let health = reqwest::get(format!("http://{address}/healthz")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = reqwest::get(format!("http://{address}/readyz")).await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    unsafe { libc::kill(serve.id() as i32, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the receiver did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}

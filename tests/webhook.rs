@@ -1,0 +1,423 @@
+//! The webhook receiver over real HTTP on loopback, against a real
+//! PostgreSQL: verification, deduplication, the keys it queues, refusals and
+//! their rate-limited audit, health and readiness, and a flood.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::hooks::{self, Receiver};
+use common::{TestDb, actor};
+use mission_control::domain::{LocalKind, Provider};
+use mission_control::store::Store;
+use mission_control::store::integrations::NewMapping;
+use mission_control::store::tasks::NewTask;
+use mission_control::sync::webhook::ServeOptions;
+use mission_control::sync::webhook::verify::hmac_hex;
+use serde_json::json;
+
+const SECRET: &str = "whsec-test-1";
+
+struct Setup {
+    db: TestDb,
+    store: Store,
+    project_id: i64,
+    connection_id: i64,
+    /// Local task ids mapped to GitHub issues 1..=n.
+    tasks: Vec<i64>,
+    _secret: hooks::SecretFile,
+}
+
+/// A project with `mapped` tasks linked to GitHub issues #1..#mapped on connection `gh`.
+async fn setup(mapped: usize) -> Setup {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = store.create_project(&actor("ops"), "WH", "Webhooks", "").await.unwrap();
+    let secret = hooks::secret_file(SECRET);
+    let connection_id = hooks::connection(
+        &store,
+        project.id,
+        "gh",
+        Provider::Github,
+        "https://api.github.com",
+        &secret,
+        json!({ "repo": "acme/app" }),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for n in 1..=mapped {
+        let task = store
+            .create_task(&actor("ops"), project.id, NewTask { title: format!("issue {n}"), ..NewTask::default() })
+            .await
+            .unwrap();
+        store
+            .create_mapping(
+                &actor("ops"),
+                project.id,
+                NewMapping {
+                    connection: "gh".into(),
+                    local_kind: LocalKind::Task,
+                    local_id: task.id,
+                    external_id: n.to_string(),
+                    external_key: Some(format!("#{n}")),
+                    url: None,
+                },
+            )
+            .await
+            .unwrap();
+        tasks.push(task.id);
+    }
+    Setup { db, store, project_id: project.id, connection_id, tasks, _secret: secret }
+}
+
+fn issue_event(number: u64) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({ "action": "edited", "issue": { "number": number, "id": 100_000 + number, "title": "x" } }),
+    )
+    .unwrap()
+}
+
+async fn jobs(s: &Setup) -> Vec<(String, i32)> {
+    let client = s.db.client().await;
+    client
+        .query("SELECT key, generation FROM sync_job WHERE connection_id = $1 ORDER BY key", &[&s.connection_id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+async fn rejections(s: &Setup) -> Vec<serde_json::Value> {
+    let client = s.db.client().await;
+    client
+        .query("SELECT after FROM audit_entry WHERE action = 'webhook.rejected' AND source = 'sync' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_delivery_is_stored_once_and_queues_the_mapped_task() {
+    let s = setup(3).await;
+    let receiver = Receiver::start(&s.store).await;
+    let body = issue_event(2);
+    let headers = hooks::github(SECRET, "d-1", "issues", &body);
+
+    let (status, answer) = receiver.post("/hooks/gh", &headers, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let task_key = format!("task:{}", s.tasks[1]);
+    assert_eq!(answer["queued"], json!([task_key.clone()]));
+    assert_eq!(jobs(&s).await, vec![(task_key.clone(), 1)]);
+    let client = s.db.client().await;
+    let row = client
+        .query_one(
+            "SELECT delivery_key, event, payload, keys FROM webhook_inbox WHERE connection_id = $1",
+            &[&s.connection_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "d-1");
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("issues"));
+    assert_eq!(row.get::<_, serde_json::Value>(2)["issue"]["number"], 2);
+    assert_eq!(row.get::<_, Vec<String>>(3), vec![task_key.clone()]);
+
+    // GitHub redelivers with the same delivery id: answered, nothing queued again.
+    let (status, answer) = receiver.post("/hooks/gh", &headers, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], true);
+    assert_eq!(jobs(&s).await, vec![(task_key.clone(), 1)]);
+    assert_eq!(s.db.count("webhook_inbox").await, 1);
+
+    // An issue with no mapping queues the incremental pull; a ping queues nothing.
+    let body = issue_event(99);
+    let (status, answer) = receiver.post("/hooks/gh", &hooks::github(SECRET, "d-2", "issues", &body), &body).await;
+    assert_eq!(status, 202);
+    assert_eq!(answer["queued"], json!(["pull"]));
+    let ping = br#"{"zen":"Keep it logically awesome."}"#;
+    let (status, answer) = receiver.post("/hooks/gh", &hooks::github(SECRET, "d-3", "ping", ping), ping).await;
+    assert_eq!(status, 202);
+    assert_eq!(answer["queued"], json!([]));
+    assert_eq!(jobs(&s).await, vec![("pull".to_string(), 1), (task_key.clone(), 1)]);
+    assert!(rejections(&s).await.is_empty());
+
+    // A key a worker is on runs again after it; a pass scheduled for later is made due now.
+    client
+        .batch_execute(&format!(
+            "UPDATE sync_job SET locked_by = 'w1', locked_until = now() + interval '1 minute' WHERE key = '{task_key}';
+             UPDATE sync_job SET available_at = now() + interval '1 hour' WHERE key = 'pull'"
+        ))
+        .await
+        .unwrap();
+    let body = issue_event(2);
+    receiver.post("/hooks/gh", &hooks::github(SECRET, "d-4", "issues", &body), &body).await;
+    let body = issue_event(98);
+    receiver.post("/hooks/gh", &hooks::github(SECRET, "d-5", "issues", &body), &body).await;
+    assert_eq!(jobs(&s).await, vec![("pull".to_string(), 2), (task_key, 2)]);
+    assert_eq!(s.db.count("sync_job WHERE key = 'pull' AND available_at <= now()").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_unknown_connections_and_oversize_bodies_are_refused_and_audited_sparingly() {
+    let s = setup(1).await;
+    let receiver = Receiver::start_with(
+        &s.store,
+        ServeOptions { listen: "127.0.0.1:0".parse().unwrap(), max_body: 4096, ..Default::default() },
+    )
+    .await;
+    let body = issue_event(1);
+
+    // Signed with another secret, or a body changed after signing.
+    let (status, answer) = receiver.post("/hooks/gh", &hooks::github("wrong", "bad-1", "issues", &body), &body).await;
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("signature"), "{answer}");
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let (status, _) = receiver.post("/hooks/gh", &hooks::github(SECRET, "bad-2", "issues", &body), &tampered).await;
+    assert_eq!(status, 401);
+    let unsigned: Vec<(&str, String)> = vec![("x-github-delivery", "bad-3".into())];
+    let (status, _) = receiver.post("/hooks/gh", &unsigned, &body).await;
+    assert_eq!(status, 401);
+    assert_eq!(s.db.count("webhook_inbox").await, 0);
+    assert!(jobs(&s).await.is_empty());
+
+    // One audit entry for the burst of bad signatures (rate-limited), and one
+    // for the missing one (another reason).
+    let entries = rejections(&s).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["reason"], "bad_signature");
+    assert_eq!(entries[0]["delivery"], "bad-1");
+    assert_eq!(entries[1]["reason"], "missing_signature");
+    let client = s.db.client().await;
+    let row = client
+        .query_one("SELECT entity_kind, entity_id, entity_key, project_id FROM audit_entry WHERE action = 'webhook.rejected' LIMIT 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "connection");
+    assert_eq!(row.get::<_, Option<i64>>(1), Some(s.connection_id));
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("gh"));
+    assert_eq!(row.get::<_, Option<i64>>(3), Some(s.project_id));
+    // Nothing of the secret reaches the audit log.
+    let dump: String =
+        client.query_one("SELECT string_agg(after::text, ' ') FROM audit_entry", &[]).await.unwrap().get(0);
+    assert!(!dump.contains(SECRET));
+
+    // Unknown connection: 404.
+    let (status, _) = receiver.post("/hooks/nope", &hooks::github(SECRET, "x-1", "issues", &body), &body).await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        receiver.post("/hooks/NOT%20A%20KEY", &hooks::github(SECRET, "x-2", "issues", &body), &body).await;
+    assert_eq!(status, 404);
+    assert_eq!(rejections(&s).await.last().unwrap()["reason"], "unknown_connection");
+
+    // Over the size cap: 413, before the signature is even looked at.
+    let big = vec![b' '; 5000];
+    let (status, answer) = receiver.post("/hooks/gh", &hooks::github(SECRET, "big", "issues", &big), &big).await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(rejections(&s).await.last().unwrap()["reason"], "too_large");
+
+    // A verified body that is not JSON: 400.
+    let form = b"payload=%7B%7D";
+    let (status, answer) = receiver.post("/hooks/gh", &hooks::github(SECRET, "form", "issues", form), form).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("application/json"), "{answer}");
+
+    // Wrong method or path.
+    let (status, _) = receiver.get("/hooks/gh").await;
+    assert_eq!(status, 405);
+    let (status, _) = receiver.get("/nowhere").await;
+    assert_eq!(status, 404);
+    assert_eq!(s.db.count("webhook_inbox").await, 0);
+    assert!(jobs(&s).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitea_gitlab_and_plane_deliveries_are_verified_their_own_way() {
+    let s = setup(0).await;
+    let secret = hooks::secret_file("another-secret");
+    for (key, provider) in [("gitea", Provider::Gitea), ("gitlab", Provider::Gitlab), ("plane", Provider::Plane)] {
+        let config = match provider {
+            Provider::Plane => json!({ "workspace": "acme", "project": "4af6c1e0-0000-0000-0000-000000000000" }),
+            _ => json!({ "repo": "acme/app" }),
+        };
+        hooks::connection(&s.store, s.project_id, key, provider, "https://example.com", &secret, config).await;
+    }
+    let receiver = Receiver::start(&s.store).await;
+    let body = br#"{"action":"opened","issue":{"number":5}}"#;
+    let sig = hmac_hex(b"another-secret", &[body]);
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Headers, u16)> = vec![
+        (
+            "gitea",
+            vec![
+                ("x-gitea-signature", sig.clone()),
+                ("x-gitea-delivery", "g-1".into()),
+                ("x-gitea-event", "issues".into()),
+            ],
+            202,
+        ),
+        ("gitea", vec![("x-forgejo-signature", sig.clone()), ("x-forgejo-delivery", "g-2".into())], 202),
+        ("gitea", vec![("x-gitea-signature", "00".repeat(32)), ("x-gitea-delivery", "g-3".into())], 401),
+        ("gitlab", vec![("x-gitlab-token", "another-secret".into()), ("x-gitlab-event", "Issue Hook".into())], 202),
+        // No delivery header: the body's hash dedupes a redelivery.
+        ("gitlab", vec![("x-gitlab-token", "another-secret".into())], 200),
+        ("gitlab", vec![("x-gitlab-token", "another-secre".into())], 401),
+        (
+            "plane",
+            vec![
+                ("x-plane-signature", sig.clone()),
+                ("x-plane-delivery", "p-1".into()),
+                ("x-plane-event", "issue".into()),
+            ],
+            202,
+        ),
+        ("plane", vec![("x-plane-signature", format!("sha256={}", hmac_hex(b"nope", &[body])))], 401),
+    ];
+    for (key, headers, expected) in cases {
+        let (status, answer) = receiver.post(&format!("/hooks/{key}"), &headers, body).await;
+        assert_eq!(status, expected, "{key} {headers:?}: {answer}");
+    }
+    assert_eq!(s.db.count("webhook_inbox").await, 4);
+    // Each accepted delivery queued its connection's pull.
+    assert_eq!(s.db.count("sync_job WHERE key = 'pull'").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let s = setup(0).await;
+    let receiver = Receiver::start(&s.store).await;
+    assert_eq!(receiver.get("/healthz").await.0, 200);
+    let (status, answer) = receiver.get("/readyz").await;
+    assert_eq!(status, 200, "{answer}");
+    // A schema behind this binary's migrations is not ready.
+    let client = s.db.client().await;
+    client
+        .batch_execute("DELETE FROM mctl_schema_history WHERE version = (SELECT max(version) FROM mctl_schema_history)")
+        .await
+        .unwrap();
+    let (status, answer) = receiver.get("/readyz").await;
+    assert_eq!(status, 503);
+    let reason = answer["error"].as_str().unwrap();
+    assert!(reason.contains("mctl migrate") && !reason.contains('\n'), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
+    const MAPPED: u64 = 200;
+    const UNIQUE: usize = 6_700;
+    const DUPLICATES: usize = 3_000;
+    const BAD: usize = 300;
+    let s = setup(MAPPED as usize).await;
+    let receiver = Arc::new(Receiver::start(&s.store).await);
+
+    // Unique deliveries name issues 1..=250 (201..=250 are not mapped).
+    let mut requests: Vec<(String, Vec<u8>, bool)> =
+        (0..UNIQUE).map(|i| (format!("d-{i}"), issue_event((i as u64 % 250) + 1), true)).collect();
+    for n in 0..DUPLICATES {
+        let original = requests[fastrand::usize(..UNIQUE)].clone();
+        let _ = n;
+        requests.push(original);
+    }
+    for i in 0..BAD {
+        requests.push((format!("bad-{i}"), issue_event(1), false));
+    }
+    fastrand::shuffle(&mut requests);
+    assert_eq!(requests.len(), 10_000);
+
+    let limit = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut handles = Vec::new();
+    for (delivery, body, good) in requests {
+        let receiver = receiver.clone();
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        handles.push(tokio::spawn(async move {
+            let secret = if good { SECRET } else { "forged" };
+            let (status, _) =
+                receiver.post("/hooks/gh", &hooks::github(secret, &delivery, "issues", &body), &body).await;
+            drop(permit);
+            (good, status)
+        }));
+    }
+    let (mut accepted, mut duplicate, mut refused) = (0, 0, 0);
+    for handle in handles {
+        match handle.await.unwrap() {
+            (true, 202) => accepted += 1,
+            (true, 200) => duplicate += 1,
+            (false, 401) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((accepted, duplicate, refused), (UNIQUE, DUPLICATES, BAD));
+    assert_eq!(s.db.count("webhook_inbox").await, UNIQUE as i64);
+    assert_eq!(s.db.count("webhook_inbox WHERE delivery_key LIKE 'bad-%'").await, 0);
+
+    // Every accepted delivery's key is queued and due: one row per object
+    // (deliveries for a key that is already due coalesce into it).
+    let queued = jobs(&s).await;
+    let mut expected: Vec<String> = s.tasks.iter().map(|id| format!("task:{id}")).collect();
+    expected.push("pull".into());
+    expected.sort();
+    assert_eq!(queued.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expected);
+    let client = s.db.client().await;
+    let missing: i64 = client
+        .query_one(
+            "SELECT count(*) FROM webhook_inbox i, unnest(i.keys) k
+             WHERE NOT EXISTS (SELECT 1 FROM sync_job j WHERE j.connection_id = i.connection_id AND j.key = k
+                               AND NOT j.dead AND j.available_at <= now())",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(missing, 0);
+    let unmapped = (0..UNIQUE).filter(|i| (*i as u64 % 250) + 1 > MAPPED).count() as i64;
+    assert_eq!(s.db.count("webhook_inbox WHERE keys = ARRAY['pull']").await, unmapped);
+    let first = format!("task:{}", s.tasks[0]);
+    let expected_first = (0..UNIQUE).filter(|i| i % 250 == 0).count() as i64;
+    assert_eq!(s.db.count(&format!("webhook_inbox WHERE keys = ARRAY['{first}']")).await, expected_first);
+
+    // The refusals left a bounded trail: one entry per 10 s window at most.
+    let entries = rejections(&s).await;
+    assert!(!entries.is_empty() && entries.len() <= 10, "{} entries", entries.len());
+    let recorded: u64 = entries.iter().map(|e| 1 + e["suppressed_since_last"].as_u64().unwrap()).sum();
+    assert!(recorded <= BAD as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_stalls_mid_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(0).await;
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        body_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let receiver = Receiver::start_with(&s.store, options).await;
+    let mut stream = tokio::net::TcpStream::connect(receiver.addr).await.unwrap();
+    stream
+        .write_all(b"POST /hooks/gh HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"a\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buffer[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the receiver kept waiting");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(rejections(&s).await.last().unwrap()["reason"], "slow_body");
+    assert_eq!(s.db.count("webhook_inbox").await, 0);
+}
