@@ -19,7 +19,8 @@ pub enum ConnectionCommand {
         /// Unique connection key, like github-main.
         #[arg(long)]
         key: String,
-        /// The server's base URL (self-hosted servers included).
+        /// The server's base URL (self-hosted servers included); for
+        /// github.com, https://api.github.com.
         #[arg(long)]
         url: String,
         /// Where the token lives: env:NAME or file:/path.
@@ -36,8 +37,9 @@ pub enum ConnectionCommand {
         /// category (repeatable), like --lane-state "Review=In Review".
         #[arg(long = "lane-state", value_name = "LANE=STATE", value_parser = parse::key_value)]
         lane_states: Vec<(String, String)>,
-        /// Any other non-secret setting as key=value (repeatable): for plane,
-        /// conflict_policy=newest|local|remote|manual, requests_per_minute=N.
+        /// Any other non-secret setting as key=value (repeatable):
+        /// conflict_policy=newest|local|remote|manual, requests_per_minute=N;
+        /// for github, gitea and gitlab also write_interval_ms=N (GitHub: 1000).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
         settings: Vec<(String, String)>,
     },
@@ -106,6 +108,27 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
             }
             for (k, v) in settings {
                 config.insert(k, setting_value(v));
+            }
+            if matches!(provider, Provider::Github | Provider::Gitea | Provider::Gitlab) {
+                let repo = config.get("repo").and_then(Value::as_str).unwrap_or("");
+                let parts: Vec<&str> = repo.trim_matches('/').split('/').collect();
+                let nested = provider == Provider::Gitlab;
+                let valid = parts.iter().all(|p| {
+                    !p.is_empty()
+                        && !p.starts_with('.')
+                        && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                }) && (parts.len() == 2 || (nested && (2..=20).contains(&parts.len())));
+                if !valid {
+                    return Err(crate::error::Error::usage(format!(
+                        "a {provider} connection needs --repo OWNER/NAME{}",
+                        if nested { " (or GROUP/SUBGROUP/NAME)" } else { "" }
+                    )));
+                }
+                if token_ref.is_none() {
+                    return Err(crate::error::Error::usage(format!(
+                        "a {provider} connection needs --token-ref env:NAME or file:/path (the token itself is never stored)"
+                    )));
+                }
             }
             if provider == Provider::Plane && !(config.contains_key("workspace") && config.contains_key("project")) {
                 return Err(crate::error::Error::usage(

@@ -15,7 +15,12 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod console;
+pub mod forge;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
 pub mod plane;
+pub mod repo;
 pub mod snapshots;
 pub mod sync;
 

@@ -32,6 +32,8 @@ pub struct PassReport {
     pub full: bool,
     /// HTTP requests the listings took.
     pub requests: usize,
+    /// Listing requests answered 304 (unchanged since last read).
+    pub not_modified: usize,
     pub listed: usize,
     pub unchanged: usize,
     pub created_local: usize,
@@ -41,6 +43,8 @@ pub struct PassReport {
     pub conflicts: usize,
     pub deleted_remotely: usize,
     pub planning_changes: usize,
+    /// Pipelines, deployments and releases read (repository providers).
+    pub delivery: usize,
     pub errors: Vec<String>,
 }
 
