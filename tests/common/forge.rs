@@ -375,7 +375,7 @@ impl<D: Dialect> Forge<D> {
             next_number: 1,
             clock: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - time::Duration::days(1),
             labels: Vec::new(),
-            users: vec![("ana".into(), 1), ("zed".into(), 2)],
+            users: vec![("ana".into(), 1), ("zed".into(), 2), ("bo".into(), 3)],
             runs: Vec::new(),
             deployments: Vec::new(),
             statuses: HashMap::new(),

@@ -21,6 +21,7 @@ pub mod github;
 pub mod gitlab;
 pub mod plane;
 pub mod repo;
+pub mod repo_suite;
 pub mod snapshots;
 pub mod sync;
 
