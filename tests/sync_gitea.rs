@@ -86,3 +86,13 @@ async fn actions_runs_and_releases_are_pulled_and_missing_apis_are_capabilities(
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     assert_eq!(s.db.count("sync_cursor WHERE capabilities ->> 'actions' = 'false'").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_test_reports_no_deployments_api() {
+    let s = connected(0, "newest").await;
+    let connection = s.store.connection_by_key("gitea").await.unwrap();
+    let report = mission_control::sync::check::check(&connection).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.actions, report.deployments), (Some(true), Some(false)));
+    assert!(report.lines().iter().any(|l| l.contains("deployments") && l.contains("unavailable")));
+}

@@ -293,3 +293,71 @@ async fn rate_limit_headers_pause_the_connection() {
     assert_eq!(sync(&s).await.failed, 0);
     assert_eq!(tasks(&s).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_test_checks_the_token_the_repository_and_capabilities() {
+    let s = connected(0, "newest").await;
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    let report = mission_control::sync::check::check(&connection).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.repository.as_deref(), Some("acme/app (default branch main)"));
+    assert_eq!((report.actions, report.deployments), (Some(true), Some(true)));
+    let shown = report.lines().join("\n");
+    assert!(!shown.contains(github::TOKEN), "the token is never shown");
+    // A wrong token: one line, no secret in it.
+    let secret = tempfile::tempdir().unwrap();
+    let wrong = secret.path().join("wrong");
+    std::fs::write(&wrong, "ghp_wrong").unwrap();
+    let mut bad = connection.clone();
+    bad.secret_ref = Some(format!("file:{}", wrong.display()));
+    let report = mission_control::sync::check::check(&bad).await;
+    assert!(!report.ok);
+    let problem = report.problem.unwrap();
+    assert!(problem.contains("401") && !problem.contains("ghp_wrong") && !problem.contains('\n'), "{problem}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_connects_a_github_repository_from_the_cli() {
+    let db = common::TestDb::new().await;
+    let cli = common::Cli::new(&db);
+    let run = |args: &[&str]| common::run_from(cli.command().env("MC_PROJECT", "SYN").args(args).output().unwrap());
+    cli.run(&["project", "create", "SYN", "--name", "Sync"]).ok();
+    let fake = github::start().await;
+    fake.seed(12);
+    let token = cli.home.path().join("gh-token");
+    std::fs::write(&token, fake.token()).unwrap();
+    let token_ref = format!("file:{}", token.display());
+    let url = fake.url();
+    let base = ["connection", "add", "github", "--key", "gh", "--url", url.as_str(), "--token-ref", token_ref.as_str()];
+
+    let missing = run(&base);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("--repo OWNER/NAME") && missing.stderr.lines().count() == 1, "{}", missing.stderr);
+    let bad = run(&[&base[..], &["--repo", "acme/../etc"]].concat());
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let added = run(&[
+        &["--json"],
+        &base[..],
+        &["--repo", "acme/app", "--set", "write_interval_ms=0", "--set", "requests_per_minute=0"],
+    ]
+    .concat())
+    .ok()
+    .json();
+    assert_eq!(added["config"]["repo"], "acme/app");
+    assert!(!added.to_string().contains(github::TOKEN));
+
+    let tested = run(&["connection", "test", "gh"]).ok();
+    assert!(
+        tested.stdout.contains("repository   acme/app") && tested.stdout.contains("actions      available"),
+        "{}",
+        tested.stdout
+    );
+    let plan = run(&["--json", "sync", "plan", "gh"]).ok().json();
+    assert_eq!(plan["create_local"].as_array().unwrap().len(), 12);
+    let once = run(&["--json", "sync", "once"]).ok().json();
+    assert_eq!(once["failed"], 0);
+    assert_eq!(run(&["--json", "task", "list"]).ok().json().as_array().unwrap().len(), 12);
+    let status = run(&["--json", "sync", "status"]).ok().json();
+    assert_eq!(status[0]["connection"], "gh");
+    assert_eq!(status[0]["last_pass_ok"], true);
+}
