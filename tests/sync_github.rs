@@ -168,6 +168,12 @@ async fn a_deleted_issue_archives_its_task_on_a_full_pass_only() {
     // Confirmed with a GET (answered 410 Gone) before acting.
     assert!(s.forge.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/issues/2") && r.status == 410));
     assert!(!s.store.task_by_key(&task_of(&s, 1).await.key).await.unwrap().archived);
+
+    // A transferred issue still answers the GET (from its new repository): gone from this one.
+    let moved = task_of(&s, 3).await;
+    s.forge.transfer(3);
+    assert_eq!(full(&s).await.failed, 0);
+    assert!(s.store.task_by_key(&moved.key).await.unwrap().archived);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

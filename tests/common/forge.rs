@@ -31,6 +31,9 @@ pub struct Item {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub deleted: bool,
+    /// Moved to another repository: gone from listings, still answered by
+    /// GitHub's GET (a redirect to the new home).
+    pub transferred: bool,
 }
 
 /// What to do to the next request a fault selects.
@@ -108,6 +111,7 @@ impl State {
                 created_at: at,
                 updated_at: at,
                 deleted: false,
+                transferred: false,
             },
         );
         number
@@ -152,7 +156,7 @@ impl State {
         let mut items: Vec<Item> = self
             .items
             .values()
-            .filter(|i| !i.deleted && (pulls || !i.pull) && since.is_none_or(|s| i.updated_at >= s))
+            .filter(|i| !i.deleted && !i.transferred && (pulls || !i.pull) && since.is_none_or(|s| i.updated_at >= s))
             .cloned()
             .collect();
         items.sort_by_key(|i| if by_updated { (i.updated_at, i.number) } else { (i.created_at, i.number) });
@@ -438,6 +442,10 @@ impl<D: Dialect> Forge<D> {
         let mut state = self.state();
         let item = state.item_mut(number).expect("the issue exists");
         change(item);
+    }
+
+    pub fn transfer(&self, number: i64) {
+        self.state().items.get_mut(&number).expect("the issue exists").transferred = true;
     }
 
     pub fn delete(&self, number: i64) {

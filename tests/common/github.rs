@@ -32,6 +32,7 @@ pub fn issue_json(base: &str, item: &Item) -> Value {
         "created_at": rfc3339(item.created_at),
         "updated_at": rfc3339(item.updated_at),
         "html_url": format!("{base}/acme/app/issues/{}", item.number),
+        "repository_url": format!("{base}/repos/{}", if item.transferred { "acme/elsewhere" } else { "acme/app" }),
     });
     if item.pull {
         value["pull_request"] = json!({"url": format!("{base}/repos/acme/app/pulls/{}", item.number)});

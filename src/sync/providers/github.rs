@@ -283,6 +283,15 @@ impl RepoProvider for GitHub {
 
     async fn issue(&self, number: i64) -> ProviderResult<Option<Issue>> {
         match self.http.send(Method::GET, &self.url(&format!("issues/{number}")), None).await {
+            // A transferred issue redirects to its new repository: gone from this one.
+            Ok(value)
+                if value
+                    .get("repository_url")
+                    .and_then(Value::as_str)
+                    .is_some_and(|r| !r.trim_end_matches('/').eq_ignore_ascii_case(&self.repo)) =>
+            {
+                Ok(None)
+            }
             Ok(value) => issue_of(&value),
             Err(ProviderError::NotFound) => Ok(None),
             Err(e) => Err(e),
