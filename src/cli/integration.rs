@@ -109,27 +109,6 @@ pub async fn run_connection(ctx: &Context, command: ConnectionCommand) -> Result
             for (k, v) in settings {
                 config.insert(k, setting_value(v));
             }
-            if matches!(provider, Provider::Github | Provider::Gitea | Provider::Gitlab) {
-                let repo = config.get("repo").and_then(Value::as_str).unwrap_or("");
-                let parts: Vec<&str> = repo.trim_matches('/').split('/').collect();
-                let nested = provider == Provider::Gitlab;
-                let valid = parts.iter().all(|p| {
-                    !p.is_empty()
-                        && !p.starts_with('.')
-                        && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                }) && (parts.len() == 2 || (nested && (2..=20).contains(&parts.len())));
-                if !valid {
-                    return Err(crate::error::Error::usage(format!(
-                        "a {provider} connection needs --repo OWNER/NAME{}",
-                        if nested { " (or GROUP/SUBGROUP/NAME)" } else { "" }
-                    )));
-                }
-                if token_ref.is_none() {
-                    return Err(crate::error::Error::usage(format!(
-                        "a {provider} connection needs --token-ref env:NAME or file:/path (the token itself is never stored)"
-                    )));
-                }
-            }
             if provider == Provider::Plane && !(config.contains_key("workspace") && config.contains_key("project")) {
                 return Err(crate::error::Error::usage(
                     "a plane connection needs --workspace SLUG and --project ID (the Plane project's id)",
