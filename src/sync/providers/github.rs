@@ -414,6 +414,24 @@ mod tests {
         assert!(issue_of(&json!([1, 2])).is_err());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn mutations_are_paced_apart() {
+        let pacer = WritePacer::new(Duration::from_secs(1));
+        let started = Instant::now();
+        for _ in 0..4 {
+            pacer.wait().await;
+        }
+        // The first goes at once, each next one a second after the last.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_millis(3100), "{elapsed:?}");
+        let unpaced = WritePacer::new(Duration::ZERO);
+        let started = Instant::now();
+        for _ in 0..4 {
+            unpaced.wait().await;
+        }
+        assert!(started.elapsed() < Duration::from_millis(1));
+    }
+
     #[test]
     fn run_states_map_to_pipeline_statuses() {
         assert_eq!(run_status(Some("completed"), Some("success")), PipelineStatus::Success);

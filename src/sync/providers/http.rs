@@ -326,6 +326,22 @@ fn error_message(body: &Value) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_next_link_is_read_from_a_link_header() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "link",
+            "<https://api.github.com/x?page=1>; rel=\"prev\", <https://api.github.com/x?page=3>; rel=\"next\", <https://api.github.com/x?page=9>; rel=\"last\""
+                .parse()
+                .unwrap(),
+        );
+        let answer = Answer { status: 200, body: Value::Null, headers };
+        assert_eq!(answer.next_link().as_deref(), Some("https://api.github.com/x?page=3"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("link", "<https://h/x?page=1>; rel=\"first\", garbage".parse().unwrap());
+        assert_eq!(Answer { status: 200, body: Value::Null, headers }.next_link(), None);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_limiter_paces_requests_to_the_budget() {
         let limiter = RateLimiter::new(60);
