@@ -367,3 +367,21 @@ async fn an_operator_connects_a_github_repository_from_the_cli() {
     assert_eq!(status[0]["connection"], "gh");
     assert_eq!(status[0]["last_pass_ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_issue_carrying_a_mapped_tasks_marker_is_not_imported_again() {
+    let s = connected(0, "newest").await;
+    let created = s
+        .store
+        .create_task(&actor("bo"), s.project_id, NewTask { title: "Original".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    assert_eq!(sync(&s).await.failed, 0);
+    let original = s.forge.issues().into_iter().find(|i| i.title == "Original").unwrap();
+    let copy = s.forge.add_issue("Copy of original", &original.body);
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(tasks(&s).await.len(), 1, "the copy is not a second task");
+    assert_eq!(mapping_of(&s, &created.key).await.external_id, original.number.to_string());
+    assert_ne!(copy, original.number);
+}

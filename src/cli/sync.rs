@@ -128,7 +128,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             } else {
                 for pass in &report.passes {
                     output::line(format!(
-                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely ({} requests)",
+                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely ({} requests, {} unchanged)",
                         if pass.full { "full" } else { "incremental" },
                         pass.listed,
                         pass.pulled,
@@ -137,7 +137,8 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                         pass.created_remote,
                         pass.conflicts,
                         pass.deleted_remotely,
-                        pass.requests
+                        pass.requests,
+                        pass.not_modified
                     ));
                 }
                 output::line(format!("{} key(s) processed, {} failed", report.jobs, report.failed));

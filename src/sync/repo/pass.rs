@@ -35,6 +35,15 @@ struct Watermarks {
     issues: Option<OffsetDateTime>,
 }
 
+/// What an unmapped issue's marker says.
+enum Marked {
+    /// It names an unmapped task of this project: linked now.
+    Adopted,
+    /// It names a task of this project that has its issue already.
+    Known,
+    No,
+}
+
 /// What the repository offers, recorded in `sync_cursor.capabilities`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Capabilities {
@@ -96,8 +105,10 @@ impl<P: RepoProvider> RepoSync<P> {
             let outcome = match mappings.get(&issue.number.to_string()) {
                 Some(mapping) => self.reconcile_issue(mapping, issue).await,
                 None => match self.adopt_marked(issue).await {
-                    Ok(true) => Ok(IssueOutcome::Adopted),
-                    Ok(false) => {
+                    Ok(Marked::Adopted) => Ok(IssueOutcome::Adopted),
+                    // A copy of one of our tasks' issues: never imported as a second task.
+                    Ok(Marked::Known) => Ok(IssueOutcome::Skipped),
+                    Ok(Marked::No) => {
                         // Closed issues never seen are history, not work.
                         if !issue.closed {
                             new_issues.push(issue.clone());
@@ -149,20 +160,21 @@ impl<P: RepoProvider> RepoSync<P> {
 
     /// An unmapped issue with our marker for a task of this project that has
     /// no issue yet: its create's answer was lost. Links it.
-    async fn adopt_marked(&mut self, issue: &Issue) -> SyncResult<bool> {
-        let Some(task_id) = repo::marked_task(&issue.body) else { return Ok(false) };
+    async fn adopt_marked(&mut self, issue: &Issue) -> SyncResult<Marked> {
+        let Some(task_id) = repo::marked_task(&issue.body) else { return Ok(Marked::No) };
         let task = match self.store.sync_read_task(task_id).await {
             Ok((task, _)) => task,
-            Err(StoreError::NotFound { .. }) => return Ok(false),
+            Err(StoreError::NotFound { .. }) => return Ok(Marked::No),
             Err(e) => return Err(e.into()),
         };
-        if task.project_id != self.connection.project_id
-            || self.store.sync_mapping(self.connection.id, LocalKind::Task, task_id).await?.is_some()
-        {
-            return Ok(false);
+        if task.project_id != self.connection.project_id {
+            return Ok(Marked::No);
+        }
+        if self.store.sync_mapping(self.connection.id, LocalKind::Task, task_id).await?.is_some() {
+            return Ok(Marked::Known);
         }
         self.adopt(&task, issue).await?;
-        Ok(true)
+        Ok(Marked::Adopted)
     }
 
     /// Creates local tasks for open issues made in the repository.
