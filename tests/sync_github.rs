@@ -385,3 +385,23 @@ async fn a_copied_issue_carrying_a_mapped_tasks_marker_is_not_imported_again() {
     assert_eq!(mapping_of(&s, &created.key).await.external_id, original.number.to_string());
     assert_ne!(copy, original.number);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_delivery_listing_does_not_stop_issue_sync() {
+    let s = connected(3, "newest").await;
+    github::seed_delivery(&s.forge);
+    s.forge.fail_next("GET", "/releases", Fault::Status(502));
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(tasks(&s).await.len(), 3, "issues synced all the same");
+    assert!(
+        report.passes[0].errors.iter().any(|e| e.starts_with("releases:") && e.contains("502")),
+        "{:?}",
+        report.passes
+    );
+    assert_eq!(s.db.count("sync_cursor WHERE last_pass_ok = false AND last_error LIKE 'releases:%'").await, 1);
+    assert_eq!(s.store.list_releases(s.project_id).await.unwrap().len(), 0);
+    let again = full(&s).await;
+    assert!(again.passes[0].errors.is_empty(), "{:?}", again.passes);
+    assert_eq!(s.store.list_releases(s.project_id).await.unwrap().len(), 1);
+}

@@ -220,10 +220,12 @@ impl<P: RepoProvider> RepoSync<P> {
     async fn pull_delivery(&mut self, report: &mut PassReport) -> SyncResult<()> {
         let project = self.connection.project_id;
         let mut capabilities = Capabilities { provider: P::NAME.into(), ..Capabilities::default() };
-        match self.provider.pipelines().await? {
-            Feed::Unavailable => capabilities.actions = Some(false),
-            Feed::Unchanged => capabilities.actions = Some(true),
-            Feed::Items(runs) => {
+        let pipelines = self.provider.pipelines().await;
+        match feed(pipelines, "pipelines", report)? {
+            None => {}
+            Some(Feed::Unavailable) => capabilities.actions = Some(false),
+            Some(Feed::Unchanged) => capabilities.actions = Some(true),
+            Some(Feed::Items(runs)) => {
                 capabilities.actions = Some(true);
                 for run in runs {
                     let id = run.external_id.clone();
@@ -232,10 +234,12 @@ impl<P: RepoProvider> RepoSync<P> {
                 }
             }
         }
-        match self.provider.deployments().await? {
-            Feed::Unavailable => capabilities.deployments = Some(false),
-            Feed::Unchanged => capabilities.deployments = Some(true),
-            Feed::Items(deployments) => {
+        let deployments = self.provider.deployments().await;
+        match feed(deployments, "deployments", report)? {
+            None => {}
+            Some(Feed::Unavailable) => capabilities.deployments = Some(false),
+            Some(Feed::Unchanged) => capabilities.deployments = Some(true),
+            Some(Feed::Items(deployments)) => {
                 capabilities.deployments = Some(true);
                 for deployment in deployments {
                     let env = &deployment.environment;
@@ -254,10 +258,12 @@ impl<P: RepoProvider> RepoSync<P> {
                 }
             }
         }
-        match self.provider.releases().await? {
-            Feed::Unavailable => capabilities.releases = Some(false),
-            Feed::Unchanged => capabilities.releases = Some(true),
-            Feed::Items(releases) => {
+        let releases = self.provider.releases().await;
+        match feed(releases, "releases", report)? {
+            None => {}
+            Some(Feed::Unavailable) => capabilities.releases = Some(false),
+            Some(Feed::Unchanged) => capabilities.releases = Some(true),
+            Some(Feed::Items(releases)) => {
                 capabilities.releases = Some(true);
                 for release in releases {
                     let id = release.external_id.clone();
@@ -334,6 +340,23 @@ impl<P: RepoProvider> RepoSync<P> {
             }
         }
         Ok(plan)
+    }
+}
+
+/// A delivery listing that failed does not stop the pass (issues still
+/// sync); it is an error of the pass, so it is retried. A rate limit stops it.
+fn feed<T>(
+    result: Result<Feed<T>, crate::sync::providers::http::ProviderError>,
+    what: &str,
+    report: &mut PassReport,
+) -> SyncResult<Option<Feed<T>>> {
+    match result {
+        Ok(feed) => Ok(Some(feed)),
+        Err(e) if e.not_before().is_some() => Err(e.into()),
+        Err(e) => {
+            report.errors.push(format!("{what}: {e}"));
+            Ok(None)
+        }
     }
 }
 
