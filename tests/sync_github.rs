@@ -257,7 +257,7 @@ async fn an_idle_pass_is_answered_entirely_with_304s() {
     // The first pass reads everything; the second makes the incremental listing known.
     assert_eq!(sync(&s).await.failed, 0);
     assert_eq!(sync(&s).await.failed, 0);
-    for pass in ["incremental", "full"] {
+    for pass in ["incremental", "full", "incremental"] {
         s.forge.reset_log();
         let report = if pass == "full" { full(&s).await } else { sync(&s).await };
         assert_eq!(report.failed, 0, "{:?}", report.errors);

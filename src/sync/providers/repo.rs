@@ -154,9 +154,16 @@ impl EtagCache {
     }
 
     /// Folds what was seen into what is known; returns the whole map to store.
-    pub fn commit(&self) -> HashMap<String, PageMemo> {
+    /// After an incremental pass (`incremental`), other incremental listings
+    /// (their URL names a time) are dropped: the watermark has moved on and
+    /// they are never asked again.
+    pub fn commit(&self, incremental: bool) -> HashMap<String, PageMemo> {
         let seen = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if incremental {
+            known
+                .retain(|url, _| seen.contains_key(url) || !(url.contains("since=") || url.contains("updated_after=")));
+        }
         known.extend(seen);
         if known.len() > MAX_MEMOS {
             known.clear();
@@ -385,6 +392,28 @@ mod tests {
         assert_eq!(marked_task("no marker"), None);
         // A broken marker never panics.
         assert_eq!(strip_marker("a <!-- mission-control:task:9"), "a");
+    }
+
+    #[test]
+    fn validators_of_old_incremental_listings_are_dropped() {
+        let cache = EtagCache::default();
+        let memo = |etag: &str| PageMemo { etag: etag.into(), ..PageMemo::default() };
+        cache.load(HashMap::from([
+            ("https://h/issues?since=2026-01-01T00:00:00Z".to_string(), memo("a")),
+            ("https://h/issues?sort=created&page=2".to_string(), memo("b")),
+        ]));
+        cache.remember("https://h/issues?since=2026-01-02T00:00:00Z", memo("c"));
+        let kept = cache.commit(true);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(kept.contains_key("https://h/issues?sort=created&page=2"));
+        assert!(kept.contains_key("https://h/issues?since=2026-01-02T00:00:00Z"));
+        // What a failed pass saw is not kept.
+        cache.remember("https://h/releases", memo("d"));
+        cache.discard();
+        assert!(!cache.commit(false).contains_key("https://h/releases"));
+        // A full pass keeps the incremental listing's validator.
+        cache.remember("https://h/issues?sort=created&page=1", memo("e"));
+        assert!(cache.commit(false).contains_key("https://h/issues?since=2026-01-02T00:00:00Z"));
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl<P: RepoProvider> RepoSync<P> {
         let result = self.pull_inner(full, &mut report).await;
         let ok = result.is_ok() && report.errors.is_empty();
         if ok {
-            let memos = self.provider.etags().commit();
+            let memos = self.provider.etags().commit(!report.full);
             crate::sync::cursor::save_etags(&self.store, self.connection.id, &memos).await?;
         } else {
             self.provider.etags().discard();
