@@ -19,7 +19,8 @@ pub enum ConnectionCommand {
         /// Unique connection key, like github-main.
         #[arg(long)]
         key: String,
-        /// The server's base URL (self-hosted servers included).
+        /// The server's base URL (self-hosted servers included); for
+        /// github.com, https://api.github.com.
         #[arg(long)]
         url: String,
         /// Where the token lives: env:NAME or file:/path.
@@ -40,8 +41,9 @@ pub enum ConnectionCommand {
         /// category (repeatable), like --lane-state "Review=In Review".
         #[arg(long = "lane-state", value_name = "LANE=STATE", value_parser = parse::key_value)]
         lane_states: Vec<(String, String)>,
-        /// Any other non-secret setting as key=value (repeatable): for plane,
-        /// conflict_policy=newest|local|remote|manual, requests_per_minute=N.
+        /// Any other non-secret setting as key=value (repeatable):
+        /// conflict_policy=newest|local|remote|manual, requests_per_minute=N;
+        /// for github, gitea and gitlab also write_interval_ms=N (GitHub: 1000).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse::key_value)]
         settings: Vec<(String, String)>,
     },

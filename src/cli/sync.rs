@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::sync::plane::PlaneSync;
 use crate::sync::providers::http::RateLimiter;
 use crate::sync::queue;
+use crate::sync::repo::AnyRepo;
 use crate::sync::worker::{Limiters, Worker, WorkerOptions};
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +136,11 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };
             let options = WorkerOptions { project_id, ..WorkerOptions::default() };
             let mut worker = Worker::new(store.clone(), options, Limiters::default());
-            for connection in store.enabled_connections(Provider::Plane, project_id).await? {
+            let mut connections = Vec::new();
+            for provider in crate::sync::worker::SYNCED {
+                connections.extend(store.enabled_connections(provider, project_id).await?);
+            }
+            for connection in connections {
                 queue::enqueue(&store, connection.id, if full { queue::FULL } else { queue::PULL }).await?;
             }
             let report = worker.drain().await?;
@@ -144,7 +149,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             } else {
                 for pass in &report.passes {
                     output::line(format!(
-                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely, {} lanes made for states ({} requests)",
+                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely, {} lanes made for states ({} requests, {} unchanged)",
                         if pass.full { "full" } else { "incremental" },
                         pass.listed,
                         pass.pulled,
@@ -154,7 +159,8 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                         pass.conflicts,
                         pass.deleted_remotely,
                         pass.lanes_created,
-                        pass.requests
+                        pass.requests,
+                        pass.not_modified
                     ));
                 }
                 output::line(format!("{} key(s) processed, {} failed", report.jobs, report.failed));
@@ -200,12 +206,21 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
         }
         SyncCommand::Plan { connection } => {
             let connection = store.connection_by_key(&connection).await?;
-            if connection.provider != Provider::Plane {
-                return Err(Error::usage(format!("{} connections are not synced yet", connection.provider)));
-            }
-            let sync =
-                PlaneSync::load_with(&store, connection, RateLimiter::new(0), false).await.map_err(sync_error)?;
-            let plan = sync.plan().await.map_err(sync_error)?;
+            let remote = match connection.provider {
+                Provider::Plane => "Plane",
+                Provider::Github => "GitHub",
+                Provider::Gitea => "Gitea",
+                Provider::Gitlab => "GitLab",
+                other => return Err(Error::usage(format!("{other} connections are not synced by the sync worker"))),
+            };
+            let plan = if connection.provider == Provider::Plane {
+                let sync =
+                    PlaneSync::load_with(&store, connection, RateLimiter::new(0), false).await.map_err(sync_error)?;
+                sync.plan().await.map_err(sync_error)?
+            } else {
+                let sync = AnyRepo::load(&store, connection, RateLimiter::new(0)).await.map_err(sync_error)?;
+                sync.plan().await.map_err(sync_error)?
+            };
             if ctx.json {
                 return output::json(&plan);
             }
@@ -218,13 +233,15 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             let fields = |pairs: &[(String, Vec<String>)]| -> Vec<String> {
                 pairs.iter().map(|(key, f)| format!("{key}  {}", f.join(", "))).collect()
             };
-            list("lanes for Plane states", &plan.lanes_to_create);
-            list("create in Plane", &plan.create_remote);
+            if !plan.lanes_to_create.is_empty() {
+                list(&format!("lanes for {remote} states"), &plan.lanes_to_create);
+            }
+            list(&format!("create in {remote}"), &plan.create_remote);
             list("create here", &plan.create_local);
-            list("send to Plane", &fields(&plan.push));
-            list("take from Plane", &fields(&plan.pull));
+            list(&format!("send to {remote}"), &fields(&plan.push));
+            list(&format!("take from {remote}"), &fields(&plan.pull));
             list("conflicts", &fields(&plan.conflicts));
-            list("deleted in Plane", &plan.deleted_remotely);
+            list(&format!("deleted in {remote}"), &plan.deleted_remotely);
         }
         SyncCommand::Conflicts { all } => {
             let project = ctx.project(&store).await?;

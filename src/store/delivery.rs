@@ -40,6 +40,20 @@ pub struct DeploymentReport {
     pub finished_at: Option<OffsetDateTime>,
 }
 
+/// A release as a provider lists it, upserted by (provider, external id).
+#[derive(Debug, Clone)]
+pub struct ReleaseReport {
+    pub provider: String,
+    pub external_id: String,
+    pub name: String,
+    pub tag: Option<String>,
+    pub commit_sha: Option<String>,
+    pub status: ReleaseStatus,
+    pub released_at: Option<OffsetDateTime>,
+    pub url: Option<String>,
+    pub notes: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NewRelease {
     pub name: String,
@@ -298,6 +312,140 @@ impl Store {
         }
         let mut change =
             Change::new("pipeline", "report", Some(project_id)).entity(after.id, &after.external_id).after(&after);
+        if let Some(before) = &before {
+            change = change.before(before);
+        }
+        audit::record(&tx, actor, change).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Makes sure an environment a provider deploys to exists (created with
+    /// `kind` and `url` when missing; an existing one is left as operators set it).
+    pub async fn sync_ensure_environment(
+        &self,
+        actor: &Actor,
+        project_id: i64,
+        name: &str,
+        kind: EnvironmentKind,
+        env_url: Option<&str>,
+    ) -> StoreResult<()> {
+        self.refuse_if_read_only()?;
+        let name = environment_name(name)?;
+        let env_url = url(env_url).ok().flatten();
+        let client = self.client().await?;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM environment WHERE project_id = $1 AND lower(name) = lower($2)",
+                &[&project_id, &name],
+            )
+            .await?
+            .is_some();
+        if exists {
+            return Ok(());
+        }
+        drop(client);
+        match self.create_environment(actor, project_id, &name, kind, env_url.as_deref()).await {
+            Ok(_) | Err(StoreError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Upserts a provider's release by (provider, external id). A release
+    /// made here with the same name and no provider id is adopted.
+    pub async fn sync_report_release(
+        &self,
+        actor: &Actor,
+        project_id: i64,
+        report: ReleaseReport,
+    ) -> StoreResult<Release> {
+        self.refuse_if_read_only()?;
+        let provider = provider_name(&report.provider)?;
+        let external_id = short("release id", &report.external_id, 200)?;
+        let name = text::name("release name", &report.name, 120)?;
+        let tag = report.tag.as_deref().map(|t| short("tag", t, 200)).transpose()?;
+        let commit_sha = commit(report.commit_sha.as_deref())?;
+        let release_url = url(report.url.as_deref())?;
+        let notes = text::long_text("notes", &report.notes, 100_000)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let existing: Option<i64> = tx
+            .query_opt(
+                "SELECT id FROM release WHERE project_id = $1 AND provider = $2 AND external_id = $3 FOR UPDATE",
+                &[&project_id, &provider, &external_id],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let existing = match existing {
+            Some(id) => Some(id),
+            None => tx
+                .query_opt(
+                    "SELECT id FROM release WHERE project_id = $1 AND lower(name) = lower($2) AND external_id IS NULL FOR UPDATE",
+                    &[&project_id, &name],
+                )
+                .await?
+                .map(|r| r.get(0)),
+        };
+        let before = match existing {
+            Some(id) => Some(read_release(&tx, id).await?),
+            None => None,
+        };
+        // Another provider's release may hold the name: this one is told apart.
+        let taken: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM release WHERE project_id = $1 AND lower(name) = lower($2) AND id <> coalesce($3::bigint, 0))",
+                &[&project_id, &name, &existing],
+            )
+            .await?
+            .get(0);
+        let name = if taken { format!("{} ({provider})", text::clip(&name, 100)) } else { name };
+        let id: i64 = match existing {
+            Some(id) => tx
+                .query_one(
+                    "UPDATE release SET name = $2, tag = coalesce($3, tag), provider = $4, external_id = $5, status = $6,
+                            commit_sha = coalesce($7, commit_sha), released_at = coalesce($8, released_at),
+                            url = coalesce($9, url), notes = $10, updated_at = now()
+                     WHERE id = $1 RETURNING id",
+                    &[
+                        &id,
+                        &name,
+                        &tag,
+                        &provider,
+                        &external_id,
+                        &report.status.as_str(),
+                        &commit_sha,
+                        &report.released_at,
+                        &release_url,
+                        &notes,
+                    ],
+                )
+                .await?
+                .get(0),
+            None => tx
+                .query_one(
+                    "INSERT INTO release (project_id, name, tag, provider, external_id, status, commit_sha, released_at, url, notes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                    &[
+                        &project_id,
+                        &name,
+                        &tag,
+                        &provider,
+                        &external_id,
+                        &report.status.as_str(),
+                        &commit_sha,
+                        &report.released_at,
+                        &release_url,
+                        &notes,
+                    ],
+                )
+                .await?
+                .get(0),
+        };
+        let after = read_release(&tx, id).await?;
+        if before.as_ref() == Some(&after) {
+            return Ok(after); // dropping the transaction rolls back the no-op update
+        }
+        let mut change = Change::new("release", "report", Some(project_id)).entity(id, &after.name).after(&after);
         if let Some(before) = &before {
             change = change.before(before);
         }

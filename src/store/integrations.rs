@@ -105,6 +105,30 @@ fn check_config(config: &Value) -> StoreResult<()> {
     Ok(())
 }
 
+/// A repository connection's `repo`: `OWNER/NAME` (GitLab: `GROUP/…/NAME`).
+fn check_repo(provider: Provider, config: &Value) -> StoreResult<()> {
+    let nested = match provider {
+        Provider::Github | Provider::Gitea => false,
+        Provider::Gitlab => true,
+        _ => return Ok(()),
+    };
+    let repo = config.get("repo").and_then(Value::as_str).unwrap_or("");
+    let parts: Vec<&str> = repo.trim().trim_matches('/').split('/').collect();
+    let valid = parts.iter().all(|p| {
+        !p.is_empty()
+            && p.len() <= 100
+            && !p.starts_with('.')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    }) && (parts.len() == 2 || (nested && (2..=20).contains(&parts.len())));
+    if valid {
+        return Ok(());
+    }
+    Err(StoreError::invalid(format!(
+        "a {provider} connection needs --repo OWNER/NAME{}",
+        if nested { " (or GROUP/SUBGROUP/NAME)" } else { "" }
+    )))
+}
+
 impl Store {
     pub async fn add_connection(&self, actor: &Actor, project_id: i64, new: NewConnection) -> StoreResult<Connection> {
         self.refuse_if_read_only()?;
@@ -112,6 +136,7 @@ impl Store {
         let base_url = check_base_url(&new.base_url)?;
         check_config(&new.config)?;
         let secret_ref = new.secret_ref.as_deref().map(check_secret_ref).transpose()?;
+        check_repo(new.provider, &new.config)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -220,6 +245,9 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::not_found("connection", &key))?;
         let before = rows::connection(&before)?;
+        if let Some(config) = update.config.as_ref().filter(|c| c.get("repo").is_some()) {
+            check_repo(before.provider, config)?;
+        }
         let row = tx
             .query_one(
                 &format!(

@@ -4,8 +4,12 @@
 
 use serde::Serialize;
 
+use super::providers::gitea::Gitea;
+use super::providers::github::GitHub;
+use super::providers::gitlab::GitLab;
 use super::providers::http::RateLimiter;
 use super::providers::plane::Plane;
+use super::providers::repo::{Feed, RepoProvider};
 use crate::domain::{Connection, Provider};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -19,6 +23,12 @@ pub struct CheckReport {
     pub members: Option<usize>,
     /// Whether pages can sync (Plane Community Edition has no public pages API).
     pub pages: Option<bool>,
+    /// Repositories: `owner/name` and its default branch.
+    pub repository: Option<String>,
+    /// Repositories: whether workflow runs / pipelines can be read.
+    pub actions: Option<bool>,
+    /// Repositories: whether deployments can be read.
+    pub deployments: Option<bool>,
     pub problem: Option<String>,
 }
 
@@ -44,6 +54,16 @@ impl CheckReport {
             }
             None => {}
         }
+        if let Some(repository) = &self.repository {
+            lines.push(format!("  repository   {repository}"));
+        }
+        let capability = |name: &str, available: Option<bool>| match available {
+            Some(true) => Some(format!("  {name:<12} available")),
+            Some(false) => Some(format!("  {name:<12} unavailable on this server (not synced)")),
+            None => None,
+        };
+        lines.extend(capability("actions", self.actions));
+        lines.extend(capability("deployments", self.deployments));
         if let Some(problem) = &self.problem {
             lines.push(format!("  problem      {problem}"));
         }
@@ -54,8 +74,8 @@ impl CheckReport {
 
 pub async fn check(connection: &Connection) -> CheckReport {
     let mut report = CheckReport { connection: connection.key.clone(), ..CheckReport::default() };
-    if connection.provider != Provider::Plane {
-        report.problem = Some(format!("{} connections are not synced yet", connection.provider));
+    if !crate::sync::worker::SYNCED.contains(&connection.provider) {
+        report.problem = Some(format!("{} connections are not synced by the sync worker", connection.provider));
         return report;
     }
     let secret = match super::secret::resolve(connection.secret_ref.as_deref()) {
@@ -68,6 +88,12 @@ pub async fn check(connection: &Connection) -> CheckReport {
             return report;
         }
     };
+    match connection.provider {
+        Provider::Github => return check_repo::<GitHub>(connection, secret, report).await,
+        Provider::Gitea => return check_repo::<Gitea>(connection, secret, report).await,
+        Provider::Gitlab => return check_repo::<GitLab>(connection, secret, report).await,
+        _ => {}
+    }
     let plane = match Plane::new(connection, secret, RateLimiter::new(0)) {
         Ok(plane) => plane,
         Err(e) => {
@@ -89,6 +115,38 @@ pub async fn check(connection: &Connection) -> CheckReport {
             report.pages = Some(capabilities.pages);
             report.states = Some(states);
             report.members = Some(members);
+            report.ok = true;
+        }
+        Err(e) => report.problem = Some(e.to_string()),
+    }
+    report
+}
+
+/// A repository: the token reads the repository, and what it offers.
+async fn check_repo<P: RepoProvider>(connection: &Connection, secret: String, mut report: CheckReport) -> CheckReport {
+    let provider = match P::new(connection, secret, RateLimiter::new(0)) {
+        Ok(provider) => provider,
+        Err(e) => {
+            report.problem = Some(e.to_string());
+            return report;
+        }
+    };
+    let result = async {
+        let info = provider.repository().await?;
+        let actions = !matches!(provider.pipelines().await?, Feed::Unavailable);
+        let deployments = !matches!(provider.deployments().await?, Feed::Unavailable);
+        Ok::<_, super::providers::http::ProviderError>((info, actions, deployments))
+    }
+    .await;
+    match result {
+        Ok((info, actions, deployments)) => {
+            report.authenticated = true;
+            report.repository = Some(match info.default_branch {
+                Some(branch) => format!("{} (default branch {branch})", info.full_name),
+                None => info.full_name,
+            });
+            report.actions = Some(actions);
+            report.deployments = Some(deployments);
             report.ok = true;
         }
         Err(e) => report.problem = Some(e.to_string()),

@@ -11,10 +11,11 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use super::plane::pass::PassReport;
-use super::plane::{PlaneSync, SyncError};
+use super::plane::{PlaneSync, SyncError, SyncResult};
 use super::providers::http::RateLimiter;
 use super::providers::plane::DEFAULT_REQUESTS_PER_MINUTE;
 use super::queue::{self, FULL, Job, Outcome, PULL};
+use super::repo::AnyRepo;
 use crate::domain::Provider;
 use crate::store::{Store, StoreResult};
 
@@ -78,11 +79,62 @@ pub struct DrainReport {
     pub errors: Vec<String>,
 }
 
+/// The providers whose connections the worker serves.
+pub const SYNCED: [Provider; 4] = [Provider::Plane, Provider::Github, Provider::Gitea, Provider::Gitlab];
+
+/// One connection's context, by its provider.
+pub enum Context {
+    Plane(Box<PlaneSync>),
+    Repo(Box<AnyRepo>),
+}
+
+impl Context {
+    async fn load(
+        store: &Store,
+        connection: crate::domain::Connection,
+        limiter: Arc<RateLimiter>,
+    ) -> SyncResult<Context> {
+        Ok(match connection.provider {
+            Provider::Plane => Context::Plane(Box::new(PlaneSync::load(store, connection, limiter).await?)),
+            _ => Context::Repo(Box::new(AnyRepo::load(store, connection, limiter).await?)),
+        })
+    }
+
+    fn set_hook(&mut self, hook: Option<Hook>) {
+        match self {
+            Context::Plane(plane) => plane.hook = hook,
+            Context::Repo(repo) => repo.set_hook(hook),
+        }
+    }
+
+    async fn reconcile_task(&mut self, id: i64) -> SyncResult<()> {
+        match self {
+            Context::Plane(plane) => plane.reconcile_task(id).await.map(drop),
+            Context::Repo(repo) => repo.reconcile_task(id).await.map(drop),
+        }
+    }
+
+    /// Cycles and modules: Plane only (repositories have no counterpart).
+    async fn reconcile_planning(&mut self) -> SyncResult<()> {
+        match self {
+            Context::Plane(plane) => plane.reconcile_planning().await.map(drop),
+            Context::Repo(_) => Ok(()),
+        }
+    }
+
+    async fn pull(&mut self, full: bool) -> SyncResult<PassReport> {
+        match self {
+            Context::Plane(plane) => plane.pull(full).await,
+            Context::Repo(repo) => repo.pull(full).await,
+        }
+    }
+}
+
 pub struct Worker {
     store: Store,
     options: WorkerOptions,
     limiters: Limiters,
-    contexts: HashMap<i64, PlaneSync>,
+    contexts: HashMap<i64, Context>,
 }
 
 impl Worker {
@@ -93,7 +145,11 @@ impl Worker {
     /// Queues the recurring passes of every connection this worker serves;
     /// `now` makes the incremental pull due at once.
     pub async fn schedule(&self, now: bool) -> StoreResult<()> {
-        for connection in self.store.enabled_connections(Provider::Plane, self.options.project_id).await? {
+        let mut connections = Vec::new();
+        for provider in SYNCED {
+            connections.extend(self.store.enabled_connections(provider, self.options.project_id).await?);
+        }
+        for connection in connections {
             if now {
                 queue::enqueue(&self.store, connection.id, PULL).await?;
             } else {
@@ -186,7 +242,7 @@ impl Worker {
             Ok(done) => done,
             Err(e) => {
                 if let Some(until) = e.not_before() {
-                    let _ = context.pause(until).await;
+                    let _ = super::cursor::pause(&self.store, job.connection_id, until).await;
                 }
                 let outcome = failed(&e);
                 if matches!(kind, PULL | FULL) {
@@ -198,7 +254,7 @@ impl Worker {
         }
     }
 
-    async fn context(&mut self, connection_id: i64) -> Result<&mut PlaneSync, SyncError> {
+    async fn context(&mut self, connection_id: i64) -> Result<&mut Context, SyncError> {
         if !self.contexts.contains_key(&connection_id) {
             let connection = self.store.connection_by_id(connection_id).await?;
             let per_minute = connection
@@ -207,8 +263,8 @@ impl Worker {
                 .and_then(serde_json::Value::as_u64)
                 .map_or(DEFAULT_REQUESTS_PER_MINUTE, |n| n.min(100_000) as u32);
             let limiter = self.limiters.of(connection_id, per_minute);
-            let mut context = PlaneSync::load(&self.store, connection, limiter).await?;
-            context.hook = self.options.hook.clone();
+            let mut context = Context::load(&self.store, connection, limiter).await?;
+            context.set_hook(self.options.hook.clone());
             self.contexts.insert(connection_id, context);
         }
         Ok(self.contexts.get_mut(&connection_id).expect("just inserted"))

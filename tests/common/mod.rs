@@ -15,8 +15,14 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod console;
+pub mod forge;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
 pub mod hooks;
 pub mod plane;
+pub mod repo;
+pub mod repo_suite;
 pub mod snapshots;
 pub mod sync;
 

@@ -32,6 +32,8 @@ pub struct PassReport {
     pub full: bool,
     /// HTTP requests the listings took.
     pub requests: usize,
+    /// Listing requests answered 304 (unchanged since last read).
+    pub not_modified: usize,
     pub listed: usize,
     pub unchanged: usize,
     pub created_local: usize,
@@ -43,6 +45,8 @@ pub struct PassReport {
     pub planning_changes: usize,
     /// Lanes made for Plane states on a connection's first pass.
     pub lanes_created: usize,
+    /// Pipelines, deployments and releases read (repository providers).
+    pub delivery: usize,
     pub errors: Vec<String>,
 }
 
@@ -275,66 +279,26 @@ impl PlaneSync {
     }
 
     pub(super) async fn load_cursor(&self) -> StoreResult<Watermarks> {
-        let client = self.store.client().await?;
-        let row = client
-            .query_opt("SELECT watermarks FROM sync_cursor WHERE connection_id = $1", &[&self.connection.id])
-            .await?;
-        Ok(row.and_then(|r| serde_json::from_value(r.get(0)).ok()).unwrap_or_default())
+        let value = crate::sync::cursor::watermarks(&self.store, self.connection.id).await?;
+        Ok(serde_json::from_value(value).unwrap_or_default())
     }
 
     async fn save_watermark(&self, watermark: Option<OffsetDateTime>) -> StoreResult<()> {
         let value = serde_json::to_value(Watermarks { work_items: watermark }).unwrap_or_default();
-        let client = self.store.client().await?;
-        client
-            .execute(
-                "INSERT INTO sync_cursor (connection_id, watermarks) VALUES ($1, $2)
-                 ON CONFLICT (connection_id) DO UPDATE SET watermarks = EXCLUDED.watermarks, updated_at = now()",
-                &[&self.connection.id, &value],
-            )
-            .await?;
-        Ok(())
+        crate::sync::cursor::save_watermarks(&self.store, self.connection.id, &value).await
     }
 
     async fn save_pass(&self, full: bool, ok: bool, error: Option<&str>) -> StoreResult<()> {
-        let client = self.store.client().await?;
-        let error = error.map(|e| crate::domain::text::clip(e, 500).into_owned());
-        client
-            .execute(
-                "INSERT INTO sync_cursor (connection_id, last_pass_at, last_pass_ok, last_full_at, last_error)
-                 VALUES ($1, now(), $2, CASE WHEN $3 THEN now() END, $4)
-                 ON CONFLICT (connection_id) DO UPDATE
-                     SET last_pass_at = now(), last_pass_ok = $2,
-                         last_full_at = CASE WHEN $3 THEN now() ELSE sync_cursor.last_full_at END,
-                         last_error = $4, updated_at = now()",
-                &[&self.connection.id, &ok, &full, &error],
-            )
-            .await?;
-        Ok(())
+        crate::sync::cursor::save_pass(&self.store, self.connection.id, full, ok, error).await
     }
 
     async fn save_capabilities(&self, capabilities: &Value) -> StoreResult<()> {
-        let client = self.store.client().await?;
-        client
-            .execute(
-                "INSERT INTO sync_cursor (connection_id, capabilities) VALUES ($1, $2)
-                 ON CONFLICT (connection_id) DO UPDATE SET capabilities = EXCLUDED.capabilities, updated_at = now()",
-                &[&self.connection.id, capabilities],
-            )
-            .await?;
-        Ok(())
+        crate::sync::cursor::save_capabilities(&self.store, self.connection.id, capabilities).await
     }
 
     /// Pauses the connection's queue until `until` (a provider rate limit).
     pub async fn pause(&self, until: OffsetDateTime) -> StoreResult<()> {
-        let client = self.store.client().await?;
-        client
-            .execute(
-                "INSERT INTO sync_cursor (connection_id, paused_until) VALUES ($1, $2)
-                 ON CONFLICT (connection_id) DO UPDATE SET paused_until = $2, updated_at = now()",
-                &[&self.connection.id, &until],
-            )
-            .await?;
-        Ok(())
+        crate::sync::cursor::pause(&self.store, self.connection.id, until).await
     }
 }
 

@@ -361,25 +361,6 @@ impl PlaneSync {
 impl PlaneSync {
     /// Records the plan's conflicts; whether any is left open.
     async fn record_conflicts(&self, mapping: &SyncMapping, task: &Task, plan: &MergePlan) -> SyncResult<bool> {
-        let had_open = mapping.sync_state == SyncState::Conflict;
-        if plan.conflicts.is_empty() && !had_open {
-            return Ok(false);
-        }
-        let conflicts: Vec<crate::store::sync::NewConflict> = plan
-            .conflicts
-            .iter()
-            .map(|c| crate::store::sync::NewConflict {
-                field: c.field.clone(),
-                base: c.base.clone(),
-                local: c.local.clone(),
-                remote: c.remote.clone(),
-                resolution: c.winner.map(|side| match side {
-                    merge::Side::Local => "local",
-                    merge::Side::Remote => "remote",
-                }),
-            })
-            .collect();
-        self.store.sync_record_conflicts(&self.actor, mapping, &task.key, &conflicts).await?;
-        Ok(conflicts.iter().any(|c| c.resolution.is_none()))
+        Ok(crate::sync::cursor::record_conflicts(&self.store, &self.actor, mapping, &task.key, plan).await?)
     }
 }

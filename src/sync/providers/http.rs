@@ -147,6 +147,8 @@ pub struct Http {
     limiter: Arc<RateLimiter>,
     /// Header name and value that authenticate (never logged or shown).
     auth: (String, String),
+    /// Sent with every request (API version, media type).
+    headers: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Http {
@@ -171,16 +173,41 @@ impl Http {
             .user_agent(concat!("mission-control/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderError::Network(format!("cannot set up HTTP: {e}")))?;
-        Ok(Http { client, limiter, auth: (auth_header.to_string(), secret) })
+        Ok(Http { client, limiter, auth: (auth_header.to_string(), secret), headers: Vec::new() })
+    }
+
+    /// Adds a header sent with every request.
+    pub fn with_header(mut self, name: &str, value: &str) -> Http {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Sends one request and returns the JSON answer (`Value::Null` for an
     /// empty body). Every status is mapped to a [`ProviderError`].
     pub async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> ProviderResult<Value> {
+        self.exchange(method, url, body, None).await.map(|answer| answer.body)
+    }
+
+    /// Sends one request with the client's default headers and, when given,
+    /// `If-None-Match`; returns the answer with its headers. A 304 is an
+    /// answer (`not_modified`), not an error.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        if_none_match: Option<&str>,
+    ) -> ProviderResult<Answer> {
         if let Err(wait) = self.limiter.acquire().await {
             return Err(ProviderError::RateLimited { until: OffsetDateTime::now_utc() + wait });
         }
         let mut request = self.client.request(method, url).header(&self.auth.0, &self.auth.1);
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(etag) = if_none_match {
+            request = request.header("if-none-match", etag);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -194,13 +221,18 @@ impl Http {
             .and_then(|v| v.trim().parse::<i64>().ok())
             .map(|epoch| Duration::from_secs((epoch - now.unix_timestamp()).clamp(0, 3600) as u64));
         self.limiter.observe(remaining, reset_in);
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let until = header("retry-after")
-                .and_then(|v| parse_retry_after(&v, now))
-                .or_else(|| reset_in.map(|d| now + d))
-                .unwrap_or(now + Duration::from_secs(60));
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
+        // 429, or a 403 that says why (GitHub's primary and secondary limits).
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::FORBIDDEN && (remaining == Some(0) || retry_after.is_some()));
+        if throttled {
+            let until = retry_after.or_else(|| reset_in.map(|d| now + d)).unwrap_or(now + Duration::from_secs(60));
             self.limiter.pause_for((until - now).try_into().unwrap_or(Duration::ZERO));
             return Err(ProviderError::RateLimited { until });
+        }
+        let mut answer = Answer { status: status.as_u16(), body: Value::Null, headers };
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(answer);
         }
         let bytes = response.bytes().await.map_err(|e| ProviderError::Network(describe(&e)))?;
         if bytes.len() > MAX_BODY {
@@ -213,18 +245,50 @@ impl Http {
             serde_json::from_slice(&bytes).map_err(|e| ProviderError::Malformed(format!("not JSON ({e})")))
         };
         if status.is_success() {
-            return json();
+            answer.body = json()?;
+            return Ok(answer);
         }
         let message = json().ok().map(|v| error_message(&v)).unwrap_or_else(|| "no details".into());
         Err(match status.as_u16() {
             401 | 403 => ProviderError::Unauthorized { status: status.as_u16() },
-            404 => ProviderError::NotFound,
+            404 | 410 => ProviderError::NotFound,
             409 => match json().ok().as_ref().and_then(|v| v.get("id")).and_then(Value::as_str) {
                 Some(existing) => ProviderError::AlreadyExists { existing: existing.to_string() },
                 None => ProviderError::Rejected { status: 409, message },
             },
             s if s >= 500 => ProviderError::Unavailable { status: s, message },
             s => ProviderError::Rejected { status: s, message },
+        })
+    }
+}
+
+/// A successful (or 304) answer with the headers paging and caching need.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    pub fn not_modified(&self) -> bool {
+        self.status == 304
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `rel="next"` target of a `Link` header.
+    pub fn next_link(&self) -> Option<String> {
+        let link = self.header("link")?;
+        link.split(',').find_map(|part| {
+            let (target, params) = part.split_once(';')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim();
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
         })
     }
 }
@@ -261,6 +325,22 @@ fn error_message(body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_link_is_read_from_a_link_header() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            "link",
+            "<https://api.github.com/x?page=1>; rel=\"prev\", <https://api.github.com/x?page=3>; rel=\"next\", <https://api.github.com/x?page=9>; rel=\"last\""
+                .parse()
+                .unwrap(),
+        );
+        let answer = Answer { status: 200, body: Value::Null, headers };
+        assert_eq!(answer.next_link().as_deref(), Some("https://api.github.com/x?page=3"));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("link", "<https://h/x?page=1>; rel=\"first\", garbage".parse().unwrap());
+        assert_eq!(Answer { status: 200, body: Value::Null, headers }.next_link(), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_limiter_paces_requests_to_the_budget() {

@@ -1,0 +1,84 @@
+//! Two-way sync of tasks with GitLab issues (by `iid`), and pipelines,
+//! deployments and releases pulled from GitLab, against a local server that
+//! speaks GitLab's API v4 and a real PostgreSQL.
+
+mod common;
+
+use common::gitlab::{self, GitLabApi};
+use common::repo::{Setup, setup, sync};
+use common::repo_suite as suite;
+use mission_control::domain::Provider;
+
+async fn connected(issues: usize, policy: &str) -> Setup<GitLabApi> {
+    let forge = gitlab::start().await;
+    forge.seed(issues);
+    setup(forge, Provider::Gitlab, "acme/app", policy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_pass_imports_open_issues_with_x_next_page_paging() {
+    let s = connected(120, "newest").await;
+    suite::imports_open_issues(&s, 120, false).await;
+    // Incremental pulls ask for what changed since, oldest first.
+    let incremental = s.forge.requests().into_iter().find(|r| r.path.ends_with("/issues")).unwrap();
+    assert!(incremental.query.contains("updated_after=") && incremental.query.contains("order_by=updated_at"));
+    assert!(incremental.query.contains("sort=asc"), "{incremental:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_edits_are_pushed_with_state_events_and_user_ids() {
+    let s = connected(3, "newest").await;
+    // The fake stores assignees from `assignee_ids`: the suite's check that
+    // issue #2 is assigned to bo proves the username was looked up as id 3.
+    suite::pushes_local_edits(&s).await;
+    let closed = s.forge.item(2).unwrap();
+    assert!(closed.closed, "state_event=close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_edits_are_pulled() {
+    suite::pulls_remote_edits(&connected(2, "newest").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_both_sides_edit_is_a_conflict() {
+    suite::records_conflicts(&connected(1, "manual").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_issue_archives_its_task_on_a_full_pass() {
+    suite::infers_deletions_on_full_passes(&connected(3, "newest").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_answer_never_makes_a_duplicate() {
+    suite::adopts_lost_creates(&connected(1, "newest").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_malformed_answers_are_retried() {
+    suite::retries_failures(&connected(2, "newest").await, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_deployments_and_releases_are_pulled() {
+    let s = connected(0, "newest").await;
+    gitlab::seed_delivery(&s.forge);
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let pipelines = s.store.list_pipelines(s.project_id, 10).await.unwrap();
+    assert_eq!(pipelines.len(), 1);
+    assert_eq!(pipelines[0].provider, "gitlab");
+    assert_eq!(pipelines[0].status.as_str(), "success");
+    let deployments = s.store.list_deployments(s.project_id, None, 10).await.unwrap();
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0].status.as_str(), "in_progress");
+    assert_eq!(deployments[0].environment, "staging");
+    let environments = s.store.list_environments(s.project_id).await.unwrap();
+    assert_eq!(environments[0].kind.as_str(), "staging");
+    assert_eq!(environments[0].url.as_deref(), Some("https://staging.example.com"));
+    let releases = s.store.list_releases(s.project_id).await.unwrap();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].name, "Spring");
+    assert_eq!(releases[0].tag.as_deref(), Some("v2.1.0"));
+}
