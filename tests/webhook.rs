@@ -67,6 +67,8 @@ async fn setup(mapped: usize) -> Setup {
             .unwrap();
         tasks.push(task.id);
     }
+    // Linking the tasks queued them for the repo sync; these tests look at what deliveries queue.
+    db.client().await.execute("DELETE FROM sync_job WHERE connection_id = $1", &[&connection_id]).await.unwrap();
     Setup { db, store, project_id: project.id, connection_id, tasks, _secret: secret }
 }
 

@@ -107,6 +107,10 @@ pub async fn connection(
     extra: serde_json::Value,
 ) -> i64 {
     let mut config = json!({ "webhook_secret_ref": secret.reference });
+    // Repository connections name their repository.
+    if matches!(provider, Provider::Github | Provider::Gitea | Provider::Gitlab) {
+        config["repo"] = json!("acme/widgets");
+    }
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
     }
