@@ -42,11 +42,15 @@ pub async fn store_delivery(store: &Store, delivery: &Delivery<'_>) -> StoreResu
             "WITH inserted AS (
                  INSERT INTO webhook_inbox (connection_id, delivery_key, event, payload, payload_bytes, keys)
                  VALUES ($1, $2, $3, $4, $5,
-                         coalesce((SELECT array_agg(DISTINCT em.local_kind || ':' || em.local_id ORDER BY em.local_kind || ':' || em.local_id)
-                                   FROM external_mapping em
-                                   WHERE em.connection_id = $1 AND em.local_kind IN ('task', 'cycle', 'module')
-                                     AND em.sync_state <> 'deleted'
-                                     AND (em.external_id = ANY($6) OR em.external_key = ANY($6))),
+                         -- By id or by key: two index lookups (an OR of the two would scan every mapping).
+                         coalesce((SELECT array_agg(k ORDER BY k) FROM (
+                                       SELECT em.local_kind || ':' || em.local_id AS k FROM external_mapping em
+                                       WHERE em.connection_id = $1 AND em.local_kind IN ('task', 'cycle', 'module')
+                                         AND em.sync_state <> 'deleted' AND em.external_id = ANY($6)
+                                       UNION
+                                       SELECT em.local_kind || ':' || em.local_id FROM external_mapping em
+                                       WHERE em.connection_id = $1 AND em.local_kind IN ('task', 'cycle', 'module')
+                                         AND em.sync_state <> 'deleted' AND em.external_key = ANY($6)) mapped),
                                   CASE WHEN $7 THEN ARRAY[$8] ELSE '{}'::text[] END))
                  ON CONFLICT (connection_id, delivery_key) DO NOTHING
                  RETURNING keys
