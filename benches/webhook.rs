@@ -75,6 +75,8 @@ async fn setup(secret_path: &std::path::Path) -> Store {
         };
         store.create_mapping(&actor, project.id, mapping).await.unwrap();
     }
+    // Statistics, as autovacuum would have gathered on a server that has been running.
+    store.client().await.unwrap().batch_execute("ANALYZE").await.unwrap();
     store
 }
 
