@@ -90,6 +90,26 @@ impl MergePlan {
     pub fn is_noop(&self) -> bool {
         self.push.is_empty() && self.pull.is_empty()
     }
+
+    /// After `push` was sent: `base`'s remote half takes what the remote
+    /// answered (`answered`, it may have normalised our values) for the pushed
+    /// fields. Returns the base to record before anything is written locally:
+    /// fields still to be pulled keep their current `local` value in it, so a
+    /// failure before the pull cannot make our own push look like a remote edit.
+    pub fn base_after_push(&self, base: &mut Base, answered: &Fields, local: &Fields) -> Base {
+        for field in self.push.keys() {
+            if let Some(value) = answered.get(field) {
+                base.remote.insert(field.clone(), value.clone());
+            }
+        }
+        let mut pushed_only = Base { local: self.base.local.clone(), remote: base.remote.clone() };
+        for field in self.pull.keys() {
+            if let Some(old) = local.get(field) {
+                pushed_only.local.insert(field.clone(), old.clone());
+            }
+        }
+        pushed_only
+    }
 }
 
 /// Converts one field's value between the two representations. `None`: the

@@ -232,20 +232,8 @@ impl PlaneSync {
             item = self.push(&item, &remote, &plan.push).await?;
             self.step("task.pushed").await;
             // What Plane made of our values (it sanitizes HTML) is the new remote base.
-            let after = remote_fields(&item, None, &base);
-            for field in plan.push.keys() {
-                if let Some(value) = after.get(field) {
-                    base.remote.insert(field.clone(), value.clone());
-                }
-            }
-            let mut pushed_only = Base { local: plan.base.local.clone(), remote: base.remote.clone() };
-            // Fields still to be pulled keep their old local base until written.
-            for field in plan.pull.keys() {
-                if let Some(old) = local.get(field) {
-                    pushed_only.local.insert(field.clone(), old.clone());
-                }
-            }
-            // Recorded before the local write, so a failure there cannot make our own push look like a remote edit.
+            let answered = remote_fields(&item, None, &base);
+            let pushed_only = plan.base_after_push(&mut base, &answered, &local);
             self.store
                 .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &pushed_only, state))
                 .await?;

@@ -175,19 +175,8 @@ impl<P: RepoProvider> RepoSync<P> {
             issue = self.provider.update_issue(issue.number, &issue_write(&plan.push, task.id)).await?;
             self.step("task.pushed").await;
             // What the server made of our values is the new remote base.
-            let after = remote_fields(&issue);
-            for field in plan.push.keys() {
-                if let Some(value) = after.get(field) {
-                    base.remote.insert(field.clone(), value.clone());
-                }
-            }
-            let mut pushed_only = Base { local: plan.base.local.clone(), remote: base.remote.clone() };
-            for field in plan.pull.keys() {
-                if let Some(old) = local.get(field) {
-                    pushed_only.local.insert(field.clone(), old.clone());
-                }
-            }
-            // Recorded before the local write, so a failure there cannot make our push look like a remote edit.
+            let answered = remote_fields(&issue);
+            let pushed_only = plan.base_after_push(&mut base, &answered, &local);
             self.store
                 .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&issue, &pushed_only, state))
                 .await?;
