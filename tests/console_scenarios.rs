@@ -6,25 +6,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use common::console::{app, ch, key, press, seed_demo, text};
+use common::console::{app, ch, key, press, seed_demo, text, wait_until};
 use crossterm::event::KeyCode;
 use mission_control::console::app::App;
 use mission_control::console::state::{ConsoleOptions, DbHealth, Screen, ToastLevel};
 use mission_control::store::audit::AuditQuery;
 use mission_control::store::tasks::TaskEdit;
 use mission_control::store::{Store, StoreOptions};
-
-/// Lets `app` process whatever arrives until `done` holds or `limit` passes.
-async fn wait_until(app: &mut App, limit: Duration, done: impl Fn(&App) -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        app.settle(Duration::from_millis(50)).await;
-        if done(app) {
-            return true;
-        }
-    }
-    false
-}
 
 fn lane_of(app: &App, key: &str) -> Option<String> {
     app.state.board.columns.iter().find(|c| c.position_of(key).is_some()).map(|c| c.lane.name.clone())

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::actor;
-use common::console::{app, ch, key, press, render, text};
+use common::console::{app, ch, key, press, render, text, wait_until};
 use common::plane::Fault;
 use common::sync::{Setup, mapping_of, setup_with, sync, tasks};
 use crossterm::event::KeyCode;
@@ -35,17 +35,6 @@ async fn select_on_risks(app: &mut App, wanted: impl Fn(&Target) -> bool) {
         press(app, &[ch('j')]).await;
     }
     assert!(wanted(&rows::selected_target(&app.state, Screen::Risks)));
-}
-
-async fn wait_until(app: &mut App, limit: Duration, done: impl Fn(&App) -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        app.settle(Duration::from_millis(50)).await;
-        if done(app) {
-            return true;
-        }
-    }
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

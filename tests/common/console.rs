@@ -44,6 +44,18 @@ pub async fn demo_app(db: &TestDb, width: u16, height: u16) -> App {
     app(&store, project, width, height, &ConsoleOptions::defaults(false)).await
 }
 
+/// Lets `app` process whatever arrives until `done` holds or `limit` passes.
+pub async fn wait_until(app: &mut App, limit: Duration, done: impl Fn(&App) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        app.settle(Duration::from_millis(50)).await;
+        if done(app) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Sends keys as a person would type them, letting each one's effects finish.
 pub async fn press(app: &mut App, keys: &[KeyEvent]) {
     for key in keys {
