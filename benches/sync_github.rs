@@ -4,6 +4,12 @@
 //! (goal: all of them), and how long it takes. Incremental and full passes.
 //!
 //! Times are medians of five passes by one long-running worker.
+//!
+//! Then webhook delivery → change visible: with `mctl sync serve`'s receiver
+//! and a running worker (`Worker::run`, woken by NOTIFY), an issue is renamed
+//! on the server, its signed `issues` delivery is posted, and the clock runs
+//! until the task's new title can be read from the database (goal: p99 under
+//! 1 s). Deliveries one at a time, over distinct issues.
 
 #[path = "../tests/common/forge.rs"]
 mod forge;
@@ -17,9 +23,13 @@ use mission_control::domain::{Provider, Source};
 use mission_control::store::Actor;
 use mission_control::store::integrations::NewConnection;
 use mission_control::sync::queue;
+use mission_control::sync::webhook::verify::hmac_hex;
+use mission_control::sync::webhook::{ServeOptions, Server};
 use mission_control::sync::worker::{Limiters, Worker, WorkerOptions};
 
 const ISSUES: usize = 5_000;
+const WEBHOOK_SECRET: &str = "bench-webhook-secret";
+const DELIVERIES: usize = 300;
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
@@ -42,6 +52,8 @@ fn main() {
         fake.seed(ISSUES);
         github::seed_delivery(&fake);
         std::fs::write(&token, fake.token()).unwrap();
+        let webhook_secret = token_dir.path().join("webhook-secret");
+        std::fs::write(&webhook_secret, WEBHOOK_SECRET).unwrap();
         let store = support::empty_database("mctl_bench_sync_github").await;
         let actor = Actor::new("bench", Source::Cli);
         let project = store.create_project(&actor, "GH", "GitHub", "").await.unwrap();
@@ -53,7 +65,10 @@ fn main() {
                     key: "github".into(),
                     provider: Provider::Github,
                     base_url: fake.url(),
-                    config: serde_json::json!({"repo": "acme/app", "requests_per_minute": 0, "write_interval_ms": 0}),
+                    config: serde_json::json!({
+                        "repo": "acme/app", "requests_per_minute": 0, "write_interval_ms": 0,
+                        "webhook_secret_ref": format!("file:{}", webhook_secret.display()),
+                    }),
                     secret_ref: Some(format!("file:{}", token.display())),
                 },
             )
@@ -95,5 +110,80 @@ fn main() {
                 if listing.0 == listing.1 { "all" } else { "NOT all" }
             );
         }
+
+        delivery_to_visible(&store, &fake, worker).await;
     });
+}
+
+/// Renames issues on the server, posts their deliveries to the receiver and
+/// waits for each new title to be readable locally; a worker runs meanwhile.
+async fn delivery_to_visible(store: &mission_control::store::Store, fake: &github::FakeGitHub, mut worker: Worker) {
+    let server =
+        Server::bind(store.clone(), ServeOptions { listen: "127.0.0.1:0".parse().unwrap(), ..ServeOptions::default() })
+            .await
+            .unwrap();
+    let url = format!("http://{}/hooks/github", server.local_addr().unwrap());
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run(async move {
+        let _ = server_stopped.await;
+    }));
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let working = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = worker_stopped.await;
+            })
+            .await
+    });
+    let http = reqwest::Client::new();
+    let client = store.client().await.unwrap();
+    let task_of = client
+        .prepare("SELECT local_id FROM external_mapping WHERE local_kind = 'task' AND external_id = $1")
+        .await
+        .unwrap();
+    let title_of = client.prepare("SELECT title FROM task WHERE id = $1").await.unwrap();
+
+    let mut latencies = Vec::with_capacity(DELIVERIES);
+    for i in 0..DELIVERIES {
+        let number = (i * 16 % ISSUES) as i64 + 1;
+        let task: i64 = client.query_one(&task_of, &[&number.to_string()]).await.unwrap().get(0);
+        let title = format!("renamed by delivery {i}");
+        fake.edit(number, |item| item.title = title.clone());
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "action": "edited", "issue": { "number": number } })).unwrap();
+        let signature = format!("sha256={}", hmac_hex(WEBHOOK_SECRET.as_bytes(), &[&body]));
+        let started = Instant::now();
+        let response = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-github-event", "issues")
+            .header("x-github-delivery", format!("visible-{i}"))
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        loop {
+            let now: String = client.query_one(&title_of, &[&task]).await.unwrap().get(0);
+            if now == title {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "delivery {i} never became visible");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "webhook delivery -> change visible in the database ({DELIVERIES} deliveries, one at a time): p50 {}, p99 {}, max {}",
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(*latencies.last().unwrap())
+    );
+    let _ = stop_worker.send(());
+    working.await.unwrap().unwrap();
+    let _ = stop_server.send(());
+    let _ = serving.await;
 }

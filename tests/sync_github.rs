@@ -405,3 +405,42 @@ async fn a_failing_delivery_listing_does_not_stop_issue_sync() {
     assert!(again.passes[0].errors.is_empty(), "{:?}", again.passes);
     assert_eq!(s.store.list_releases(s.project_id).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_request() {
+    let s = connected(3, "newest").await;
+    sync(&s).await;
+    let secret = common::hooks::secret_file("whsec-e2e");
+    let client = s.db.client().await;
+    client
+        .execute(
+            "UPDATE integration_connection SET config = config || jsonb_build_object('webhook_secret_ref', $1::text)
+             WHERE id = $2",
+            &[&secret.reference, &s.connection_id],
+        )
+        .await
+        .unwrap();
+    let receiver = common::hooks::Receiver::start(&s.store).await;
+
+    // Renamed on GitHub; the delivery names the issue, the worker reads it.
+    s.forge.edit(2, |i| i.title = "Renamed on GitHub".into());
+    s.forge.reset_log();
+    let body = serde_json::to_vec(&serde_json::json!({ "action": "edited", "issue": { "number": 2 } })).unwrap();
+    let headers = common::hooks::github("whsec-e2e", "e2e-1", "issues", &body);
+    let (status, answer) = receiver.post("/hooks/github", &headers, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(task_of(&s, 2).await.title, "Renamed on GitHub");
+    let reads: Vec<_> = s.forge.requests().into_iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(reads, ["GET /repos/acme/app/issues/2"], "one read of the named issue, no listing, no write");
+
+    // Reordering inside a lane changes no synced field: queued, but no request.
+    s.forge.reset_log();
+    let task = task_of(&s, 3).await;
+    s.store.move_task(&actor("bo"), &task.key, None, Position::Top, None).await.unwrap();
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.jobs >= 1, "the reorder queued the task");
+    assert!(s.forge.requests().is_empty(), "{:?}", s.forge.requests());
+}

@@ -110,7 +110,7 @@ async fn a_verified_delivery_is_stored_once_and_queues_the_mapped_task() {
 
     let (status, answer) = receiver.post("/hooks/gh", &headers, &body).await;
     assert_eq!(status, 202, "{answer}");
-    let task_key = format!("task:{}", s.tasks[1]);
+    let task_key = format!("remote:task:{}", s.tasks[1]);
     assert_eq!(answer["queued"], json!([task_key.clone()]));
     assert_eq!(jobs(&s).await, vec![(task_key.clone(), 1)]);
     let client = s.db.client().await;
@@ -357,7 +357,7 @@ async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
     // Every accepted delivery's key is queued and due: one row per object
     // (deliveries for a key that is already due coalesce into it).
     let queued = jobs(&s).await;
-    let mut expected: Vec<String> = s.tasks.iter().map(|id| format!("task:{id}")).collect();
+    let mut expected: Vec<String> = s.tasks.iter().map(|id| format!("remote:task:{id}")).collect();
     expected.push("pull".into());
     expected.sort();
     assert_eq!(queued.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expected);
@@ -375,7 +375,7 @@ async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
     assert_eq!(missing, 0);
     let unmapped = (0..UNIQUE).filter(|i| (*i as u64 % 250) + 1 > MAPPED).count() as i64;
     assert_eq!(s.db.count("webhook_inbox WHERE keys = ARRAY['pull']").await, unmapped);
-    let first = format!("task:{}", s.tasks[0]);
+    let first = format!("remote:task:{}", s.tasks[0]);
     let expected_first = (0..UNIQUE).filter(|i| i % 250 == 0).count() as i64;
     assert_eq!(s.db.count(&format!("webhook_inbox WHERE keys = ARRAY['{first}']")).await, expected_first);
 
@@ -422,4 +422,46 @@ async fn a_sender_that_stalls_mid_body_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(rejections(&s).await.last().unwrap()["reason"], "slow_body");
     assert_eq!(s.db.count("webhook_inbox").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_each_delivery_in_order_and_queues_each_key_once() {
+    use mission_control::sync::webhook::inbox::{Delivery, Stored, store_deliveries};
+    let s = setup(2).await;
+    let delivery = |key: &str, ids: &[&str], pull: bool| Delivery {
+        connection_id: s.connection_id,
+        delivery_key: key.into(),
+        event: Some("issues".into()),
+        payload: json!({ "key": key }),
+        payload_bytes: 12,
+        remote_ids: ids.iter().map(|id| id.to_string()).collect(),
+        pull_if_unmapped: pull,
+    };
+    let earlier = delivery("seen", &["1"], true);
+    assert_eq!(store_deliveries(&s.store, &[&earlier]).await.unwrap().len(), 1);
+
+    let by_key = delivery("a", &["#2"], true);
+    let again = delivery("a", &["#2"], true);
+    let unmapped = delivery("b", &["999"], true);
+    let ping = delivery("c", &[], false);
+    let both = delivery("d", &["1", "#2"], true);
+    let batch = [&by_key, &earlier, &again, &unmapped, &ping, &both];
+    let (one, two) = (format!("remote:task:{}", s.tasks[0]), format!("remote:task:{}", s.tasks[1]));
+    let mut mapped_pair = vec![one.clone(), two.clone()];
+    mapped_pair.sort();
+    assert_eq!(
+        store_deliveries(&s.store, &batch).await.unwrap(),
+        [
+            Stored::Accepted(vec![two.clone()]),
+            Stored::Duplicate,
+            Stored::Duplicate,
+            Stored::Accepted(vec!["pull".into()]),
+            Stored::Accepted(vec![]),
+            Stored::Accepted(mapped_pair),
+        ]
+    );
+    assert_eq!(s.db.count("webhook_inbox").await, 5);
+    let mut expected = vec![one, two, "pull".to_string()];
+    expected.sort();
+    assert_eq!(jobs(&s).await.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), expected);
 }

@@ -19,6 +19,11 @@ pub const WAKE_CHANNEL: &str = "mc_sync";
 pub const PULL: &str = "pull";
 pub const FULL: &str = "full";
 
+/// `remote:task:42` asks for task 42's remote copy to be read (a webhook said
+/// it changed). The outbox queues plain `task:42` on any local change, and a
+/// reconcile of that skips the remote read when no synced field changed.
+pub const REMOTE_PREFIX: &str = "remote:";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: i64,

@@ -14,7 +14,7 @@ use super::plane::pass::PassReport;
 use super::plane::{PlaneSync, SyncError, SyncResult};
 use super::providers::http::RateLimiter;
 use super::providers::plane::DEFAULT_REQUESTS_PER_MINUTE;
-use super::queue::{self, FULL, Job, Outcome, PULL};
+use super::queue::{self, FULL, Job, Outcome, PULL, REMOTE_PREFIX};
 use super::repo::AnyRepo;
 use crate::domain::Provider;
 use crate::store::{Store, StoreResult};
@@ -107,10 +107,10 @@ impl Context {
         }
     }
 
-    async fn reconcile_task(&mut self, id: i64) -> SyncResult<()> {
+    async fn reconcile_task(&mut self, id: i64, remote_changed: bool) -> SyncResult<()> {
         match self {
-            Context::Plane(plane) => plane.reconcile_task(id).await.map(drop),
-            Context::Repo(repo) => repo.reconcile_task(id).await.map(drop),
+            Context::Plane(plane) => plane.reconcile_task(id, remote_changed).await.map(drop),
+            Context::Repo(repo) => repo.reconcile_task(id, remote_changed).await.map(drop),
         }
     }
 
@@ -227,9 +227,13 @@ impl Worker {
             Ok(context) => context,
             Err(e) => return (failed(&e), None),
         };
-        let (kind, id) = job.key.split_once(':').unwrap_or((job.key.as_str(), ""));
+        let (remote_changed, key) = match job.key.strip_prefix(REMOTE_PREFIX) {
+            Some(key) => (true, key),
+            None => (false, job.key.as_str()),
+        };
+        let (kind, id) = key.split_once(':').unwrap_or((key, ""));
         let result = match (kind, id.parse::<i64>()) {
-            ("task", Ok(id)) => context.reconcile_task(id).await.map(|_| (Outcome::Done, None)),
+            ("task", Ok(id)) => context.reconcile_task(id, remote_changed).await.map(|_| (Outcome::Done, None)),
             ("cycle" | "module", Ok(_)) => context.reconcile_planning().await.map(|_| (Outcome::Done, None)),
             (PULL, _) => context.pull(false).await.map(|r| (Outcome::Again(pull_every), Some(r))),
             (FULL, _) => context.pull(true).await.map(|r| (Outcome::Again(full_every), Some(r))),

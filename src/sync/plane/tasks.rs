@@ -156,7 +156,9 @@ impl PlaneSync {
 
     /// Reconciles a task after a local change (the outbox key `task:ID`).
     /// Nothing is asked of Plane when the task is as last synced.
-    pub async fn reconcile_task(&mut self, task_id: i64) -> SyncResult<TaskOutcome> {
+    /// Converges a task with its remote copy; unless `remote_changed`, the
+    /// remote read is skipped when no synced field changed locally.
+    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<TaskOutcome> {
         let (task, modules) = match self.store.sync_read_task(task_id).await {
             Ok(found) => found,
             Err(StoreError::NotFound { .. }) => return Ok(TaskOutcome::Skipped),
@@ -170,7 +172,7 @@ impl PlaneSync {
             return Ok(TaskOutcome::Skipped);
         }
         let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
-        if local_fields(&task, &modules) == base.local && mapping.sync_state == SyncState::InSync {
+        if local_fields(&task, &modules) == base.local && mapping.sync_state == SyncState::InSync && !remote_changed {
             return Ok(TaskOutcome::Unchanged);
         }
         match self.plane.work_item(&mapping.external_id).await? {

@@ -222,8 +222,8 @@ impl AnyRepo {
         each!(self, sync => sync.hook = hook)
     }
 
-    pub async fn reconcile_task(&mut self, task_id: i64) -> SyncResult<tasks::IssueOutcome> {
-        each!(self, sync => sync.reconcile_task(task_id).await)
+    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<tasks::IssueOutcome> {
+        each!(self, sync => sync.reconcile_task(task_id, remote_changed).await)
     }
 
     pub async fn pull(&mut self, full: bool) -> SyncResult<super::plane::pass::PassReport> {

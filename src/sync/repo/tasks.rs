@@ -109,7 +109,9 @@ impl<P: RepoProvider> RepoSync<P> {
     }
 
     /// Reconciles a task after a local change (the outbox key `task:ID`).
-    pub async fn reconcile_task(&mut self, task_id: i64) -> SyncResult<IssueOutcome> {
+    /// Converges a task with its remote copy; unless `remote_changed`, the
+    /// remote read is skipped when no synced field changed locally.
+    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<IssueOutcome> {
         let task = match self.store.sync_read_task(task_id).await {
             Ok((task, _)) => task,
             Err(StoreError::NotFound { .. }) => return Ok(IssueOutcome::Skipped),
@@ -125,7 +127,7 @@ impl<P: RepoProvider> RepoSync<P> {
             return Ok(IssueOutcome::Skipped);
         }
         let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
-        if local_fields(&task) == base.local && mapping.sync_state == SyncState::InSync {
+        if local_fields(&task) == base.local && mapping.sync_state == SyncState::InSync && !remote_changed {
             return Ok(IssueOutcome::Unchanged);
         }
         let Ok(number) = mapping.external_id.parse::<i64>() else { return Ok(IssueOutcome::Skipped) };

@@ -1,12 +1,28 @@
 //! The webhook inbox: an accepted delivery is stored once per (connection,
 //! delivery key) and queues its reconcile keys in the same statement, so a
 //! delivery is either stored with its keys queued or not stored at all.
+//!
+//! Deliveries that arrive together are stored together: [`Inbox`] gathers
+//! what is waiting into one statement and one commit (up to [`MAX_BATCH`]),
+//! so a burst costs one round trip and one WAL flush per batch, not per
+//! delivery. A delivery arriving alone is stored at once, as its own batch.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::Value;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::domain::Provider;
-use crate::store::{Store, StoreResult};
-use crate::sync::queue::{PULL, WAKE_CHANNEL};
+use crate::store::{Store, StoreError, StoreResult};
+use crate::sync::queue::{PULL, REMOTE_PREFIX, WAKE_CHANNEL};
+
+/// At most this many deliveries in one statement.
+pub const MAX_BATCH: usize = 256;
+/// Batches being written at once: the next one gathers while one commits.
+const IN_FLIGHT: usize = 2;
+/// Deliveries waiting for a batch before receivers wait for room.
+const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 
 /// What storing a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,11 +35,11 @@ pub enum Stored {
 
 /// A verified delivery, ready to be stored.
 #[derive(Debug, Clone)]
-pub struct Delivery<'a> {
+pub struct Delivery {
     pub connection_id: i64,
-    pub delivery_key: &'a str,
-    pub event: Option<&'a str>,
-    pub payload: &'a Value,
+    pub delivery_key: String,
+    pub event: Option<String>,
+    pub payload: Value,
     pub payload_bytes: usize,
     /// Remote ids the payload names (issue numbers, work item ids...).
     pub remote_ids: Vec<String>,
@@ -31,32 +47,131 @@ pub struct Delivery<'a> {
     pub pull_if_unmapped: bool,
 }
 
-/// Stores a delivery and queues its keys: the mapped local objects it names
-/// (`task:42`), else the connection's incremental pull, made due now (or, if
-/// a worker holds the key, run again after it). Level-triggered: the worker
-/// reads both sides again; the payload is never applied as such.
-pub async fn store_delivery(store: &Store, delivery: &Delivery<'_>) -> StoreResult<Stored> {
+struct Pending {
+    delivery: Delivery,
+    answer: oneshot::Sender<StoreResult<Stored>>,
+}
+
+/// The receiver's way into the inbox: stores deliveries in batches.
+#[derive(Clone)]
+pub struct Inbox {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Inbox {
+    /// Starts the batching task; it ends when the last `Inbox` is dropped.
+    pub fn start(store: Store) -> Inbox {
+        let (queue, waiting) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(gather(store, waiting));
+        Inbox { queue }
+    }
+
+    /// Stores a delivery (with whatever else is waiting) and queues its keys.
+    pub async fn store(&self, delivery: Delivery) -> StoreResult<Stored> {
+        let (answer, answered) = oneshot::channel();
+        let gone = || StoreError::Unavailable("the webhook inbox has stopped".into());
+        self.queue.send(Pending { delivery, answer }).await.map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+}
+
+/// Takes what is waiting, up to [`MAX_BATCH`], whenever a batch may start.
+async fn gather(store: Store, mut waiting: mpsc::Receiver<Pending>) {
+    let flights = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = waiting.recv().await {
+        let Ok(flight) = flights.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            write_batch(&store, batch).await;
+            drop(flight);
+        });
+    }
+}
+
+/// Stores a batch in one statement; if that fails, each delivery on its own,
+/// so one bad delivery (or a deadlock) cannot fail the others.
+async fn write_batch(store: &Store, batch: Vec<Pending>) {
+    let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
+    if batch.len() > 1
+        && let Ok(results) = store_deliveries(store, &deliveries).await
+    {
+        for (pending, result) in batch.into_iter().zip(results) {
+            let _ = pending.answer.send(Ok(result));
+        }
+        return;
+    }
+    for pending in batch {
+        let result = store_deliveries(store, &[&pending.delivery]).await.map(|mut r| r.remove(0));
+        let _ = pending.answer.send(result);
+    }
+}
+
+/// Stores deliveries and queues their keys in one statement: the mapped
+/// local objects each names (`remote:task:42`: read its remote copy), else
+/// the connection's incremental pull, made due now (or, if a worker holds the key, run again after it).
+/// Level-triggered: the worker reads both sides again; the payload is never
+/// applied as such. The answers are in the order of `deliveries`.
+pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreResult<Vec<Stored>> {
+    // The same delivery twice in one batch (a provider's quick redelivery):
+    // the first is stored, the rest are duplicates.
+    let mut seen = HashSet::new();
+    let first: Vec<bool> = deliveries.iter().map(|d| seen.insert((d.connection_id, d.delivery_key.as_str()))).collect();
+    let (mut ns, mut connections, mut keys, mut events, mut payloads, mut sizes, mut pulls) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut id_ns, mut ids) = (Vec::new(), Vec::new());
+    for (n, d) in deliveries.iter().enumerate().filter(|(n, _)| first[*n]) {
+        let n = n as i32;
+        ns.push(n);
+        connections.push(d.connection_id);
+        keys.push(d.delivery_key.as_str());
+        events.push(d.event.as_deref());
+        payloads.push(&d.payload);
+        sizes.push(d.payload_bytes.min(i32::MAX as usize) as i32);
+        pulls.push(d.pull_if_unmapped);
+        for id in &d.remote_ids {
+            id_ns.push(n);
+            ids.push(id.as_str());
+        }
+    }
     let client = store.client().await?;
     let statement = client
         .prepare_cached(
-            "WITH inserted AS (
+            "WITH batch AS (
+                 SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::int[], $7::bool[])
+                     AS b (n, connection_id, delivery_key, event, payload, payload_bytes, pull_if_unmapped)
+             ), named AS (
+                 SELECT * FROM unnest($8::int[], $9::text[]) AS i (n, remote_id)
+             ), inserted AS (
                  INSERT INTO webhook_inbox (connection_id, delivery_key, event, payload, payload_bytes, keys)
-                 VALUES ($1, $2, $3, $4, $5,
-                         -- By id or by key: two index lookups (an OR of the two would scan every mapping).
-                         coalesce((SELECT array_agg(k ORDER BY k) FROM (
-                                       SELECT em.local_kind || ':' || em.local_id AS k FROM external_mapping em
-                                       WHERE em.connection_id = $1 AND em.local_kind IN ('task', 'cycle', 'module')
-                                         AND em.sync_state <> 'deleted' AND em.external_id = ANY($6)
-                                       UNION
-                                       SELECT em.local_kind || ':' || em.local_id FROM external_mapping em
-                                       WHERE em.connection_id = $1 AND em.local_kind IN ('task', 'cycle', 'module')
-                                         AND em.sync_state <> 'deleted' AND em.external_key = ANY($6)) mapped),
-                                  CASE WHEN $7 THEN ARRAY[$8] ELSE '{}'::text[] END))
+                 SELECT b.connection_id, b.delivery_key, b.event, b.payload, b.payload_bytes,
+                        -- By id or by key: two index lookups (an OR of the two would scan every mapping).
+                        coalesce((SELECT array_agg(k ORDER BY k) FROM (
+                                      SELECT $12 || em.local_kind || ':' || em.local_id AS k FROM external_mapping em
+                                      WHERE em.connection_id = b.connection_id
+                                        AND em.local_kind IN ('task', 'cycle', 'module') AND em.sync_state <> 'deleted'
+                                        AND em.external_id IN (SELECT remote_id FROM named WHERE named.n = b.n)
+                                      UNION
+                                      SELECT $12 || em.local_kind || ':' || em.local_id FROM external_mapping em
+                                      WHERE em.connection_id = b.connection_id
+                                        AND em.local_kind IN ('task', 'cycle', 'module') AND em.sync_state <> 'deleted'
+                                        AND em.external_key IN (SELECT remote_id FROM named WHERE named.n = b.n)) mapped),
+                                 CASE WHEN b.pull_if_unmapped THEN ARRAY[$10] ELSE '{}'::text[] END)
+                 FROM batch b
+                 ORDER BY b.connection_id, b.delivery_key
                  ON CONFLICT (connection_id, delivery_key) DO NOTHING
-                 RETURNING keys
+                 RETURNING connection_id, delivery_key, keys
              ), queued AS (
                  INSERT INTO sync_job (connection_id, key)
-                 SELECT $1, k FROM inserted, unnest(inserted.keys) k
+                 -- Distinct and in key order: concurrent batches lock queue rows in the same order.
+                 SELECT DISTINCT i.connection_id, k FROM inserted i, unnest(i.keys) k
+                 ORDER BY 1, 2
                  ON CONFLICT (connection_id, key) DO UPDATE
                      SET generation = sync_job.generation + 1, available_at = least(sync_job.available_at, now()),
                          dead = false, attempts = CASE WHEN sync_job.dead THEN 0 ELSE sync_job.attempts END,
@@ -65,31 +180,41 @@ pub async fn store_delivery(store: &Store, delivery: &Delivery<'_>) -> StoreResu
                      -- a flood of deliveries for one object does not rewrite its row each time.
                      WHERE sync_job.dead OR sync_job.available_at > now() OR sync_job.locked_by IS NOT NULL
                  RETURNING 1
+             ), woken AS (
+                 SELECT count(*) AS n FROM (SELECT pg_notify($11, '') FROM (SELECT 1 FROM queued LIMIT 1) q) w
              )
-             SELECT (SELECT keys FROM inserted),
-                    (SELECT count(*) FROM (SELECT pg_notify($9, '') FROM (SELECT 1 FROM queued LIMIT 1) q) n)",
+             SELECT i.connection_id, i.delivery_key, i.keys, woken.n FROM inserted i, woken",
         )
         .await?;
-    let row = client
-        .query_one(
+    let rows = client
+        .query(
             &statement,
             &[
-                &delivery.connection_id,
-                &delivery.delivery_key,
-                &delivery.event,
-                &delivery.payload,
-                &(delivery.payload_bytes.min(i32::MAX as usize) as i32),
-                &delivery.remote_ids,
-                &delivery.pull_if_unmapped,
+                &ns,
+                &connections,
+                &keys,
+                &events,
+                &payloads,
+                &sizes,
+                &pulls,
+                &id_ns,
+                &ids,
                 &PULL,
                 &WAKE_CHANNEL,
+                &REMOTE_PREFIX,
             ],
         )
         .await?;
-    Ok(match row.get::<_, Option<Vec<String>>>(0) {
-        Some(keys) => Stored::Accepted(keys),
-        None => Stored::Duplicate,
-    })
+    let mut accepted: std::collections::HashMap<(i64, String), Vec<String>> =
+        rows.iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect();
+    Ok(deliveries
+        .iter()
+        .zip(first)
+        .map(|(d, first)| match first.then(|| accepted.remove(&(d.connection_id, d.delivery_key.clone()))).flatten() {
+            Some(keys) => Stored::Accepted(keys),
+            None => Stored::Duplicate,
+        })
+        .collect())
 }
 
 /// Deliveries older than this are pruned by the receiver.

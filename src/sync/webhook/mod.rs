@@ -78,6 +78,7 @@ pub struct Server {
 
 struct State {
     store: Store,
+    inbox: inbox::Inbox,
     max_body: usize,
     body_timeout: Duration,
     /// Looked-up connections by key, with when they were read.
@@ -97,6 +98,7 @@ impl Server {
     pub async fn bind(store: Store, options: ServeOptions) -> std::io::Result<Server> {
         let listener = TcpListener::bind(options.listen).await?;
         let state = Arc::new(State {
+            inbox: inbox::Inbox::start(store.clone()),
             store,
             max_body: options.max_body.max(1024),
             body_timeout: options.body_timeout,
@@ -347,19 +349,19 @@ async fn process(
     }
     let event = verify::event_name(connection.provider, headers);
     let ping = event.as_deref() == Some("ping");
-    let stored = inbox::store_delivery(
-        &state.store,
-        &Delivery {
+    let remote_ids = inbox::remote_ids(connection.provider, &payload);
+    let stored = state
+        .inbox
+        .store(Delivery {
             connection_id: connection.id,
-            delivery_key: &delivery,
-            event: event.as_deref(),
-            payload: &payload,
+            delivery_key: delivery.clone(),
+            event,
+            payload,
             payload_bytes: body.len(),
-            remote_ids: inbox::remote_ids(connection.provider, &payload),
+            remote_ids,
             pull_if_unmapped: !ping,
-        },
-    )
-    .await;
+        })
+        .await;
     Ok(match stored {
         Ok(Stored::Accepted(keys)) => answer(StatusCode::ACCEPTED, json!({ "delivery": delivery, "queued": keys })),
         Ok(Stored::Duplicate) => answer(StatusCode::OK, json!({ "delivery": delivery, "duplicate": true })),
