@@ -32,6 +32,9 @@ pub struct Config {
     pub pool_size: Option<usize>,
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// `[agents.HANDLE]`: what each agent may do through `mctl mcp`.
+    #[serde(default)]
+    pub agents: std::collections::BTreeMap<String, crate::mcp::policy::AgentPolicy>,
 }
 
 /// The `[console]` table.

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod logging;
+pub mod mcp;
 pub mod seed;
 pub mod snapshot;
 pub mod store;

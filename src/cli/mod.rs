@@ -9,6 +9,7 @@ mod delivery;
 mod handoff;
 mod integration;
 mod lane;
+mod mcp;
 pub mod output;
 pub mod parse;
 mod planning;
@@ -132,6 +133,8 @@ pub enum Command {
     /// Events sent to n8n workflows: subscribe, unsubscribe, list, deliveries.
     #[command(subcommand)]
     Automation(automation::AutomationCommand),
+    /// Serve the Model Context Protocol on stdio for an AI agent (`--agent HANDLE`).
+    Mcp(mcp::McpArgs),
     /// Load demo or benchmark data.
     #[command(subcommand)]
     Seed(seed::SeedCommand),
@@ -283,6 +286,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshot(command) => snapshot::run(&ctx, command).await,
         Command::Sync(command) => sync::run(&ctx, command).await,
         Command::Automation(command) => automation::run(&ctx, command).await,
+        Command::Mcp(args) => mcp::run(&ctx, args).await,
         Command::Seed(command) => seed::run(&ctx, command).await,
         Command::Demo => seed::demo(&ctx).await,
     }

@@ -13,7 +13,6 @@ use super::action::{Action, Effect, Failure, Mutation, Outcome};
 use super::data::{self, QueryKey};
 use super::sync_worker::ConsoleSyncWorker;
 use crate::domain::Source;
-use crate::store::tasks::NewTask;
 use crate::store::{Actor, Store};
 
 pub struct Runner {
@@ -181,29 +180,7 @@ pub async fn apply(
         Mutation::EditPage { slug, body, expect_version } => Ok(Outcome::Page(Box::new(
             store.edit_page(actor, project_id, slug, None, Some(body), Some(*expect_version)).await?,
         ))),
-        Mutation::FollowUp { pipeline } => {
-            let mut description = format!(
-                "Pipeline **{}** failed on `{}`{}.",
-                pipeline.name,
-                pipeline.git_ref,
-                pipeline.commit_sha.as_ref().map(|c| format!(" at `{c}`")).unwrap_or_default()
-            );
-            if let Some(url) = &pipeline.url {
-                description.push_str(&format!("\n\nRun: {url}"));
-            }
-            let new = NewTask {
-                title: format!(
-                    "Fix failing {} on {}",
-                    pipeline.name,
-                    if pipeline.git_ref.is_empty() { "?" } else { &pipeline.git_ref }
-                ),
-                description,
-                priority: Some(crate::domain::Priority::High),
-                labels: vec!["ci".into()],
-                ..Default::default()
-            };
-            task(store.create_task(actor, project_id, new).await?)
-        }
+        Mutation::FollowUp { pipeline } => task(store.create_follow_up(actor, project_id, pipeline.id).await?),
         Mutation::Bulk(items) => {
             let mut tasks = Vec::new();
             let mut failures = Vec::new();

@@ -7,10 +7,11 @@ use time::{Date, OffsetDateTime};
 
 use super::audit::{self, Change};
 use super::rows::{self, DEPLOYMENT_COLUMNS, ENVIRONMENT_COLUMNS, PIPELINE_COLUMNS, RELEASE_COLUMNS};
+use super::tasks::NewTask;
 use super::{Actor, Store, StoreError, StoreResult};
 use crate::domain::{
-    Deployment, DeploymentStatus, Environment, EnvironmentKind, LaneCategory, Pipeline, PipelineStatus, Release,
-    ReleaseReadiness, ReleaseStatus, TaskKey, text,
+    Deployment, DeploymentStatus, Environment, EnvironmentKind, LaneCategory, Pipeline, PipelineStatus, Priority,
+    Release, ReleaseReadiness, ReleaseStatus, Task, TaskKey, text,
 };
 
 #[derive(Debug, Clone)]
@@ -467,6 +468,47 @@ impl Store {
             )
             .await?;
         rows.iter().map(rows::pipeline).collect()
+    }
+
+    /// Creates a follow-up task from a failed pipeline run of the project: a
+    /// high-priority `ci` task that names the pipeline, its ref, commit and run.
+    pub async fn create_follow_up(&self, actor: &Actor, project_id: i64, pipeline_id: i64) -> StoreResult<Task> {
+        let pipeline = {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    &format!("SELECT {PIPELINE_COLUMNS} FROM pipeline pl WHERE pl.id = $1 AND pl.project_id = $2"),
+                    &[&pipeline_id, &project_id],
+                )
+                .await?
+                .ok_or_else(|| StoreError::not_found("pipeline", pipeline_id.to_string()))?;
+            rows::pipeline(&row)?
+        };
+        if pipeline.status != PipelineStatus::Failed {
+            return Err(StoreError::invalid(format!(
+                "pipeline {} ({}) has not failed: follow-up tasks are for failed runs",
+                pipeline.id, pipeline.name
+            )));
+        }
+        let mut description = format!(
+            "Pipeline **{}** failed on `{}`{}.",
+            pipeline.name,
+            pipeline.git_ref,
+            pipeline.commit_sha.as_ref().map(|c| format!(" at `{c}`")).unwrap_or_default()
+        );
+        if let Some(url) = &pipeline.url {
+            description.push_str(&format!("\n\nRun: {url}"));
+        }
+        let git_ref = if pipeline.git_ref.is_empty() { "?" } else { &pipeline.git_ref };
+        let new = NewTask {
+            title: text::clip(&format!("Fix failing {} on {git_ref}", pipeline.name), text::MAX_TITLE_CHARS)
+                .into_owned(),
+            description,
+            priority: Some(Priority::High),
+            labels: vec!["ci".into()],
+            ..Default::default()
+        };
+        self.create_task(actor, project_id, new).await
     }
 
     pub async fn report_deployment(

@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod audit;
 pub mod board;
+pub mod comments;
 pub mod delivery;
 mod error;
 pub mod handoffs;

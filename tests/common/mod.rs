@@ -20,6 +20,7 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod hooks;
+pub mod mcp;
 pub mod plane;
 pub mod repo;
 pub mod repo_suite;

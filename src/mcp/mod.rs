@@ -1,0 +1,292 @@
+//! `mctl mcp`: the Model Context Protocol over stdio, so AI agents take part
+//! in the board the way operators do in the console, under an agent identity
+//! and its policy ([`policy`]).
+//!
+//! Every tool call is audited with source `agent` and the agent's handle:
+//! changes through the repository layer like any other change, reads as an
+//! `mcp.<tool>` entry, refusals as `mcp.denied`. Errors come in two kinds:
+//! input that is malformed or invalid (wrong types, missing fields, text over
+//! its limit, an unknown priority) is a protocol error (`-32602 invalid
+//! params`) and writes nothing; a call that was understood but could not be
+//! done (denied by policy, a stale version, a task that does not exist) is a
+//! tool result with `isError: true` and a one-line message saying what to do.
+
+pub mod args;
+pub mod policy;
+mod tools;
+mod views;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool_handler};
+use serde_json::{Value, json};
+
+use self::policy::{Access, AgentPolicy};
+use crate::domain::{Agent, Project, Source, text};
+use crate::store::audit::Change;
+use crate::store::{Actor, Store, StoreError};
+
+/// How often a busy session refreshes the agent's heartbeat.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// Arguments recorded in an audit entry are clipped to this many characters each.
+const AUDITED_ARG_CHARS: usize = 200;
+
+/// One MCP session: an agent working in one project under its policy.
+#[derive(Clone)]
+pub struct McpServer {
+    store: Store,
+    project: Project,
+    agent: Agent,
+    policy: Arc<AgentPolicy>,
+    last_heartbeat: Arc<Mutex<Option<Instant>>>,
+    tool_router: ToolRouter<McpServer>,
+}
+
+impl McpServer {
+    /// The session for `handle` in `project`; the agent must exist and its
+    /// policy must name only tools that exist.
+    pub async fn new(
+        store: Store,
+        project: Project,
+        handle: &str,
+        policy: AgentPolicy,
+    ) -> Result<McpServer, crate::error::Error> {
+        let agent = match store.agent_by_handle(handle).await {
+            Ok(agent) => agent,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(crate::error::Error::usage(format!(
+                    "no agent {:?}: create it with `mctl agent create {} --name NAME --kind ai` first",
+                    text::clip(handle, 40),
+                    text::clip(handle, 40)
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let tool_router = Self::tool_router();
+        let names: Vec<String> = tool_router.list_all().into_iter().map(|t| t.name.to_string()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        policy.validate(&agent.handle, &names).map_err(crate::error::Error::Config)?;
+        Ok(McpServer {
+            store,
+            project,
+            agent,
+            policy: Arc::new(policy),
+            last_heartbeat: Arc::new(Mutex::new(None)),
+            tool_router,
+        })
+    }
+
+    /// Serves on `transport` (stdin/stdout for `mctl mcp`) until the client
+    /// closes it.
+    pub async fn serve<T, E, A>(self, transport: T) -> Result<(), crate::error::Error>
+    where
+        T: rmcp::transport::IntoTransport<RoleServer, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let running = ServiceExt::serve(self, transport)
+            .await
+            .map_err(|e| crate::error::Error::usage(format!("the MCP client did not start a session: {e}")))?;
+        running.waiting().await.map_err(|e| crate::error::Error::usage(format!("the MCP session failed: {e}")))?;
+        Ok(())
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::new(self.agent.handle.clone(), Source::Agent)
+    }
+
+    /// The policy check every tool starts with. A refusal is audited and
+    /// answered as a tool error.
+    async fn admit(&self, tool: &str, access: Access, args: &Value) -> Result<Actor, CallToolResult> {
+        if let Err(reason) = self.policy.allows_tool(tool, access) {
+            return Err(self.deny(tool, &reason, args).await);
+        }
+        self.heartbeat().await;
+        Ok(self.actor())
+    }
+
+    /// Refuses a call: an `mcp.denied` audit entry, and the tool error.
+    async fn deny(&self, tool: &str, reason: &str, args: &Value) -> CallToolResult {
+        let change = Change {
+            action: "mcp.denied".into(),
+            after: Some(json!({ "tool": tool, "reason": reason, "arguments": audited(args) })),
+            ..Change::new("agent", "denied", Some(self.project.id)).entity(self.agent.id, &self.agent.handle)
+        };
+        if let Err(e) = self.store.record_entry(&self.actor(), change).await {
+            tracing::warn!("mcp: auditing a refused call failed: {e}");
+        }
+        CallToolResult::structured_error(json!({ "error": format!("denied: {reason}"), "denied": true }))
+    }
+
+    /// Audits a read: `mcp.<tool>` with the (clipped) arguments.
+    async fn audit_read(&self, actor: &Actor, tool: &str, args: &Value) -> Result<(), ErrorData> {
+        let change = Change {
+            action: format!("mcp.{tool}"),
+            after: Some(json!({ "tool": tool, "arguments": audited(args) })),
+            ..Change::new("agent", "read", Some(self.project.id)).entity(self.agent.id, &self.agent.handle)
+        };
+        self.store.record_entry(actor, change).await.map(drop).map_err(internal)
+    }
+
+    /// A tool call counts as a heartbeat, at most every [`HEARTBEAT_EVERY`].
+    async fn heartbeat(&self) {
+        {
+            let mut last = self.last_heartbeat.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < HEARTBEAT_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        // heartbeat: wired to the dispatch module's Store::heartbeat
+        let _ = &self.store;
+    }
+
+    fn page_uri(&self, slug: &str) -> String {
+        format!("mctl://{}/pages/{slug}", self.project.key)
+    }
+}
+
+/// Arguments as the audit log keeps them: every string clipped.
+fn audited(args: &Value) -> Value {
+    match args {
+        Value::String(s) => Value::String(text::clip(s, AUDITED_ARG_CHARS).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().take(50).map(audited).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), audited(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A failure of the database itself: the call may be retried.
+fn internal(e: StoreError) -> ErrorData {
+    ErrorData::internal_error(e.to_string(), None)
+}
+
+/// Maps a repository error to the two kinds of MCP errors (see the module docs).
+fn failed(e: StoreError) -> Result<CallToolResult, ErrorData> {
+    match e {
+        StoreError::Invalid(message) => Err(ErrorData::invalid_params(message, None)),
+        StoreError::NotFound { .. }
+        | StoreError::Conflict { .. }
+        | StoreError::AlreadyExists(_)
+        | StoreError::Busy(_)
+        | StoreError::ReadOnly => Ok(CallToolResult::structured_error(json!({ "error": e.to_string() }))),
+        other => Err(internal(other)),
+    }
+}
+
+/// How the SDK words a tool's arguments that did not deserialize.
+const UNDESERIALIZABLE: &str = "failed to deserialize parameters";
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for McpServer {
+    /// Routes a call to its tool. Arguments that do not fit the tool's schema
+    /// (wrong types, missing or unknown fields) are answered as the protocol
+    /// error `-32602 invalid params`, as every other invalid input is here:
+    /// the SDK would answer them as a tool result.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let call = ToolCallContext::new(self, request, context);
+        match self.tool_router.call(call).await? {
+            CallToolResponse::Complete(result)
+                if result.is_error == Some(true) && views::first_text(&result).starts_with(UNDESERIALIZABLE) =>
+            {
+                Err(ErrorData::invalid_params(text::clip(&views::first_text(&result), 300).into_owned(), None))
+            }
+            response => Ok(response),
+        }
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().build())
+            .with_server_info(Implementation::new("mctl", env!("CARGO_PKG_VERSION")))
+            .with_instructions(format!(
+                "Mission Control project {} ({}), acting as agent {}. Read the board before moving tasks; \
+                 moves and description updates take the task version you read. Knowledge pages are resources \
+                 mctl://{}/pages/SLUG.",
+                self.project.key, self.project.name, self.agent.handle, self.project.key
+            ))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        if self.policy.allows_tool("read_page", Access::Read).is_err() {
+            return Ok(ListResourcesResult::with_all_items(Vec::new()));
+        }
+        let pages = self.store.list_pages(self.project.id).await.map_err(internal)?;
+        let resources = pages
+            .iter()
+            .filter(|p| !p.archived)
+            .map(|p| {
+                Resource::new(self.page_uri(&p.slug), p.slug.clone())
+                    .with_title(p.title.clone())
+                    .with_mime_type("text/markdown")
+            })
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let template = ResourceTemplate::new(self.page_uri("{slug}"), "page")
+            .with_description("A knowledge page of this project, by slug")
+            .with_mime_type("text/markdown");
+        Ok(ListResourceTemplatesResult::with_all_items(vec![template]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let prefix = self.page_uri("");
+        let Some(slug) = request.uri.strip_prefix(&prefix) else {
+            return Err(ErrorData::resource_not_found(
+                format!("unknown resource {:?}: pages are {prefix}SLUG", text::clip(&request.uri, 100)),
+                None,
+            ));
+        };
+        let args = json!({ "uri": request.uri });
+        if let Err(reason) = self.policy.allows_tool("read_page", Access::Read) {
+            let refusal = self.deny("read_page", &reason, &args).await;
+            let message = views::first_text(&refusal);
+            return Err(ErrorData::invalid_request(message, None));
+        }
+        let actor = self.actor();
+        let page = match self.store.page_by_slug(self.project.id, slug).await {
+            Ok(page) if !page.archived => page,
+            Ok(_) | Err(StoreError::NotFound { .. }) => {
+                return Err(ErrorData::resource_not_found(
+                    format!("no page {:?} in {}", text::clip(slug, 80), self.project.key),
+                    None,
+                ));
+            }
+            Err(StoreError::Invalid(message)) => return Err(ErrorData::invalid_params(message, None)),
+            Err(e) => return Err(internal(e)),
+        };
+        self.audit_read(&actor, "read_resource", &args).await?;
+        let contents = ResourceContents::TextResourceContents {
+            uri: request.uri.clone(),
+            mime_type: Some("text/markdown".into()),
+            text: page.body,
+            meta: None,
+        };
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+}

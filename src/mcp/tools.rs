@@ -1,0 +1,345 @@
+//! The MCP tools. Each one checks the agent's policy first ([`McpServer::admit`]),
+//! validates its input like the CLI does, goes through the repository layer
+//! under the agent's identity, and answers JSON (see [`super::views`]).
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::{ErrorData, tool, tool_router};
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::args::*;
+use super::policy::Access;
+use super::views::{self, sanitize};
+use super::{McpServer, failed, internal};
+use crate::domain::{DeploymentStatus, HandoffKind, HandoffState, PipelineStatus, Priority, Task, text};
+use crate::store::board::CardFilter;
+use crate::store::delivery::{DeploymentReport, PipelineReport};
+use crate::store::handoffs::{HandoffFilter, NewHandoff};
+use crate::store::integrations::MappingFilter;
+use crate::store::tasks::{NewTask, Position, TaskEdit};
+use crate::store::{Actor, StoreError};
+
+type Answer = Result<CallToolResult, ErrorData>;
+
+/// Most history entries `read_task` returns.
+const HISTORY_LIMIT: i64 = 50;
+
+fn invalid(message: impl std::fmt::Display) -> ErrorData {
+    ErrorData::invalid_params(message.to_string(), None)
+}
+
+fn parse<T: std::str::FromStr>(raw: Option<&str>) -> Result<Option<T>, ErrorData>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.map(|r| r.parse::<T>().map_err(invalid)).transpose()
+}
+
+fn ok(value: impl Serialize) -> Answer {
+    Ok(CallToolResult::structured(
+        serde_json::to_value(value).map_err(|e| internal(StoreError::Database(e.to_string())))?,
+    ))
+}
+
+fn as_value(args: &impl Serialize) -> Value {
+    serde_json::to_value(args).unwrap_or(Value::Null)
+}
+
+/// Runs a write under the agent's identity; repository errors become MCP errors.
+macro_rules! attempt {
+    ($call:expr) => {
+        match $call.await {
+            Ok(value) => value,
+            Err(e) => return failed(e),
+        }
+    };
+}
+
+/// Checks the policy; a refusal is the tool's answer.
+macro_rules! admit {
+    ($self:ident, $tool:literal, $access:expr, $args:expr) => {
+        match $self.admit($tool, $access, &as_value($args)).await {
+            Ok(actor) => actor,
+            Err(refusal) => return Ok(refusal),
+        }
+    };
+}
+
+impl McpServer {
+    /// A task of this session's project (others are "not found").
+    async fn project_task(&self, key: &str) -> Result<Task, StoreError> {
+        let task = self.store.task_by_key(key).await?;
+        if task.project_id != self.project.id {
+            return Err(StoreError::not_found("task", key));
+        }
+        Ok(task)
+    }
+
+    /// Refuses (audited) a destination lane the policy does not allow.
+    async fn check_lane(&self, tool: &str, lane: &str, args: &Value) -> Result<(), Answer> {
+        let lane = match self.store.lane_by_name(self.project.id, lane).await {
+            Ok(lane) => lane,
+            Err(e) => return Err(failed(e)),
+        };
+        match self.policy.allows_lane(&lane) {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(Ok(self.deny(tool, &reason, args).await)),
+        }
+    }
+
+    async fn read(&self, actor: &Actor, tool: &str, args: &impl Serialize) -> Result<(), ErrorData> {
+        self.audit_read(actor, tool, &as_value(args)).await
+    }
+}
+
+#[tool_router(router = tool_router, vis = "pub(super)")]
+impl McpServer {
+    #[tool(
+        description = "The board: lanes with task counts and WIP limits, and the first tasks of each lane \
+                       (filter by lane, text, assignee, label, priority).",
+        annotations(read_only_hint = true)
+    )]
+    async fn read_board(&self, Parameters(args): Parameters<ReadBoard>) -> Answer {
+        let actor = admit!(self, "read_board", Access::Read, &args);
+        let filter = CardFilter {
+            text: args.text.clone().map(|t| text::clip(&t, 200).into_owned()),
+            assignee: args.assignee.clone(),
+            label: args.label.clone(),
+            priority: parse::<Priority>(args.priority.as_deref())?,
+        };
+        let limit = i64::from(args.limit_per_lane.unwrap_or(20).clamp(1, 200));
+        let mut lanes = attempt!(self.store.load_board_filtered(self.project.id, &filter, limit));
+        if let Some(only) = &args.lane {
+            lanes.retain(|l| l.lane.name.eq_ignore_ascii_case(only.trim()));
+            if lanes.is_empty() {
+                return failed(StoreError::not_found("lane", only));
+            }
+        }
+        self.read(&actor, "read_board", &args).await?;
+        ok(views::board(&lanes))
+    }
+
+    #[tool(
+        description = "One task in full: fields, version, handoffs, links to provider copies, and its history \
+                       (changes and comments).",
+        annotations(read_only_hint = true)
+    )]
+    async fn read_task(&self, Parameters(args): Parameters<TaskRef>) -> Answer {
+        let actor = admit!(self, "read_task", Access::Read, &args);
+        let task = attempt!(self.project_task(&args.key));
+        let handoffs = HandoffFilter {
+            project_id: self.project.id,
+            all_states: true,
+            task_key: Some(task.key.clone()),
+            ..HandoffFilter::default()
+        };
+        let mappings =
+            MappingFilter { project_id: self.project.id, connection: None, local_key: Some(task.key.clone()) };
+        let (handoffs, mappings, history) = tokio::try_join!(
+            self.store.list_handoffs(&handoffs),
+            self.store.list_mappings(&mappings),
+            self.store.task_history(&task.key, HISTORY_LIMIT),
+        )
+        .map_err(internal)?;
+        self.read(&actor, "read_task", &args).await?;
+        ok(views::task(&task, &handoffs, &mappings, &history))
+    }
+
+    #[tool(description = "Creates a task (in the first backlog lane unless a lane is given).")]
+    async fn create_task(&self, Parameters(args): Parameters<CreateTask>) -> Answer {
+        let actor = admit!(self, "create_task", Access::Write, &args);
+        if let Some(lane) = &args.lane
+            && let Err(answer) = self.check_lane("create_task", lane, &as_value(&args)).await
+        {
+            return answer;
+        }
+        let due_on = match args.due_on.as_deref() {
+            Some(raw) => Some(crate::cli::parse::date(raw).map_err(invalid)?),
+            None => None,
+        };
+        let new = NewTask {
+            title: sanitize(&args.title),
+            description: sanitize(args.description.as_deref().unwrap_or_default()),
+            lane: args.lane.clone(),
+            priority: parse::<Priority>(args.priority.as_deref())?,
+            assignee: args.assignee.clone(),
+            labels: args.labels.clone().unwrap_or_default(),
+            due_on,
+            ..NewTask::default()
+        };
+        ok(attempt!(self.store.create_task(&actor, self.project.id, new)))
+    }
+
+    #[tool(description = "Moves a task to a lane (top or bottom), if its version is still the one you read.")]
+    async fn move_task(&self, Parameters(args): Parameters<MoveTask>) -> Answer {
+        let actor = admit!(self, "move_task", Access::Write, &args);
+        let position = match args.position.as_deref().map(|p| p.trim().to_ascii_lowercase()) {
+            None => Position::Bottom,
+            Some(p) if p == "bottom" => Position::Bottom,
+            Some(p) if p == "top" => Position::Top,
+            Some(_) => return Err(invalid("invalid position: use top or bottom")),
+        };
+        let task = attempt!(self.project_task(&args.key));
+        if let Err(answer) = self.check_lane("move_task", &args.lane, &as_value(&args)).await {
+            return answer;
+        }
+        let moved = self.store.move_task(&actor, &task.key, Some(&args.lane), position, Some(args.expected_version));
+        ok(attempt!(moved))
+    }
+
+    #[tool(description = "Replaces a task's description (markdown), if its version is still the one you read.")]
+    async fn update_description(&self, Parameters(args): Parameters<UpdateDescription>) -> Answer {
+        let actor = admit!(self, "update_description", Access::Write, &args);
+        let task = attempt!(self.project_task(&args.key));
+        let edit = TaskEdit { description: Some(sanitize(&args.description)), ..TaskEdit::default() };
+        ok(attempt!(self.store.edit_task(&actor, &task.key, edit, Some(args.expected_version))))
+    }
+
+    #[tool(description = "Adds a comment to a task's history (the task itself is not changed).")]
+    async fn comment_task(&self, Parameters(args): Parameters<CommentTask>) -> Answer {
+        let actor = admit!(self, "comment_task", Access::Write, &args);
+        let task = attempt!(self.project_task(&args.key));
+        let entry = attempt!(self.store.comment_task(&actor, &task.key, &sanitize(&args.text)));
+        ok(json!({ "task": task.key, "audit_id": entry }))
+    }
+
+    #[tool(description = "Opens a handoff on a task: a transfer of the work, or blocked work waiting on someone.")]
+    async fn open_handoff(&self, Parameters(args): Parameters<OpenHandoff>) -> Answer {
+        let actor = admit!(self, "open_handoff", Access::Write, &args);
+        let kind = parse::<HandoffKind>(Some(&args.kind))?.unwrap_or(HandoffKind::Transfer);
+        let due_at = args
+            .due_at
+            .as_deref()
+            .map(|raw| {
+                OffsetDateTime::parse(raw.trim(), &Rfc3339)
+                    .map_err(|_| invalid("invalid due_at: use RFC 3339, e.g. 2026-12-01T09:00:00Z"))
+            })
+            .transpose()?;
+        let task = attempt!(self.project_task(&args.key));
+        let new = NewHandoff {
+            task_key: task.key,
+            kind,
+            from: Some(self.agent.handle.clone()),
+            to: args.to.clone(),
+            reason: sanitize(&args.reason),
+            needs: sanitize(args.needs.as_deref().unwrap_or_default()),
+            due_at,
+        };
+        ok(attempt!(self.store.open_handoff(&actor, new)))
+    }
+
+    #[tool(description = "Accepts, resolves or rejects a handoff (by id, as read_task lists them).")]
+    async fn update_handoff(&self, Parameters(args): Parameters<UpdateHandoff>) -> Answer {
+        let actor = admit!(self, "update_handoff", Access::Write, &args);
+        let state = parse::<HandoffState>(Some(&args.state))?.unwrap_or(HandoffState::Open);
+        if !matches!(state, HandoffState::Accepted | HandoffState::Resolved | HandoffState::Rejected) {
+            return Err(invalid("invalid state: use accepted, resolved or rejected"));
+        }
+        let handoff = attempt!(self.store.handoff_by_id(args.id));
+        if handoff.project_id != self.project.id {
+            return failed(StoreError::not_found("handoff", args.id));
+        }
+        let note = sanitize(args.note.as_deref().unwrap_or_default());
+        ok(attempt!(self.store.transition_handoff(&actor, args.id, state, &note, None)))
+    }
+
+    #[tool(description = "Reports a pipeline run's state (upserted by its id: reporting twice changes nothing).")]
+    async fn report_pipeline(&self, Parameters(args): Parameters<ReportPipeline>) -> Answer {
+        let actor = admit!(self, "report_pipeline", Access::Write, &args);
+        let status = parse::<PipelineStatus>(Some(&args.status))?.unwrap_or(PipelineStatus::Queued);
+        let external_id = args.external_id.clone().unwrap_or_else(|| {
+            format!("{}@{}@{}", args.name.trim(), args.git_ref.trim(), args.commit_sha.as_deref().unwrap_or(""))
+        });
+        let report = PipelineReport {
+            provider: "agent".into(),
+            external_id,
+            name: args.name.clone(),
+            git_ref: args.git_ref.clone(),
+            commit_sha: args.commit_sha.clone(),
+            status,
+            url: args.url.clone(),
+            started_at: None,
+            finished_at: None,
+        };
+        ok(attempt!(self.store.report_pipeline(&actor, self.project.id, report)))
+    }
+
+    #[tool(description = "Reports a deployment's state to an environment (upserted by its id).")]
+    async fn report_deployment(&self, Parameters(args): Parameters<ReportDeployment>) -> Answer {
+        let actor = admit!(self, "report_deployment", Access::Write, &args);
+        let status = parse::<DeploymentStatus>(Some(&args.status))?.unwrap_or(DeploymentStatus::Pending);
+        let external_id = args.external_id.clone().unwrap_or_else(|| {
+            format!("{}@{}@{}", args.environment.trim(), args.git_ref.trim(), args.commit_sha.as_deref().unwrap_or(""))
+        });
+        let report = DeploymentReport {
+            environment: args.environment.clone(),
+            provider: "agent".into(),
+            external_id,
+            git_ref: args.git_ref.clone(),
+            commit_sha: args.commit_sha.clone(),
+            status,
+            url: args.url.clone(),
+            release: args.release.clone(),
+            started_at: None,
+            finished_at: None,
+        };
+        ok(attempt!(self.store.report_deployment(&actor, self.project.id, report)))
+    }
+
+    #[tool(
+        description = "Recent pipeline runs, newest first, or only the failing ones.",
+        annotations(read_only_hint = true)
+    )]
+    async fn read_pipelines(&self, Parameters(args): Parameters<ReadPipelines>) -> Answer {
+        let actor = admit!(self, "read_pipelines", Access::Read, &args);
+        let limit = i64::from(args.limit.unwrap_or(50).clamp(1, 200));
+        let mut pipelines = attempt!(self.store.list_pipelines(self.project.id, limit));
+        if args.failed_only.unwrap_or(false) {
+            pipelines.retain(|p| p.status == PipelineStatus::Failed);
+        }
+        self.read(&actor, "read_pipelines", &args).await?;
+        ok(json!({ "pipelines": pipelines }))
+    }
+
+    #[tool(
+        description = "Whether a release is ready: its linked tasks done and its pipelines green.",
+        annotations(read_only_hint = true)
+    )]
+    async fn release_readiness(&self, Parameters(args): Parameters<ReleaseRef>) -> Answer {
+        let actor = admit!(self, "release_readiness", Access::Read, &args);
+        let readiness = attempt!(self.store.release_readiness(self.project.id, &args.release));
+        self.read(&actor, "release_readiness", &args).await?;
+        ok(readiness)
+    }
+
+    #[tool(
+        description = "Tasks waiting for review (in review lanes), oldest first.",
+        annotations(read_only_hint = true)
+    )]
+    async fn review_queue(&self, Parameters(args): Parameters<NoArgs>) -> Answer {
+        let actor = admit!(self, "review_queue", Access::Read, &args);
+        let tasks = attempt!(self.store.review_queue(self.project.id));
+        self.read(&actor, "review_queue", &args).await?;
+        ok(json!({ "tasks": tasks }))
+    }
+
+    #[tool(description = "Creates a high-priority follow-up task from a failed pipeline run.")]
+    async fn create_follow_up(&self, Parameters(args): Parameters<PipelineRef>) -> Answer {
+        let actor = admit!(self, "create_follow_up", Access::Write, &args);
+        ok(attempt!(self.store.create_follow_up(&actor, self.project.id, args.pipeline_id)))
+    }
+
+    #[tool(description = "A knowledge page (markdown) by its slug.", annotations(read_only_hint = true))]
+    async fn read_page(&self, Parameters(args): Parameters<PageRef>) -> Answer {
+        let actor = admit!(self, "read_page", Access::Read, &args);
+        let page = attempt!(self.store.page_by_slug(self.project.id, &args.slug));
+        if page.archived {
+            return failed(StoreError::not_found("page", &args.slug));
+        }
+        self.read(&actor, "read_page", &args).await?;
+        ok(json!({ "slug": page.slug, "title": page.title, "version": page.version, "body": page.body }))
+    }
+}

@@ -1,0 +1,105 @@
+//! What MCP tools answer: compact JSON shaped for an agent to read, with the
+//! versions it needs for the next write.
+
+use rmcp::model::CallToolResult;
+use serde_json::{Value, json};
+
+use crate::domain::{AuditEntry, Handoff, Mapping, Task};
+use crate::store::board::BoardLane;
+
+/// The board: every lane with its full count, and the first tasks of each.
+pub fn board(lanes: &[BoardLane]) -> Value {
+    let lanes: Vec<Value> = lanes
+        .iter()
+        .map(|l| {
+            json!({
+                "lane": l.lane.name,
+                "category": l.lane.category,
+                "wip_limit": l.lane.wip_limit,
+                "count": l.lane.open_count,
+                "over_limit": l.lane.wip_limit.is_some_and(|w| l.lane.open_count > w),
+                "tasks": l.cards.iter().map(|c| json!({
+                    "key": c.key,
+                    "title": c.title,
+                    "priority": c.priority,
+                    "assignee": c.assignee,
+                    "labels": c.labels,
+                    "due_on": c.due_on.map(|d| d.to_string()),
+                    "version": c.version,
+                    "open_handoffs": c.open_handoffs,
+                    "sync_state": c.sync_state,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "lanes": lanes })
+}
+
+/// A task with what an agent needs to act on it.
+pub fn task(task: &Task, handoffs: &[Handoff], mappings: &[Mapping], history: &[AuditEntry]) -> Value {
+    json!({
+        "task": task,
+        "handoffs": handoffs,
+        "mappings": mappings.iter().map(|m| json!({
+            "connection": m.connection,
+            "external_key": m.external_key,
+            "url": m.url,
+            "sync_state": m.sync_state,
+        })).collect::<Vec<_>>(),
+        "history": history.iter().map(history_entry).collect::<Vec<_>>(),
+    })
+}
+
+/// One history line: who did what, which fields changed, and a comment's text.
+fn history_entry(entry: &AuditEntry) -> Value {
+    let mut line = json!({
+        "at": crate::domain::text::utc_time(entry.at),
+        "actor": entry.actor,
+        "source": entry.source,
+        "action": entry.action,
+    });
+    if let (Some(Value::Object(before)), Some(Value::Object(after))) = (&entry.before, &entry.after) {
+        let changed: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| !matches!(k.as_str(), "version" | "updated_at") && before.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        line["changed"] = json!(changed);
+    }
+    if let Some(comment) = entry.after.as_ref().and_then(|a| a.get("comment")) {
+        line["comment"] = comment.clone();
+    }
+    if let Some(reason) = &entry.reason {
+        line["reason"] = json!(reason);
+    }
+    line
+}
+
+/// The text of a tool result's first content block.
+pub fn first_text(result: &CallToolResult) -> String {
+    result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default()
+}
+
+/// Untrusted free text made safe to store and show: control characters
+/// other than newline and tab (escape sequences, NUL, C1) and bidi
+/// overrides are removed.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            c == '\n'
+                || c == '\t'
+                || !(c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_drops_escape_sequences_and_bidi_overrides_but_keeps_lines() {
+        assert_eq!(sanitize("ok\x1b[31mred\x1b[0m\n\tnext\u{202E}lre\u{0}\u{9b}"), "ok[31mred[0m\n\tnextlre");
+        assert_eq!(sanitize("plain — text"), "plain — text");
+    }
+}

@@ -1,0 +1,369 @@
+//! `mctl mcp` driven by the SDK's client side against a real PostgreSQL:
+//! every tool, its audit entries, the agent policy, malformed arguments, and
+//! the real binary over stdio.
+
+mod common;
+
+use common::mcp::{self, answer, call, tool_error};
+use common::{Cli, TestDb, actor};
+use mission_control::domain::{AgentKind, EnvironmentKind, Project};
+use mission_control::mcp::policy::AgentPolicy;
+use mission_control::store::Store;
+use mission_control::store::agents::NewAgent;
+use mission_control::store::delivery::NewRelease;
+use mission_control::store::tasks::NewTask;
+use rmcp::model::ReadResourceRequestParams;
+use rmcp::{ServiceError, ServiceExt};
+use serde_json::{Value, json};
+
+struct Setup {
+    db: TestDb,
+    store: Store,
+    project: Project,
+}
+
+async fn setup() -> Setup {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = store.create_project(&actor("ops"), "MCP", "Agents", "").await.unwrap();
+    for (handle, kind) in [("bot", AgentKind::Ai), ("ana", AgentKind::Human)] {
+        let agent = NewAgent {
+            handle: handle.into(),
+            display_name: handle.to_uppercase(),
+            kind,
+            capacity: Some(5),
+            skills: vec![],
+        };
+        store.create_agent(&actor("ops"), agent).await.unwrap();
+    }
+    store
+        .create_page(&actor("ops"), project.id, "runbook", "Runbook", "# Restarting\n\nRun `make restart`.")
+        .await
+        .unwrap();
+    Setup { db, store, project }
+}
+
+/// Entries the agent's calls wrote, oldest first: (action, source).
+async fn agent_entries(s: &Setup) -> Vec<(String, String)> {
+    let client = s.db.client().await;
+    client
+        .query("SELECT action, source FROM audit_entry WHERE actor = 'bot' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+fn protocol_error(result: Result<rmcp::model::CallToolResult, ServiceError>) -> (i32, String) {
+    match result {
+        Err(ServiceError::McpError(e)) => (e.code.0, e.message.to_string()),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
+    let s = setup().await;
+    let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+
+    let mut tools: Vec<String> =
+        client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    tools.sort();
+    let mut expected = vec![
+        "comment_task",
+        "create_follow_up",
+        "create_task",
+        "move_task",
+        "open_handoff",
+        "read_board",
+        "read_page",
+        "read_pipelines",
+        "read_task",
+        "release_readiness",
+        "report_deployment",
+        "report_pipeline",
+        "review_queue",
+        "update_description",
+        "update_handoff",
+    ];
+    expected.sort();
+    assert_eq!(tools, expected);
+
+    // Create, read, move (with the version read), describe, comment.
+    let created = answer(
+        call(
+            &client,
+            "create_task",
+            json!({"title": "Rotate the keys", "lane": "Ready", "priority": "high", "labels": ["sec"]}),
+        )
+        .await,
+    );
+    let key = created["key"].as_str().unwrap().to_string();
+    let hostile = answer(call(&client, "create_task", json!({"title": "Clear\u{1b}[2J\u{202e}screen"})).await);
+    assert_eq!(hostile["title"], "Clear[2Jscreen", "control characters and bidi overrides are removed");
+    assert_eq!((created["lane"].as_str(), created["priority"].as_str()), (Some("Ready"), Some("high")));
+    let board = answer(call(&client, "read_board", json!({"label": "sec"})).await);
+    let ready = board["lanes"].as_array().unwrap().iter().find(|l| l["lane"] == "Ready").unwrap();
+    assert_eq!(ready["count"], 1);
+    assert_eq!(ready["tasks"][0]["key"], key.as_str());
+    assert_eq!(board["lanes"].as_array().unwrap().len(), 6);
+
+    let version = created["version"].as_i64().unwrap();
+    let moved =
+        answer(call(&client, "move_task", json!({"key": key, "lane": "Review", "expected_version": version})).await);
+    assert_eq!(moved["lane"], "Review");
+    let stale =
+        tool_error(call(&client, "move_task", json!({"key": key, "lane": "Ready", "expected_version": version})).await);
+    assert!(stale.contains("changed by someone else"), "{stale}");
+    let described = answer(
+        call(
+            &client,
+            "update_description",
+            json!({"key": key, "description": "Keys \u{1b}[31mexpire\u{1b}[0m Friday", "expected_version": moved["version"]}),
+        )
+        .await,
+    );
+    assert_eq!(described["description"], "Keys [31mexpire[0m Friday", "escape characters are removed");
+    answer(call(&client, "comment_task", json!({"key": key, "text": "Started on staging"})).await);
+
+    // Handoffs: open one to ana, ana's side accepts it through the same tool.
+    let handoff = answer(
+        call(
+            &client,
+            "open_handoff",
+            json!({"key": key, "to": "ana", "kind": "blocked", "reason": "need the vault token"}),
+        )
+        .await,
+    );
+    assert_eq!((handoff["from_agent"].as_str(), handoff["state"].as_str()), (Some("bot"), Some("open")));
+    let accepted = answer(call(&client, "update_handoff", json!({"id": handoff["id"], "state": "accepted"})).await);
+    assert_eq!(accepted["state"], "accepted");
+
+    let detail = answer(call(&client, "read_task", json!({"key": key})).await);
+    assert_eq!(detail["task"]["description"], "Keys [31mexpire[0m Friday");
+    assert_eq!(detail["handoffs"].as_array().unwrap().len(), 1);
+    let history = detail["history"].as_array().unwrap();
+    let comment = history.iter().find(|h| h["action"] == "task.comment").unwrap();
+    assert_eq!((comment["comment"].as_str(), comment["actor"].as_str()), (Some("Started on staging"), Some("bot")));
+    assert!(
+        history.iter().any(|h| h["action"] == "task.move" && h["changed"].as_array().unwrap().contains(&json!("lane")))
+    );
+
+    // Delivery: a failed run, its follow-up, a deployment, readiness, the review queue.
+    let pipeline = answer(
+        call(
+            &client,
+            "report_pipeline",
+            json!({"name": "ci", "git_ref": "main", "status": "failed", "commit_sha": "abc1234"}),
+        )
+        .await,
+    );
+    let again = answer(
+        call(
+            &client,
+            "report_pipeline",
+            json!({"name": "ci", "git_ref": "main", "status": "failed", "commit_sha": "abc1234"}),
+        )
+        .await,
+    );
+    assert_eq!(pipeline["id"], again["id"], "reporting twice is one run");
+    let failing = answer(call(&client, "read_pipelines", json!({"failed_only": true})).await);
+    assert_eq!(failing["pipelines"].as_array().unwrap().len(), 1);
+    let follow_up = answer(call(&client, "create_follow_up", json!({"pipeline_id": pipeline["id"]})).await);
+    let not_failed =
+        answer(call(&client, "report_pipeline", json!({"name": "lint", "git_ref": "main", "status": "success"})).await);
+    let refused = protocol_error(call(&client, "create_follow_up", json!({"pipeline_id": not_failed["id"]})).await);
+    assert!(refused.1.contains("has not failed"), "{refused:?}");
+    assert_eq!(follow_up["title"], "Fix failing ci on main");
+    assert_eq!(follow_up["labels"], json!(["ci"]));
+    s.store.create_environment(&actor("ops"), s.project.id, "staging", EnvironmentKind::Staging, None).await.unwrap();
+    let deployment = answer(
+        call(&client, "report_deployment", json!({"environment": "staging", "git_ref": "main", "status": "success"}))
+            .await,
+    );
+    assert_eq!(deployment["status"], "success");
+    let release = NewRelease { name: "1.0".into(), commit_sha: Some("abc1234".into()), ..NewRelease::default() };
+    s.store.create_release(&actor("ops"), s.project.id, release).await.unwrap();
+    s.store.link_release_tasks(&actor("ops"), s.project.id, "1.0", std::slice::from_ref(&key), true).await.unwrap();
+    let readiness = answer(call(&client, "release_readiness", json!({"release": "1.0"})).await);
+    assert_eq!(readiness["ready"], false);
+    assert_eq!(readiness["open_tasks"], json!([key]));
+    assert_eq!(readiness["failing_pipelines"], json!(["ci (failed)"]));
+    let review = answer(call(&client, "review_queue", json!({})).await);
+    assert_eq!(review["tasks"][0]["key"], key.as_str());
+
+    // Knowledge pages, as a tool and as resources.
+    let page = answer(call(&client, "read_page", json!({"slug": "runbook"})).await);
+    assert!(page["body"].as_str().unwrap().contains("make restart"));
+    let resources = client.list_all_resources().await.unwrap();
+    assert_eq!(resources.iter().map(|r| r.uri.as_str()).collect::<Vec<_>>(), ["mctl://MCP/pages/runbook"]);
+    let read = client.read_resource(ReadResourceRequestParams::new("mctl://MCP/pages/runbook")).await.unwrap();
+    let text = serde_json::to_value(&read).unwrap();
+    assert!(text.to_string().contains("make restart"), "{text}");
+    assert!(client.read_resource(ReadResourceRequestParams::new("mctl://MCP/pages/nope")).await.is_err());
+    let missing = tool_error(call(&client, "read_task", json!({"key": "MCP-999"})).await);
+    assert!(missing.contains("not found"), "{missing}");
+
+    // Every entry the calls wrote is the agent's, with source agent.
+    let entries = agent_entries(&s).await;
+    assert!(entries.iter().all(|(_, source)| source == "agent"), "{entries:?}");
+    let actions: Vec<&str> = entries.iter().map(|(a, _)| a.as_str()).collect();
+    for action in [
+        "task.create",
+        "mcp.read_board",
+        "task.move",
+        "task.update",
+        "task.comment",
+        "handoff.open",
+        "mcp.read_task",
+        "pipeline.report",
+        "mcp.read_pipelines",
+        "deployment.report",
+        "mcp.release_readiness",
+        "mcp.review_queue",
+        "mcp.read_page",
+        "mcp.read_resource",
+    ] {
+        assert!(actions.contains(&action), "no {action} in {actions:?}");
+    }
+    assert_eq!(actions.iter().filter(|a| **a == "task.create").count(), 3, "two tasks and the follow-up");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_refuses_and_audits_a_move_to_done_and_a_read_only_agent_cannot_write() {
+    let s = setup().await;
+    let task = s
+        .store
+        .create_task(
+            &actor("ops"),
+            s.project.id,
+            NewTask { title: "Ship it".into(), lane: Some("Review".into()), ..NewTask::default() },
+        )
+        .await
+        .unwrap();
+
+    let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+    let refused = tool_error(
+        call(&client, "move_task", json!({"key": task.key, "lane": "Done", "expected_version": task.version})).await,
+    );
+    assert!(refused.starts_with("denied:") && refused.contains("a human has to"), "{refused}");
+    let after = s.store.task_by_key(&task.key).await.unwrap();
+    assert_eq!((after.lane.as_str(), after.version), ("Review", task.version), "nothing moved");
+    let client_db = s.db.client().await;
+    let denied = client_db
+        .query_one(
+            "SELECT after FROM audit_entry WHERE action = 'mcp.denied' AND actor = 'bot' AND source = 'agent'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, Value>(0);
+    assert_eq!(denied["tool"], "move_task");
+    assert_eq!(denied["arguments"]["lane"], "Done");
+    client.cancel().await.unwrap();
+
+    // Read-only: reads work, every write is refused and audited, nothing written.
+    let read_only: AgentPolicy = toml::from_str("read_only = true").unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", read_only).await;
+    answer(call(&client, "read_board", json!({})).await);
+    let tasks_before = s.db.count("task").await;
+    for (tool, args) in [
+        ("create_task", json!({"title": "sneaky"})),
+        ("move_task", json!({"key": task.key, "lane": "In Progress", "expected_version": task.version})),
+        ("comment_task", json!({"key": task.key, "text": "hi"})),
+        ("report_pipeline", json!({"name": "ci", "git_ref": "main", "status": "success"})),
+    ] {
+        let refused = tool_error(call(&client, tool, args).await);
+        assert!(refused.contains("read-only"), "{tool}: {refused}");
+    }
+    assert_eq!(s.db.count("task").await, tasks_before);
+    assert_eq!(s.db.count("pipeline").await, 0);
+    assert_eq!(s.store.task_by_key(&task.key).await.unwrap().version, task.version);
+    assert_eq!(s.db.count("audit_entry WHERE action = 'mcp.denied'").await, 5);
+    client.cancel().await.unwrap();
+
+    // An allow-list hides nothing from tools/list but refuses the rest.
+    let narrow: AgentPolicy = toml::from_str(r#"tools = ["read_board"]"#).unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", narrow).await;
+    assert!(tool_error(call(&client, "read_task", json!({"key": task.key})).await).contains("not among"));
+    assert!(client.list_all_resources().await.unwrap().is_empty(), "pages need read_page");
+    client.cancel().await.unwrap();
+
+    // A policy naming a tool that does not exist is refused up front.
+    let typo: AgentPolicy = toml::from_str(r#"deny_tools = ["move_tsk"]"#).unwrap();
+    let error =
+        mission_control::mcp::McpServer::new(s.store.clone(), s.project.clone(), "bot", typo).await.err().unwrap();
+    assert!(error.to_string().contains("move_tsk"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_arguments_are_protocol_errors_and_write_nothing() {
+    let s = setup().await;
+    let task = s
+        .store
+        .create_task(&actor("ops"), s.project.id, NewTask { title: "Here".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+    let (tasks, entries) = (s.db.count("task").await, s.db.count("audit_entry").await);
+    let huge = "x".repeat(1 << 20);
+    for (tool, args) in [
+        ("create_task", json!({"title": 5})),
+        ("create_task", json!({})),
+        ("create_task", json!({"title": "ok", "colour": "red"})),
+        ("create_task", json!({"title": huge})),
+        ("create_task", json!({"title": "ok", "description": "y".repeat(100_001)})),
+        ("create_task", json!({"title": "ok", "priority": "whenever"})),
+        ("create_task", json!({"title": "ok", "due_on": "tomorrow-ish"})),
+        ("create_task", json!({"title": "two\nlines"})),
+        ("move_task", json!({"key": task.key, "lane": "Ready", "expected_version": "one"})),
+        ("move_task", json!({"key": task.key, "lane": "Ready", "expected_version": 1, "position": "sideways"})),
+        ("read_task", json!({"key": huge})),
+        ("comment_task", json!({"key": task.key, "text": "z".repeat(10_001)})),
+        ("update_handoff", json!({"id": 1, "state": "cancelled"})),
+        ("read_board", json!({"limit_per_lane": -3})),
+    ] {
+        let (code, message) = protocol_error(call(&client, tool, args.clone()).await);
+        assert_eq!(code, -32602, "{tool} {}: {message}", mission_control::domain::text::clip(&args.to_string(), 80));
+        assert!(message.len() < 600, "the message is one short line: {}", message.len());
+    }
+    assert_eq!(s.db.count("task").await, tasks);
+    assert_eq!(s.db.count("audit_entry").await, entries, "nothing was written, not even an audit entry");
+    // The session survives all of that.
+    answer(call(&client, "read_board", json!({})).await);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_stdio_for_an_existing_agent_and_refuses_an_unknown_one() {
+    let s = setup().await;
+    let cli = Cli::new(&s.db);
+    let refused = cli.run(&["mcp", "--agent", "ghost", "--project", "MCP"]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("no agent \"ghost\"") && refused.stderr.contains("mctl agent create"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
+
+    let mut child = tokio::process::Command::from(cli.command())
+        .args(["mcp", "--agent", "bot", "--project", "MCP"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (stdout, stdin) = (child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    let client = ().serve((stdout, stdin)).await.expect("an MCP session over stdio");
+    let info = client.peer_info().expect("the server introduced itself");
+    assert!(info.instructions.as_deref().unwrap_or_default().contains("acting as agent bot"));
+    let board = answer(call(&client, "read_board", json!({})).await);
+    assert_eq!(board["lanes"][0]["lane"], "Inbox");
+    client.cancel().await.unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "mctl mcp ends cleanly when the client goes: {status}");
+    assert_eq!(agent_entries(&s).await, [("mcp.read_board".to_string(), "agent".to_string())]);
+}
