@@ -1,5 +1,7 @@
 //! An MCP client session against an in-process `McpServer` over a pipe, the
-//! way `mctl mcp` serves one over stdio.
+//! way `mctl mcp` serves one over stdio. Shared with the benches, which use
+//! only part of it.
+#![allow(dead_code)]
 
 use mission_control::domain::Project;
 use mission_control::mcp::McpServer;
