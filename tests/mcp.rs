@@ -137,8 +137,12 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
         .await,
     );
     assert_eq!((handoff["from_agent"].as_str(), handoff["state"].as_str()), (Some("bot"), Some("open")));
-    let accepted = answer(call(&client, "update_handoff", json!({"id": handoff["id"], "state": "accepted"})).await);
+    let not_mine = tool_error(call(&client, "update_handoff", json!({"id": handoff["id"], "state": "accepted"})).await);
+    assert!(not_mine.contains("addressed to ana"), "{not_mine}");
+    let ana = mcp::connect(&s.store, &s.project, "ana", AgentPolicy::default()).await;
+    let accepted = answer(call(&ana, "update_handoff", json!({"id": handoff["id"], "state": "accepted"})).await);
     assert_eq!(accepted["state"], "accepted");
+    ana.cancel().await.unwrap();
 
     let detail = answer(call(&client, "read_task", json!({"key": key})).await);
     assert_eq!(detail["task"]["description"], "Keys [31mexpire[0m Friday");

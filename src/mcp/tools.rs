@@ -231,7 +231,8 @@ impl McpServer {
         ok(attempt!(self.store.open_handoff(&actor, new)))
     }
 
-    #[tool(description = "Accepts, resolves or rejects a handoff (by id, as read_task lists them).")]
+    #[tool(description = "Accepts or rejects a handoff addressed to this agent, or resolves one it is party to \
+                       (by id, as read_task lists them).")]
     async fn update_handoff(&self, Parameters(args): Parameters<UpdateHandoff>) -> Answer {
         let actor = admit!(self, "update_handoff", Access::Write, &args);
         let state = parse::<HandoffState>(Some(&args.state))?.unwrap_or(HandoffState::Open);
@@ -241,6 +242,19 @@ impl McpServer {
         let handoff = attempt!(self.store.handoff_by_id(args.id));
         if handoff.project_id != self.project.id {
             return failed(StoreError::not_found("handoff", args.id));
+        }
+        // The receiver answers a handoff; either side may resolve it.
+        let me = Some(self.agent.handle.as_str());
+        let party = me == Some(handoff.to_agent.as_str())
+            || (state == HandoffState::Resolved && handoff.from_agent.as_deref() == me);
+        if !party {
+            let reason = format!(
+                "handoff {} is addressed to {}: only they can {} it",
+                handoff.id,
+                handoff.to_agent,
+                if state == HandoffState::Resolved { "resolve (with its opener)" } else { "answer" }
+            );
+            return Ok(self.deny("update_handoff", &reason, &as_value(&args)).await);
         }
         let note = sanitize(args.note.as_deref().unwrap_or_default());
         ok(attempt!(self.store.transition_handoff(&actor, args.id, state, &note, None)))
