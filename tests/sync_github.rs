@@ -435,6 +435,25 @@ async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_req
     let reads: Vec<_> = s.forge.requests().into_iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(reads, ["GET /repos/acme/app/issues/2"], "one read of the named issue, no listing, no write");
 
+    // A burst: both issues edited, each delivered several times (redeliveries
+    // of one id, and several ids for one issue): each change applied once.
+    s.forge.edit(1, |i| i.title = "First, renamed".into());
+    s.forge.edit(3, |i| i.title = "Third, renamed".into());
+    let synced_before = s.db.count("audit_entry WHERE action = 'task.sync'").await;
+    for (delivery, number) in [("b-1", 1), ("b-1", 1), ("b-2", 1), ("b-3", 3), ("b-3", 3), ("b-4", 3), ("b-5", 1)] {
+        let body =
+            serde_json::to_vec(&serde_json::json!({ "action": "edited", "issue": { "number": number } })).unwrap();
+        let headers = common::hooks::github("whsec-e2e", delivery, "issues", &body);
+        let (status, answer) = receiver.post("/hooks/github", &headers, &body).await;
+        assert!(status == 202 || status == 200, "{status} {answer}");
+    }
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(task_of(&s, 1).await.title, "First, renamed");
+    assert_eq!(task_of(&s, 3).await.title, "Third, renamed");
+    assert_eq!(s.db.count("audit_entry WHERE action = 'task.sync'").await - synced_before, 2, "one change each");
+    assert_eq!(s.db.count("webhook_inbox").await, 6, "b-1 and b-3 stored once each");
+
     // Reordering inside a lane changes no synced field: queued, but no request.
     s.forge.reset_log();
     let task = task_of(&s, 3).await;
