@@ -8,6 +8,7 @@ pub mod agents;
 pub mod audit;
 pub mod board;
 pub mod delivery;
+pub mod dispatch;
 mod error;
 pub mod handoffs;
 pub mod integrations;
