@@ -206,6 +206,8 @@ impl Context {
             read_only: self.read_only,
             mouse: self.config.console.mouse,
             stale_after: time::Duration::days(self.config.console.stale_days.unwrap_or(7).clamp(1, 365)),
+            offline_after: time::Duration::try_from(self.config.dispatch.offline_after())
+                .unwrap_or(time::Duration::minutes(15)),
             keymap: std::sync::Arc::new(keymap),
             theme: std::sync::Arc::new(theme),
             warnings,
