@@ -6,6 +6,7 @@ mod audit;
 mod automation;
 mod db;
 mod delivery;
+mod dispatch;
 mod handoff;
 mod integration;
 mod lane;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Transfer or blocked-work contracts between actors.
     #[command(subcommand)]
     Handoff(handoff::HandoffCommand),
+    /// Agents claim ready work: `dispatch next --agent HANDLE`.
+    #[command(subcommand)]
+    Dispatch(dispatch::DispatchCommand),
     /// Dated iterations; a task is in at most one.
     #[command(subcommand)]
     Cycle(planning::CycleCommand),
@@ -272,6 +276,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Task(command) => task::run(&ctx, command).await,
         Command::Handoff(command) => handoff::run(&ctx, command).await,
+        Command::Dispatch(command) => dispatch::run(&ctx, command).await,
         Command::Cycle(command) => planning::run_cycle(&ctx, command).await,
         Command::Module(command) => planning::run_module(&ctx, command).await,
         Command::Page(command) => planning::run_page(&ctx, command).await,
