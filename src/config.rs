@@ -32,6 +32,8 @@ pub struct Config {
     pub pool_size: Option<usize>,
     #[serde(default)]
     pub console: ConsoleConfig,
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
     /// `[agents.HANDLE]`: what each agent may do through `mctl mcp`.
     #[serde(default)]
     pub agents: std::collections::BTreeMap<String, crate::mcp::policy::AgentPolicy>,
@@ -53,6 +55,36 @@ pub struct ConsoleConfig {
     pub snapshot_before_bulk: Option<usize>,
 }
 
+/// The `[dispatch]` table.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Minutes without a heartbeat after which an agent is marked offline
+    /// (default 15, at most a week).
+    pub offline_after_minutes: Option<u64>,
+}
+
+impl DispatchConfig {
+    pub const DEFAULT_OFFLINE_AFTER_MINUTES: u64 = 15;
+    const MAX_OFFLINE_AFTER_MINUTES: u64 = 7 * 24 * 60;
+
+    /// How long an agent may stay silent before it is marked offline.
+    pub fn offline_after(&self) -> std::time::Duration {
+        let minutes = self.offline_after_minutes.unwrap_or(Self::DEFAULT_OFFLINE_AFTER_MINUTES);
+        std::time::Duration::from_secs(minutes * 60)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        match self.offline_after_minutes {
+            Some(m) if !(1..=Self::MAX_OFFLINE_AFTER_MINUTES).contains(&m) => Err(format!(
+                "[dispatch] offline_after_minutes = {m}: use a number of minutes from 1 to {}; fix the file",
+                Self::MAX_OFFLINE_AFTER_MINUTES
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Config {
     /// Reads the file if it exists; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Config> {
@@ -66,7 +98,7 @@ impl Config {
 
     /// Parses config text; the error is one line with the position of the problem.
     pub fn parse(text: &str) -> std::result::Result<Config, String> {
-        toml::from_str(text).map_err(|e| {
+        let config: Config = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().replace('\n', " ");
             match e.span() {
                 Some(span) => {
@@ -77,7 +109,9 @@ impl Config {
                 }
                 None => format!("{message}; fix the file or move it away"),
             }
-        })
+        })?;
+        config.dispatch.check()?;
+        Ok(config)
     }
 }
 
@@ -192,5 +226,17 @@ mod tests {
         assert_eq!(config.project.as_deref(), Some("OPS"));
         assert!(config.read_only);
         assert_eq!(config.pool_size, Some(4));
+    }
+
+    #[test]
+    fn dispatch_offline_after_defaults_and_bounds() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.dispatch.offline_after(), std::time::Duration::from_secs(15 * 60));
+        let config = Config::parse("[dispatch]\noffline_after_minutes = 5").unwrap();
+        assert_eq!(config.dispatch.offline_after(), std::time::Duration::from_secs(300));
+        let err = Config::parse("[dispatch]\noffline_after_minutes = 0").unwrap_err();
+        assert!(err.contains("offline_after_minutes") && !err.contains('\n'), "{err}");
+        let err = Config::parse("[dispatch]\noffline_after = 5").unwrap_err();
+        assert!(err.contains("offline_after"), "{err}");
     }
 }

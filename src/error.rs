@@ -9,6 +9,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     pub const CONFLICT: u8 = 3;
     pub const NOT_FOUND: u8 = 4;
+    /// `dispatch next` ran fine but claimed nothing (nothing ready, at capacity, agent away or offline).
+    pub const NOTHING_CLAIMED: u8 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,10 @@ pub enum Error {
     /// The command ran but did not succeed (a sync pass with failed keys, a provider that refused).
     #[error("{0}")]
     Failed(String),
+
+    /// `dispatch next` claimed nothing; the command already said why on stdout.
+    #[error("nothing was claimed")]
+    NothingClaimed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,6 +50,7 @@ impl Error {
             Error::Store(StoreError::NotFound { .. }) => exit::NOT_FOUND,
             Error::Store(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => exit::CONFLICT,
             Error::Store(StoreError::Invalid(_)) | Error::Usage(_) => exit::USAGE,
+            Error::NothingClaimed => exit::NOTHING_CLAIMED,
             _ => exit::FAILURE,
         }
     }

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Already reported on stdout: an answer, not an error.
+        Err(e @ mission_control::error::Error::NothingClaimed) => ExitCode::from(e.exit_code()),
         Err(e) => {
             tracing::error!(error = %e, "command failed");
             eprintln!("error: {}", mission_control::domain::text::for_terminal(&e.to_string()));

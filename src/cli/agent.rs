@@ -1,8 +1,9 @@
-//! `mctl agent create|list|show|update`.
+//! `mctl agent create|list|show|update|heartbeat`.
 
 use clap::Subcommand;
 
 use super::Context;
+use super::delivery::age;
 use super::output::{self, Table};
 use crate::domain::{AgentKind, AgentStatus};
 use crate::error::Result;
@@ -26,7 +27,8 @@ pub enum AgentCommand {
         #[arg(long = "skill")]
         skills: Vec<String>,
     },
-    /// List agents with their current load.
+    /// List agents with their status, when they were last seen, and their
+    /// load (tasks in started lanes of every project) against capacity.
     List,
     /// Show one agent.
     Show { handle: String },
@@ -45,6 +47,14 @@ pub enum AgentCommand {
         /// Replace the skills (repeatable).
         #[arg(long = "skill")]
         skills: Vec<String>,
+    },
+    /// Record that the agent is alive, optionally setting its status. An
+    /// offline agent that heartbeats becomes available.
+    Heartbeat {
+        handle: String,
+        /// available, busy, away or offline.
+        #[arg(long)]
+        status: Option<AgentStatus>,
     },
 }
 
@@ -65,13 +75,15 @@ pub async fn run(ctx: &Context, command: AgentCommand) -> Result<()> {
             if ctx.json {
                 return output::json(&agents);
             }
-            let mut table = Table::new(&["HANDLE", "NAME", "KIND", "STATUS", "LOAD"]);
+            let now = time::OffsetDateTime::now_utc();
+            let mut table = Table::new(&["HANDLE", "NAME", "KIND", "STATUS", "LAST SEEN", "LOAD"]);
             for a in &agents {
                 table.row([
                     format!("@{}", a.agent.handle),
                     a.agent.display_name.clone(),
                     a.agent.kind.to_string(),
                     a.agent.status.to_string(),
+                    a.agent.last_seen_at.map_or_else(|| "never".to_string(), |t| format!("{} ago", age(now, t))),
                     format!("{}/{}", a.in_progress, a.agent.capacity),
                 ]);
             }
@@ -84,6 +96,9 @@ pub async fn run(ctx: &Context, command: AgentCommand) -> Result<()> {
             }
             output::line(format!("@{}  {}", agent.handle, output::cell(&agent.display_name, 80)));
             output::line(format!("kind: {}  status: {}  capacity: {}", agent.kind, agent.status, agent.capacity));
+            if let Some(seen) = agent.last_seen_at {
+                output::line(format!("last seen: {} ago", age(time::OffsetDateTime::now_utc(), seen)));
+            }
             if !agent.skills.is_empty() {
                 output::line(format!("skills: {}", output::cell(&agent.skills.join(", "), 200)));
             }
@@ -101,6 +116,13 @@ pub async fn run(ctx: &Context, command: AgentCommand) -> Result<()> {
                 return output::json(&agent);
             }
             output::line(format!("updated agent @{}", agent.handle));
+        }
+        AgentCommand::Heartbeat { handle, status } => {
+            let agent = store.heartbeat(&ctx.actor(), &handle, status).await?;
+            if ctx.json {
+                return output::json(&agent);
+            }
+            output::line(format!("@{} is {}, seen now", agent.handle, agent.status));
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ mod audit;
 mod automation;
 mod db;
 mod delivery;
+mod dispatch;
 mod handoff;
 mod integration;
 mod lane;
@@ -94,6 +95,9 @@ pub enum Command {
     /// Transfer or blocked-work contracts between actors.
     #[command(subcommand)]
     Handoff(handoff::HandoffCommand),
+    /// Agents claim ready work: `dispatch next --agent HANDLE`.
+    #[command(subcommand)]
+    Dispatch(dispatch::DispatchCommand),
     /// Dated iterations; a task is in at most one.
     #[command(subcommand)]
     Cycle(planning::CycleCommand),
@@ -209,6 +213,8 @@ impl Context {
             read_only: self.read_only,
             mouse: self.config.console.mouse,
             stale_after: time::Duration::days(self.config.console.stale_days.unwrap_or(7).clamp(1, 365)),
+            offline_after: time::Duration::try_from(self.config.dispatch.offline_after())
+                .unwrap_or(time::Duration::minutes(15)),
             keymap: std::sync::Arc::new(keymap),
             theme: std::sync::Arc::new(theme),
             warnings,
@@ -273,6 +279,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Task(command) => task::run(&ctx, command).await,
         Command::Handoff(command) => handoff::run(&ctx, command).await,
+        Command::Dispatch(command) => dispatch::run(&ctx, command).await,
         Command::Cycle(command) => planning::run_cycle(&ctx, command).await,
         Command::Module(command) => planning::run_module(&ctx, command).await,
         Command::Page(command) => planning::run_page(&ctx, command).await,

@@ -100,6 +100,8 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                     project_id,
                     pull_every: std_duration(pull_every),
                     full_every: std_duration(full_every),
+                    // One worker is enough to keep agent status honest.
+                    offline_after: (n == 0).then(|| ctx.config.dispatch.offline_after()),
                     ..WorkerOptions::default()
                 };
                 let mut worker = Worker::new(store.clone(), options, limiters.clone());

@@ -6,7 +6,6 @@ use time::{Date, Duration, OffsetDateTime};
 use super::action::Failure;
 use super::sync::SyncIssues;
 use crate::domain::*;
-use crate::store::Store;
 use crate::store::agents::AgentLoad;
 use crate::store::audit::AuditQuery;
 use crate::store::board::{BoardLane, Card, CardFilter};
@@ -14,6 +13,7 @@ use crate::store::handoffs::HandoffFilter;
 use crate::store::integrations::MappingFilter;
 use crate::store::sync::SyncHealth;
 use crate::store::views::Risk;
+use crate::store::{Actor, Store};
 
 /// Cards fetched per lane on a board load, and per window when scrolling.
 pub const FIRST_PAGE: i64 = 50;
@@ -56,16 +56,20 @@ pub enum Query {
     Inbox {
         operator: String,
     },
+    /// Also marks agents silent for `offline_after` offline.
     Today {
         today: Date,
+        offline_after: Duration,
     },
     Planning {
         today: Date,
     },
     Delivery,
+    /// Also marks agents silent for `offline_after` offline.
     Risks {
         now: OffsetDateTime,
         stale_after: Duration,
+        offline_after: Duration,
     },
     Recovery,
     Settings,
@@ -132,6 +136,13 @@ pub struct InboxData {
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
+pub struct TodayData {
+    pub tasks: Vec<Task>,
+    /// Every agent's load against its capacity, for the Agents section.
+    pub agents: Vec<AgentLoad>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlanningData {
     pub cycles: Vec<Cycle>,
     pub modules: Vec<Module>,
@@ -174,7 +185,7 @@ pub enum Loaded {
         cards: Vec<Card>,
     },
     Inbox(InboxData),
-    Today(Vec<Task>),
+    Today(TodayData),
     Planning(PlanningData),
     Delivery(DeliveryData),
     /// The Risks screen: the project's risks and its open sync problems.
@@ -201,8 +212,22 @@ pub enum Loaded {
     SyncHealth(Vec<SyncHealth>),
 }
 
-/// Runs one query for project `project_id`.
-pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loaded, Failure> {
+/// Marks silent agents offline, so the status Today and Risks show is honest
+/// even when no sync worker runs. A read-only session leaves that to others,
+/// and a failure here never keeps the screen from loading.
+async fn expire_silent_agents(store: &Store, actor: &Actor, after: Duration) {
+    if store.is_read_only() {
+        return;
+    }
+    let after = std::time::Duration::try_from(after).unwrap_or(std::time::Duration::from_secs(15 * 60));
+    if let Err(e) = store.expire_silent_agents(&actor.next_operation(), after).await {
+        tracing::warn!(error = %e, "marking silent agents offline");
+    }
+}
+
+/// Runs one query for project `project_id`; `actor` is the console's, for
+/// the housekeeping some loads do.
+pub async fn fetch(store: &Store, actor: &Actor, project_id: i64, query: Query) -> Result<Loaded, Failure> {
     Ok(match query {
         Query::Board { filter } => Loaded::Board(store.load_board_filtered(project_id, &filter, FIRST_PAGE).await?),
         Query::LaneWindow { lane_id, filter, offset } => {
@@ -218,7 +243,13 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
             };
             Loaded::Inbox(InboxData { tasks, handoffs })
         }
-        Query::Today { today } => Loaded::Today(store.today_tasks(project_id, today).await?),
+        Query::Today { today, offline_after } => {
+            expire_silent_agents(store, actor, offline_after).await;
+            Loaded::Today(TodayData {
+                tasks: store.today_tasks(project_id, today).await?,
+                agents: store.list_agents().await?,
+            })
+        }
         Query::Planning { today } => Loaded::Planning(PlanningData {
             cycles: store.list_cycles(project_id, today).await?,
             modules: store.list_modules(project_id).await?,
@@ -238,13 +269,16 @@ pub async fn fetch(store: &Store, project_id: i64, query: Query) -> Result<Loade
                 review: store.review_queue(project_id).await?,
             })
         }
-        Query::Risks { now, stale_after } => Loaded::Risks {
-            risks: store.risks(project_id, now, stale_after).await?,
-            sync: SyncIssues {
-                conflicts: store.sync_conflicts(project_id, false).await?,
-                dead_letters: crate::sync::queue::dead_letters(store, project_id).await?,
-            },
-        },
+        Query::Risks { now, stale_after, offline_after } => {
+            expire_silent_agents(store, actor, offline_after).await;
+            Loaded::Risks {
+                risks: store.risks(project_id, now, stale_after, offline_after).await?,
+                sync: SyncIssues {
+                    conflicts: store.sync_conflicts(project_id, false).await?,
+                    dead_letters: crate::sync::queue::dead_letters(store, project_id).await?,
+                },
+            }
+        }
         Query::Recovery => Loaded::Recovery(store.list_snapshots(project_id).await?),
         Query::Settings => Loaded::Settings(SettingsData {
             lanes: store.list_lanes(project_id).await?,

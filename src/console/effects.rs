@@ -66,8 +66,9 @@ impl Runner {
         match effect {
             Effect::Query { id, query } => {
                 let key = query.key();
+                let actor = self.actor.clone();
                 let handle = tokio::spawn(async move {
-                    let result = data::fetch(&store, project_id, query).await;
+                    let result = data::fetch(&store, &actor, project_id, query).await;
                     let _ = tx.send(Action::Loaded { id, result });
                     drop(guard);
                 });

@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 
 use super::state::{AppState, Screen};
 use crate::domain::{
-    DeploymentStatus, Handoff, HandoffState, LaneCategory, PipelineStatus, Priority, ReleaseStatus, Task,
+    AgentStatus, DeploymentStatus, Handoff, HandoffState, LaneCategory, PipelineStatus, Priority, ReleaseStatus, Task,
 };
+use crate::store::agents::AgentLoad;
 use crate::store::views::Risk;
 
 /// What a row is about: what Enter opens and the task keys act on.
@@ -142,6 +143,43 @@ fn handoff_row(h: &Handoff, now: OffsetDateTime, to_operator: bool) -> Row {
     }
 }
 
+/// An agent's load against its capacity, as dispatch sees it (started
+/// lanes of every project): at capacity is a warning, over it a danger.
+fn agent_row(load: &AgentLoad, now: OffsetDateTime) -> Row {
+    let agent = &load.agent;
+    let capacity = i64::from(agent.capacity);
+    let load_tone = match load.in_progress {
+        n if n > capacity => Tone::Danger,
+        n if n == capacity => Tone::Warn,
+        _ => Tone::Normal,
+    };
+    let status_tone = match agent.status {
+        AgentStatus::Available => Tone::Ok,
+        AgentStatus::Busy => Tone::Warn,
+        AgentStatus::Away => Tone::Muted,
+        AgentStatus::Offline => Tone::Danger,
+    };
+    Row {
+        cells: vec![
+            cell(format!("@{}", agent.handle), 12, Tone::Accent),
+            cell(format!("{}/{}", load.in_progress, agent.capacity), 7, load_tone),
+            cell(agent.status.to_string(), 10, status_tone),
+            cell(
+                match agent.last_seen_at {
+                    // The database clock may run a little ahead of this one.
+                    Some(t) if t >= now => "seen now".to_string(),
+                    Some(t) => format!("seen {} ago", age(now, t)),
+                    None => String::new(),
+                },
+                14,
+                Tone::Muted,
+            ),
+            cell(&agent.display_name, 0, Tone::Normal),
+        ],
+        target: Target::None,
+    }
+}
+
 fn progress(done: i64, total: i64) -> String {
     let width = 10;
     let filled = if total > 0 { (done * width / total) as usize } else { 0 };
@@ -196,17 +234,14 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
         }
         Screen::Today => {
             let Some(today) = &state.today else { return loading() };
-            let mut sections: Vec<Section> = Vec::new();
+            let mut sections = vec![Section {
+                title: "Agents (in progress/capacity)".into(),
+                rows: state.agents.iter().map(|a| agent_row(a, now)).collect(),
+                empty: "no agents",
+            }];
             for task in today {
-                let owner = task.assignee.clone();
-                let title = match &owner {
-                    Some(handle) => {
-                        let load = state.agents.iter().find(|a| &a.agent.handle == handle);
-                        match load {
-                            Some(a) => format!("@{handle}  {}/{} in progress", a.in_progress, a.agent.capacity),
-                            None => format!("@{handle}"),
-                        }
-                    }
+                let title = match &task.assignee {
+                    Some(handle) => format!("@{handle}"),
                     None => "Unassigned".to_string(),
                 };
                 if sections.last().is_none_or(|s| s.title != title) {
@@ -216,7 +251,7 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
                     section.rows.push(task_row(task, now, true));
                 }
             }
-            if sections.is_empty() {
+            if today.is_empty() {
                 sections.push(Section { title: "Today".into(), rows: Vec::new(), empty: "nothing in progress or due" });
             }
             let tasks: Vec<&Task> = today.iter().collect();
@@ -539,6 +574,23 @@ fn risk_row(risk: &Risk, now: OffsetDateTime) -> Row {
             format!("{} waits on @{}: {}", handoff.task_key, handoff.to_agent, handoff.reason),
             Target::Handoff { id: handoff.id, task: handoff.task_key.clone(), state: handoff.state },
         ),
+        Risk::OfflineAgentWithWork { agent, tasks } => {
+            let seen = match agent.last_seen_at {
+                Some(t) => format!("last seen {} ago", age(now, t)),
+                None => "never seen".to_string(),
+            };
+            let what = if agent.status == AgentStatus::Offline { "offline" } else { "silent" };
+            (
+                if agent.status == AgentStatus::Offline { "agent offline" } else { "agent silent" },
+                Tone::Danger,
+                format!(
+                    "@{} is {what} ({seen}) and holds {tasks} task{} in progress",
+                    agent.handle,
+                    if *tasks == 1 { "" } else { "s" }
+                ),
+                Target::None,
+            )
+        }
         Risk::LaneOverLimit { lane } => (
             "over WIP limit",
             Tone::Warn,

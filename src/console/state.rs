@@ -430,6 +430,8 @@ pub struct ConsoleOptions {
     pub mouse: bool,
     /// Tasks in started lanes untouched for this long are risks.
     pub stale_after: Duration,
+    /// Agents silent for this long are marked offline (`[dispatch] offline_after_minutes`).
+    pub offline_after: Duration,
     pub keymap: Arc<Keymap>,
     pub theme: Arc<Theme>,
     /// Problems found in the keymap or theme, shown when the console opens.
@@ -448,6 +450,7 @@ impl ConsoleOptions {
             read_only: false,
             mouse: false,
             stale_after: Duration::days(7),
+            offline_after: Duration::minutes(15),
             keymap: Arc::new(keymap),
             theme: Arc::new(theme),
             warnings,
@@ -491,6 +494,7 @@ pub struct AppState {
     pub history: Vec<String>,
     pub refresh_scheduled: bool,
     pub stale_after: Duration,
+    pub offline_after: Duration,
     pub should_quit: bool,
     /// Ticks since start, for the fallback poll's rhythm.
     pub ticks: u64,
@@ -540,6 +544,7 @@ impl AppState {
             history: Vec::new(),
             refresh_scheduled: false,
             stale_after: options.stale_after,
+            offline_after: options.offline_after,
             should_quit: false,
             ticks: 0,
             progress: None,

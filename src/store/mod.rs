@@ -9,6 +9,7 @@ pub mod audit;
 pub mod board;
 pub mod comments;
 pub mod delivery;
+pub mod dispatch;
 mod error;
 pub mod handoffs;
 pub mod integrations;

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime};
 
-use super::rows::{self, DEPLOYMENT_COLUMNS, HANDOFF_COLUMNS, HANDOFF_JOINS, TASK_COLUMNS, TASK_JOINS};
+use super::rows::{self, AGENT_COLUMNS, DEPLOYMENT_COLUMNS, HANDOFF_COLUMNS, HANDOFF_JOINS, TASK_COLUMNS, TASK_JOINS};
 use super::{Store, StoreResult};
-use crate::domain::{Deployment, Handoff, Lane, Pipeline, SnapshotMeta, Task};
+use crate::domain::{Agent, Deployment, Handoff, Lane, Pipeline, SnapshotMeta, Task};
 
 /// How many rows a list screen shows per section at most.
 pub const LIST_LIMIT: i64 = 200;
@@ -15,12 +15,30 @@ pub const LIST_LIMIT: i64 = 200;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Risk {
-    OverdueHandoff { handoff: Handoff },
-    BlockedHandoff { handoff: Handoff },
-    LaneOverLimit { lane: Lane },
-    FailingPipeline { pipeline: Pipeline },
-    FailingDeployment { deployment: Deployment },
-    StaleTask { task: Task },
+    OverdueHandoff {
+        handoff: Handoff,
+    },
+    BlockedHandoff {
+        handoff: Handoff,
+    },
+    /// An agent that is offline, or silent for longer than the offline
+    /// threshold, holding `tasks` of this project in started lanes.
+    OfflineAgentWithWork {
+        agent: Agent,
+        tasks: i64,
+    },
+    LaneOverLimit {
+        lane: Lane,
+    },
+    FailingPipeline {
+        pipeline: Pipeline,
+    },
+    FailingDeployment {
+        deployment: Deployment,
+    },
+    StaleTask {
+        task: Task,
+    },
 }
 
 impl Store {
@@ -112,8 +130,16 @@ impl Store {
     }
 
     /// Everything that needs an operator now. A task is stale when it sits in
-    /// a started lane without any change for `stale_after`.
-    pub async fn risks(&self, project_id: i64, now: OffsetDateTime, stale_after: Duration) -> StoreResult<Vec<Risk>> {
+    /// a started lane without any change for `stale_after`; an agent that has
+    /// not been seen for `offline_after` (by the database clock) counts as
+    /// offline even before anything marked it so.
+    pub async fn risks(
+        &self,
+        project_id: i64,
+        now: OffsetDateTime,
+        stale_after: Duration,
+        offline_after: Duration,
+    ) -> StoreResult<Vec<Risk>> {
         let client = self.client().await?;
         let handoffs = client
             .query(
@@ -124,6 +150,22 @@ impl Store {
                      ORDER BY h.due_at NULLS LAST, h.id LIMIT $3"
                 ),
                 &[&project_id, &now, &LIST_LIMIT],
+            )
+            .await?;
+        // Silence is measured on the database clock, which wrote last_seen_at
+        // and which expiry uses too.
+        let offline = client
+            .query(
+                &format!(
+                    "SELECT {AGENT_COLUMNS}, held.n FROM agent a CROSS JOIN LATERAL (
+                         SELECT count(*) AS n FROM lane l JOIN task t ON t.lane_id = l.id
+                         WHERE l.project_id = $1 AND l.category = 'started'
+                           AND t.assignee_id = a.id AND NOT t.archived) held
+                     WHERE (a.status = 'offline' OR a.last_seen_at < now() - make_interval(secs => $2))
+                       AND held.n > 0
+                     ORDER BY a.handle LIMIT $3"
+                ),
+                &[&project_id, &offline_after.as_seconds_f64(), &LIST_LIMIT],
             )
             .await?;
         let lanes = client
@@ -173,6 +215,9 @@ impl Store {
         }
         // Overdue first, then blocked.
         risks.sort_by_key(|r| !matches!(r, Risk::OverdueHandoff { .. }));
+        for row in &offline {
+            risks.push(Risk::OfflineAgentWithWork { agent: rows::agent(row)?, tasks: row.try_get("n")? });
+        }
         for row in &lanes {
             risks.push(Risk::LaneOverLimit { lane: rows::lane(row)? });
         }

@@ -35,6 +35,9 @@ pub struct WorkerOptions {
     pub poll: Duration,
     pub pull_every: Duration,
     pub full_every: Duration,
+    /// Marks agents silent for this long offline, at most once a minute
+    /// (`mctl sync run` sets it from `[dispatch] offline_after_minutes`).
+    pub offline_after: Option<Duration>,
     pub hook: Option<Hook>,
 }
 
@@ -48,6 +51,7 @@ impl Default for WorkerOptions {
             poll: Duration::from_secs(5),
             pull_every: Duration::from_secs(60),
             full_every: Duration::from_secs(3600),
+            offline_after: None,
             hook: None,
         }
     }
@@ -78,6 +82,9 @@ pub struct DrainReport {
     pub passes: Vec<PassReport>,
     pub errors: Vec<String>,
 }
+
+/// How often a running worker looks for silent agents.
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
 /// The providers whose connections the worker serves.
 pub const SYNCED: [Provider; 4] = [Provider::Plane, Provider::Github, Provider::Gitea, Provider::Gitlab];
@@ -194,10 +201,17 @@ impl Worker {
         tokio::pin!(shutdown);
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
         let listener = tokio::spawn(listen(self.store.clone(), wake_tx));
+        let mut last_expiry: Option<std::time::Instant> = None;
         let result = async {
             loop {
                 self.schedule(false).await?;
                 let report = self.drain().await?;
+                if let Some(after) = self.options.offline_after
+                    && last_expiry.is_none_or(|t| t.elapsed() >= EXPIRY_EVERY)
+                {
+                    last_expiry = Some(std::time::Instant::now());
+                    self.expire_silent_agents(after).await;
+                }
                 for error in &report.errors {
                     tracing::warn!(worker = %self.options.id, "sync: {error}");
                 }
@@ -211,6 +225,20 @@ impl Worker {
         .await;
         listener.abort();
         result
+    }
+
+    /// Keeps agent status honest between console visits. A failure is logged,
+    /// never the end of the worker.
+    async fn expire_silent_agents(&self, after: Duration) {
+        let actor = crate::store::Actor::new(format!("sync worker {}", self.options.id), crate::domain::Source::Sync);
+        match self.store.expire_silent_agents(&actor, after).await {
+            Ok(agents) => {
+                for agent in agents {
+                    tracing::info!(worker = %self.options.id, agent = %agent.handle, "agent silent: marked offline");
+                }
+            }
+            Err(e) => tracing::warn!(worker = %self.options.id, error = %e, "marking silent agents offline"),
+        }
     }
 
     /// One job; never fails itself: errors become the job's outcome.

@@ -179,10 +179,6 @@ pub fn refresh(state: &mut AppState) -> Vec<Effect> {
     let after_id = state.drawer.last_id();
     effects.push(query(state, Query::AuditTail { after_id }));
     effects.push(query(state, Query::SyncHealth));
-    if state.screen == crate::console::state::Screen::Today {
-        // Agent load is shown on Today; elsewhere it is read when the picker opens.
-        effects.push(query(state, Query::Agents));
-    }
     if let Some(Overlay::Detail(detail)) = &state.overlay {
         let key = detail.key.clone();
         effects.push(query(state, Query::Detail { key }));
@@ -226,7 +222,10 @@ fn loaded(state: &mut AppState, id: u64, result: Result<Loaded, Failure>) -> Vec
         Loaded::Board(lanes) => return board::apply_board(state, lanes),
         Loaded::LaneWindow { lane_id, offset, cards } => board::apply_window(state, lane_id, offset, cards),
         Loaded::Inbox(data) => state.inbox = Some(data),
-        Loaded::Today(tasks) => state.today = Some(tasks),
+        Loaded::Today(data) => {
+            state.today = Some(data.tasks);
+            state.agents = data.agents;
+        }
         Loaded::Planning(data) => {
             if let Some(Overlay::Page(view)) = &mut state.overlay
                 && let Some(page) = data.pages.iter().find(|p| p.slug == view.page.slug)

@@ -81,10 +81,12 @@ pub(crate) fn load_screen(state: &mut AppState, screen: Screen) -> Vec<Effect> {
             Query::Board { filter: state.filter(Screen::Work).map(|f| f.to_card_filter()).unwrap_or_default() }
         }
         Screen::Inbox => Query::Inbox { operator: state.operator.clone() },
-        Screen::Today => Query::Today { today: state.now.date() },
+        Screen::Today => Query::Today { today: state.now.date(), offline_after: state.offline_after },
         Screen::Planning => Query::Planning { today: state.now.date() },
         Screen::Delivery => Query::Delivery,
-        Screen::Risks => Query::Risks { now: state.now, stale_after: state.stale_after },
+        Screen::Risks => {
+            Query::Risks { now: state.now, stale_after: state.stale_after, offline_after: state.offline_after }
+        }
         Screen::Recovery => Query::Recovery,
         Screen::Settings => Query::Settings,
     };
