@@ -71,6 +71,7 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
         client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
     tools.sort();
     let mut expected = vec![
+        "claim_next_task",
         "comment_task",
         "create_follow_up",
         "create_task",
@@ -109,7 +110,19 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
     assert_eq!(ready["tasks"][0]["key"], key.as_str());
     assert_eq!(board["lanes"].as_array().unwrap().len(), 6);
 
-    let version = created["version"].as_i64().unwrap();
+    // Dispatch: the ready task is claimed once, then nothing is ready.
+    let claim = answer(call(&client, "claim_next_task", json!({})).await);
+    assert_eq!(claim["claimed"], true, "{claim}");
+    let claimed = &claim["task"];
+    assert_eq!((claimed["key"].as_str(), claimed["lane"].as_str()), (Some(key.as_str()), Some("In Progress")));
+    assert_eq!(claimed["assignee"], "bot");
+    let none = answer(call(&client, "claim_next_task", json!({})).await);
+    assert_eq!(none["claimed"], false);
+    assert!(none["reason"].as_str().unwrap().contains("nothing is ready"), "{none}");
+    let seen = s.store.agent_by_handle("bot").await.unwrap().last_seen_at;
+    assert!(seen.is_some(), "a call is a heartbeat");
+
+    let version = claim["task"]["version"].as_i64().unwrap();
     let moved =
         answer(call(&client, "move_task", json!({"key": key, "lane": "Review", "expected_version": version})).await);
     assert_eq!(moved["lane"], "Review");
@@ -216,6 +229,7 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
     for action in [
         "task.create",
         "mcp.read_board",
+        "task.claim",
         "task.move",
         "task.update",
         "task.comment",

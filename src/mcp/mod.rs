@@ -145,8 +145,9 @@ impl McpServer {
             }
             *last = Some(Instant::now());
         }
-        // heartbeat: wired to the dispatch module's Store::heartbeat
-        let _ = &self.store;
+        if let Err(e) = self.store.heartbeat(&self.actor(), &self.agent.handle, None).await {
+            tracing::warn!("mcp: recording the heartbeat failed: {e}");
+        }
     }
 
     fn page_uri(&self, slug: &str) -> String {

@@ -17,6 +17,7 @@ use super::{McpServer, failed, internal};
 use crate::domain::{DeploymentStatus, HandoffKind, HandoffState, PipelineStatus, Priority, Task, text};
 use crate::store::board::CardFilter;
 use crate::store::delivery::{DeploymentReport, PipelineReport};
+use crate::store::dispatch::DispatchOutcome;
 use crate::store::handoffs::{HandoffFilter, NewHandoff};
 use crate::store::integrations::MappingFilter;
 use crate::store::tasks::{NewTask, Position, TaskEdit};
@@ -258,6 +259,28 @@ impl McpServer {
         }
         let note = sanitize(args.note.as_deref().unwrap_or_default());
         ok(attempt!(self.store.transition_handoff(&actor, args.id, state, &note, None)))
+    }
+
+    #[tool(description = "Claims the highest-priority ready task this agent can take (its skills, its capacity): \
+                       the task moves to the first in-progress lane, assigned to this agent. Concurrent claims \
+                       never get the same task.")]
+    async fn claim_next_task(&self, Parameters(args): Parameters<NoArgs>) -> Answer {
+        let actor = admit!(self, "claim_next_task", Access::Write, &args);
+        let outcome = attempt!(self.store.dispatch_next(&actor, self.project.id, &self.agent.handle));
+        ok(match outcome {
+            DispatchOutcome::Claimed(task) => json!({ "claimed": true, "task": task }),
+            DispatchOutcome::NothingReady => {
+                json!({ "claimed": false, "reason": "nothing is ready that this agent can take" })
+            }
+            DispatchOutcome::AtCapacity { in_progress, capacity } => json!({
+                "claimed": false,
+                "reason": format!("at capacity ({in_progress}/{capacity}): finish or hand off work first"),
+            }),
+            DispatchOutcome::Unavailable { status } => json!({
+                "claimed": false,
+                "reason": format!("the agent is {status}: an operator sets it available with `mctl agent heartbeat`"),
+            }),
+        })
     }
 
     #[tool(description = "Reports a pipeline run's state (upserted by its id: reporting twice changes nothing).")]
