@@ -579,15 +579,16 @@ fn risk_row(risk: &Risk, now: OffsetDateTime) -> Row {
                 Some(t) => format!("last seen {} ago", age(now, t)),
                 None => "never seen".to_string(),
             };
-            let what = if agent.status == AgentStatus::Offline { "offline" } else { "silent" };
+            // Silent: not heard from for longer than the threshold, not marked yet.
+            let (what, state) = match agent.status {
+                AgentStatus::Offline => ("agent offline", "offline"),
+                _ => ("agent silent", "silent"),
+            };
+            let plural = if *tasks == 1 { "" } else { "s" };
             (
-                if agent.status == AgentStatus::Offline { "agent offline" } else { "agent silent" },
+                what,
                 Tone::Danger,
-                format!(
-                    "@{} is {what} ({seen}) and holds {tasks} task{} in progress",
-                    agent.handle,
-                    if *tasks == 1 { "" } else { "s" }
-                ),
+                format!("@{} is {state} ({seen}) and holds {tasks} task{plural} in progress", agent.handle),
                 Target::None,
             )
         }

@@ -168,8 +168,8 @@ fn lost(state: &mut AppState, reason: String) {
     }
 }
 
-/// Reloads what is on screen: the current screen, the drawer's tail, the
-/// open task, the agents.
+/// Reloads what is on screen: the current screen (Today brings the agents'
+/// load with it), the drawer's tail, the open task.
 pub fn refresh(state: &mut AppState) -> Vec<Effect> {
     let mut effects = load_screen(state, state.screen);
     if state.screen != crate::console::state::Screen::Work && state.board.loaded {
