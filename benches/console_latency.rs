@@ -21,7 +21,7 @@ const MOVES: usize = 400;
 
 fn percentiles(mut samples: Vec<Duration>) -> String {
     samples.sort();
-    let at = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3;
+    let at = |p: f64| support::percentile(&samples, p).as_secs_f64() * 1e3;
     format!("p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms", at(0.5), at(0.95), at(0.99), at(1.0))
 }
 

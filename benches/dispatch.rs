@@ -27,19 +27,6 @@ const CLAIMERS: usize = 16;
 const CLAIMS_PER_RUN: usize = 4_000;
 const ALONE: usize = 500;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn median<T: Copy + PartialOrd>(mut runs: Vec<T>) -> T {
-    runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    runs[runs.len() / 2]
-}
-
 /// 80,000 generated tasks (their ready ones all reserved for other agents),
 /// then 20,000 unassigned ready tasks of mixed priority: 100,000 in all.
 async fn setup() -> (Store, i64) {
@@ -142,21 +129,21 @@ fn main() {
             let elapsed = started.elapsed();
             latencies.sort();
             rates.push(CLAIMS_PER_RUN as f64 / elapsed.as_secs_f64());
-            p50s.push(percentile(&latencies, 0.50));
-            p99s.push(percentile(&latencies, 0.99));
+            p50s.push(support::percentile(&latencies, 0.50));
+            p99s.push(support::percentile(&latencies, 0.99));
             println!(
                 "  run {}: {:.0} claims/s, p50 {}, p99 {}",
                 run + 1,
                 rates[run],
-                ms(p50s[run]),
-                ms(p99s[run])
+                support::ms(p50s[run], 2),
+                support::ms(p99s[run], 2)
             );
         }
         println!(
             "{CLAIMERS} concurrent claimers, {CLAIMS_PER_RUN} claims per run: {:.0} claims/s; claim latency p50 {}, p99 {}",
-            median(rates),
-            ms(median(p50s)),
-            ms(median(p99s))
+            support::median(rates),
+            support::ms(support::median(p50s), 2),
+            support::ms(support::median(p99s), 2)
         );
 
         let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
@@ -167,10 +154,10 @@ fn main() {
                 latencies.push(claim(&store, project_id, &handle).await);
             }
             latencies.sort();
-            p50s.push(percentile(&latencies, 0.50));
-            p99s.push(percentile(&latencies, 0.99));
+            p50s.push(support::percentile(&latencies, 0.50));
+            p99s.push(support::percentile(&latencies, 0.99));
         }
-        println!("one claimer alone, {ALONE} claims: p50 {}, p99 {}", ms(median(p50s)), ms(median(p99s)));
+        println!("one claimer alone, {ALONE} claims: p50 {}, p99 {}", support::ms(support::median(p50s), 2), support::ms(support::median(p99s), 2));
 
         // The floor under any claim: one row updated and committed, one at a time.
         let client = store.client().await.unwrap();
@@ -184,13 +171,13 @@ fn main() {
                 latencies.push(started.elapsed());
             }
             latencies.sort();
-            p50s.push(percentile(&latencies, 0.50));
-            p99s.push(percentile(&latencies, 0.99));
+            p50s.push(support::percentile(&latencies, 0.50));
+            p99s.push(support::percentile(&latencies, 0.99));
         }
         println!(
             "one-row update committed alone (the commit floor): p50 {}, p99 {}",
-            ms(median(p50s)),
-            ms(median(p99s))
+            support::ms(support::median(p50s), 2),
+            support::ms(support::median(p99s), 2)
         );
 
         let claimed: i64 = client

@@ -9,7 +9,7 @@
 mod mcp;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mission_control::domain::{AgentKind, Source};
 use mission_control::mcp::policy::AgentPolicy;
@@ -18,15 +18,6 @@ use mission_control::store::agents::NewAgent;
 use serde_json::json;
 
 const CALLS: usize = 300;
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -62,14 +53,14 @@ fn main() {
                     assert!(board["lanes"].as_array().is_some_and(|l| !l.is_empty()));
                 }
                 times.sort();
-                p50s.push(times[times.len() / 2]);
-                p99s.push(times[times.len() * 99 / 100]);
+                p50s.push(support::percentile(&times, 0.50));
+                p99s.push(support::percentile(&times, 0.99));
             }
             println!(
                 "MCP {name} on {} tasks: p50 {}, p99 {} (medians of 3 x {CALLS} calls)",
                 support::TASKS,
-                ms(median(p50s)),
-                ms(median(p99s))
+                support::ms(support::median(p50s), 2),
+                support::ms(support::median(p99s), 2)
             );
         }
         client.cancel().await.unwrap();

@@ -20,11 +20,6 @@ use tokio_postgres::config::Host;
 const HANDOFFS: i64 = 10_000;
 const MAPPINGS: i64 = 30_000;
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -85,7 +80,7 @@ fn main() {
         let snapshot = snapshot.unwrap();
         println!(
             "snapshot create: {} (runs {:?}); size {:.2} MB compressed; counts {}",
-            secs(median(create.clone())),
+            secs(support::median(create.clone())),
             create.iter().map(|d| secs(*d)).collect::<Vec<_>>(),
             snapshot.size_bytes as f64 / 1_048_576.0,
             snapshot.counts
@@ -125,10 +120,10 @@ fn main() {
                 }
                 restored = report.kinds.values().map(|c| c.restored + c.created).sum::<usize>();
             }
-            full_restore = median(runs.clone());
+            full_restore = support::median(runs.clone());
             println!(
                 "restore after {name}: {} including the pre-restore snapshot ({restored} rows written; runs {:?})",
-                secs(median(runs.clone())),
+                secs(support::median(runs.clone())),
                 runs.iter().map(|d| secs(*d)).collect::<Vec<_>>()
             );
         }
@@ -168,14 +163,14 @@ fn main() {
         let _ = std::fs::remove_file(&file);
         println!(
             "pg_dump -Fc (all but audit and snapshots): {} ({:.2} MB); pg_restore into an empty database: {}",
-            secs(median(dumps.clone())),
+            secs(support::median(dumps.clone())),
             dump_size as f64 / 1_048_576.0,
-            secs(median(restores.clone()))
+            secs(support::median(restores.clone()))
         );
         println!(
             "ratio snapshot create / pg_dump: {:.2}; restore after deletion / pg_restore: {:.2}",
-            median(create).as_secs_f64() / median(dumps).as_secs_f64(),
-            full_restore.as_secs_f64() / median(restores).as_secs_f64()
+            support::median(create).as_secs_f64() / support::median(dumps).as_secs_f64(),
+            full_restore.as_secs_f64() / support::median(restores).as_secs_f64()
         );
     });
 }

@@ -26,15 +26,6 @@ const ITEMS: usize = 10_000;
 const EDITS: usize = 1_000;
 const PACED_EDITS: usize = 40;
 
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
 async fn connect(
     store: &Store,
     project_id: i64,
@@ -119,10 +110,10 @@ fn main() {
             assert_eq!(report.failed, 0, "{:?}", report.errors);
             let created: usize = report.passes.iter().map(|p| p.created_local).sum();
             assert_eq!(created, ITEMS);
-            println!("import run {run}: {} ({} passes)", ms(started.elapsed()), report.passes.len());
+            println!("import run {run}: {} ({} passes)", support::ms(started.elapsed(), 1), report.passes.len());
             kept = Some((store, project.id));
         }
-        println!("initial import of {ITEMS} work items: {} (median of {:?})", ms(median(imports.clone())), imports.iter().map(|d| ms(*d)).collect::<Vec<_>>());
+        println!("initial import of {ITEMS} work items: {} (median of {:?})", support::ms(support::median(imports.clone()), 1), imports.iter().map(|d| support::ms(*d, 1)).collect::<Vec<_>>());
         let (store, project_id) = kept.unwrap();
         store.client().await.unwrap().batch_execute("VACUUM ANALYZE").await.unwrap();
 
@@ -150,8 +141,8 @@ fn main() {
         let per_type = |path: &str| requests.iter().filter(|r| r.method == "GET" && r.path.ends_with(path)).count();
         println!(
             "idle pass over {ITEMS} mappings: {} (median of 5: {:?}); requests: work-items {}, cycles {}, modules {}, other {}",
-            ms(median(idle.clone())),
-            idle.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+            support::ms(support::median(idle.clone()), 1),
+            idle.iter().map(|d| support::ms(*d, 1)).collect::<Vec<_>>(),
             per_type("/work-items/"),
             per_type("/cycles/"),
             per_type("/modules/"),
@@ -169,7 +160,7 @@ fn main() {
             assert_eq!(failed, 0);
             assert_eq!(plane.count("PATCH", "work-items"), EDITS);
         }
-        println!("{EDITS} local edits pushed (4 workers, no rate limit): {} (median of {:?})", ms(median(pushes.clone())), pushes.iter().map(|d| ms(*d)).collect::<Vec<_>>());
+        println!("{EDITS} local edits pushed (4 workers, no rate limit): {} (median of {:?})", support::ms(support::median(pushes.clone()), 1), pushes.iter().map(|d| support::ms(*d, 1)).collect::<Vec<_>>());
 
         // Plane's default budget: 60 requests a minute per token, enforced by the server.
         let paced = FakePlane::builder().rate_limit(60, Duration::from_secs(60)).start().await;

@@ -31,15 +31,6 @@ const ISSUES: usize = 5_000;
 const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 const DELIVERIES: usize = 300;
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn median(mut runs: Vec<Duration>) -> Duration {
-    runs.sort();
-    runs[runs.len() / 2]
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -82,7 +73,7 @@ fn main() {
         worker.schedule(true).await.unwrap();
         let report = worker.drain().await.unwrap();
         assert_eq!(report.failed, 0, "{:?}", report.errors);
-        println!("import of {ISSUES} issues: {}", ms(started.elapsed()));
+        println!("import of {ISSUES} issues: {}", support::ms(started.elapsed(), 1));
         // One more of each so every listing URL has been read once.
         worker.schedule(true).await.unwrap();
         worker.drain().await.unwrap();
@@ -104,7 +95,7 @@ fn main() {
             }
             println!(
                 "idle {name} pass over {ISSUES} issues: {} (median of 5); listing requests {}, answered 304: {} ({})",
-                ms(median(times)),
+                support::ms(support::median(times), 1),
                 listing.0,
                 listing.1,
                 if listing.0 == listing.1 { "all" } else { "NOT all" }
@@ -175,12 +166,12 @@ async fn delivery_to_visible(store: &mission_control::store::Store, fake: &githu
         latencies.push(started.elapsed());
     }
     latencies.sort();
-    let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let at = |p: f64| support::percentile(&latencies, p);
     println!(
         "webhook delivery -> change visible in the database ({DELIVERIES} deliveries, one at a time): p50 {}, p99 {}, max {}",
-        ms(at(0.50)),
-        ms(at(0.99)),
-        ms(*latencies.last().unwrap())
+        support::ms(at(0.50), 1),
+        support::ms(at(0.99), 1),
+        support::ms(*latencies.last().unwrap(), 1)
     );
     let _ = stop_worker.send(());
     working.await.unwrap().unwrap();

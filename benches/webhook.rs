@@ -29,19 +29,6 @@ const DELIVERIES: usize = 20_000;
 const CONCURRENCY: usize = 64;
 const SEQUENTIAL: usize = 1_000;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn median<T: Copy + PartialOrd>(mut runs: Vec<T>) -> T {
-    runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    runs[runs.len() / 2]
-}
-
 async fn setup(secret_path: &std::path::Path) -> Store {
     let store = support::empty_database("mctl_bench_webhook").await;
     let actor = Actor::new("bench", Source::Cli);
@@ -138,14 +125,14 @@ fn main() {
             let elapsed = started.elapsed();
             latencies.sort();
             rates.push(DELIVERIES as f64 / elapsed.as_secs_f64());
-            p50s.push(percentile(&latencies, 0.50));
-            p99s.push(percentile(&latencies, 0.99));
+            p50s.push(support::percentile(&latencies, 0.50));
+            p99s.push(support::percentile(&latencies, 0.99));
         }
         println!(
             "accepted deliveries, {CONCURRENCY} at a time: {:.0}/s; delivery -> key queued under that load: p50 {}, p99 {}",
-            median(rates),
-            ms(median(p50s)),
-            ms(median(p99s))
+            support::median(rates),
+            support::ms(support::median(p50s), 2),
+            support::ms(support::median(p99s), 2)
         );
 
         let mut p50s = Vec::new();
@@ -156,10 +143,10 @@ fn main() {
                 latencies.push(send(&http, &url, format!("one-{run}-{i}"), (i as u64 % MAPPED) + 1).await);
             }
             latencies.sort();
-            p50s.push(percentile(&latencies, 0.50));
-            p99s.push(percentile(&latencies, 0.99));
+            p50s.push(support::percentile(&latencies, 0.50));
+            p99s.push(support::percentile(&latencies, 0.99));
         }
-        println!("delivery -> key queued, one at a time: p50 {}, p99 {}", ms(median(p50s)), ms(median(p99s)));
+        println!("delivery -> key queued, one at a time: p50 {}, p99 {}", support::ms(support::median(p50s), 2), support::ms(support::median(p99s), 2));
 
         let client = store.client().await.unwrap();
         let stored: i64 = client.query_one("SELECT count(*) FROM webhook_inbox", &[]).await.unwrap().get(0);

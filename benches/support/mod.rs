@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use mission_control::domain::Source;
 use mission_control::store::{Actor, Store, StoreOptions};
@@ -43,4 +44,20 @@ pub async fn project_with_tasks(name: &str) -> (Store, i64) {
     store.client().await.unwrap().batch_execute("VACUUM ANALYZE").await.unwrap();
     let project = store.project_by_key("BENCH").await.unwrap();
     (store, project.id)
+}
+
+/// The `p` quantile (0..=1) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// The middle of a few runs' figures.
+pub fn median<T: Copy + PartialOrd>(mut runs: Vec<T>) -> T {
+    runs.sort_by(|a, b| a.partial_cmp(b).expect("comparable figures"));
+    runs[runs.len() / 2]
+}
+
+/// Milliseconds with `decimals` places, as the figures are quoted.
+pub fn ms(d: Duration, decimals: usize) -> String {
+    format!("{:.*} ms", decimals, d.as_secs_f64() * 1000.0)
 }
