@@ -265,9 +265,8 @@ impl ServerHandler for McpServer {
         };
         let args = json!({ "uri": request.uri });
         if let Err(reason) = self.policy.allows_tool("read_page", Access::Read) {
-            let refusal = self.deny("read_page", &reason, &args).await;
-            let message = views::first_text(&refusal);
-            return Err(ErrorData::invalid_request(message, None));
+            self.deny("read_page", &reason, &args).await;
+            return Err(ErrorData::invalid_request(format!("denied: {reason}"), None));
         }
         let actor = self.actor();
         let page = match self.store.page_by_slug(self.project.id, slug).await {

@@ -39,6 +39,12 @@ where
     raw.map(|r| r.parse::<T>().map_err(invalid)).transpose()
 }
 
+/// A report's id: the one given, else `what@ref@commit`, so reporting the
+/// same run twice updates it instead of adding another.
+fn report_id(given: &Option<String>, what: &str, git_ref: &str, commit: &Option<String>) -> String {
+    given.clone().unwrap_or_else(|| format!("{}@{}@{}", what.trim(), git_ref.trim(), commit.as_deref().unwrap_or("")))
+}
+
 fn ok(value: impl Serialize) -> Answer {
     Ok(CallToolResult::structured(
         serde_json::to_value(value).map_err(|e| internal(StoreError::Database(e.to_string())))?,
@@ -210,7 +216,7 @@ impl McpServer {
     #[tool(description = "Opens a handoff on a task: a transfer of the work, or blocked work waiting on someone.")]
     async fn open_handoff(&self, Parameters(args): Parameters<OpenHandoff>) -> Answer {
         let actor = admit!(self, "open_handoff", Access::Write, &args);
-        let kind = parse::<HandoffKind>(Some(&args.kind))?.unwrap_or(HandoffKind::Transfer);
+        let kind = args.kind.parse::<HandoffKind>().map_err(invalid)?;
         let due_at = args
             .due_at
             .as_deref()
@@ -236,7 +242,7 @@ impl McpServer {
                        (by id, as read_task lists them).")]
     async fn update_handoff(&self, Parameters(args): Parameters<UpdateHandoff>) -> Answer {
         let actor = admit!(self, "update_handoff", Access::Write, &args);
-        let state = parse::<HandoffState>(Some(&args.state))?.unwrap_or(HandoffState::Open);
+        let state = args.state.parse::<HandoffState>().map_err(invalid)?;
         if !matches!(state, HandoffState::Accepted | HandoffState::Resolved | HandoffState::Rejected) {
             return Err(invalid("invalid state: use accepted, resolved or rejected"));
         }
@@ -286,10 +292,8 @@ impl McpServer {
     #[tool(description = "Reports a pipeline run's state (upserted by its id: reporting twice changes nothing).")]
     async fn report_pipeline(&self, Parameters(args): Parameters<ReportPipeline>) -> Answer {
         let actor = admit!(self, "report_pipeline", Access::Write, &args);
-        let status = parse::<PipelineStatus>(Some(&args.status))?.unwrap_or(PipelineStatus::Queued);
-        let external_id = args.external_id.clone().unwrap_or_else(|| {
-            format!("{}@{}@{}", args.name.trim(), args.git_ref.trim(), args.commit_sha.as_deref().unwrap_or(""))
-        });
+        let status = args.status.parse::<PipelineStatus>().map_err(invalid)?;
+        let external_id = report_id(&args.external_id, &args.name, &args.git_ref, &args.commit_sha);
         let report = PipelineReport {
             provider: "agent".into(),
             external_id,
@@ -307,10 +311,8 @@ impl McpServer {
     #[tool(description = "Reports a deployment's state to an environment (upserted by its id).")]
     async fn report_deployment(&self, Parameters(args): Parameters<ReportDeployment>) -> Answer {
         let actor = admit!(self, "report_deployment", Access::Write, &args);
-        let status = parse::<DeploymentStatus>(Some(&args.status))?.unwrap_or(DeploymentStatus::Pending);
-        let external_id = args.external_id.clone().unwrap_or_else(|| {
-            format!("{}@{}@{}", args.environment.trim(), args.git_ref.trim(), args.commit_sha.as_deref().unwrap_or(""))
-        });
+        let status = args.status.parse::<DeploymentStatus>().map_err(invalid)?;
+        let external_id = report_id(&args.external_id, &args.environment, &args.git_ref, &args.commit_sha);
         let report = DeploymentReport {
             environment: args.environment.clone(),
             provider: "agent".into(),

@@ -168,6 +168,13 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
+    /// Records an entry that stands on its own, with no row changed: an
+    /// agent's read, a refused call.
+    pub async fn record_entry(&self, actor: &Actor, change: Change) -> StoreResult<i64> {
+        let client = self.client().await?;
+        record(&client, actor, change).await
+    }
+
     /// Entries of one task (and its handoffs and mappings), oldest first.
     pub async fn task_history(&self, task_key: &str, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let mut entries = self

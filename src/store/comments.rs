@@ -27,11 +27,4 @@ impl Store {
         };
         audit::record(&client, actor, change).await
     }
-
-    /// Records an entry that stands on its own, with no row changed: an
-    /// agent's read, a refused call.
-    pub async fn record_entry(&self, actor: &Actor, change: Change) -> StoreResult<i64> {
-        let client = self.client().await?;
-        audit::record(&client, actor, change).await
-    }
 }
