@@ -212,12 +212,10 @@ impl RepoProvider for Gitea {
     }
 
     async fn pipelines(&self) -> ProviderResult<Feed<PipelineReport>> {
-        match repo::read_feed(&self.http, &self.etags, &self.url(&format!("actions/runs?limit={LIMIT}&page=1"))).await {
-            Ok(Some(body)) => Ok(Feed::Items(runs_of(Self::NAME, &body)?)),
-            Ok(None) => Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound) => Ok(Feed::Unavailable),
-            Err(e) => Err(e),
-        }
+        Feed::from_read(
+            repo::read_feed(&self.http, &self.etags, &self.url(&format!("actions/runs?limit={LIMIT}&page=1"))).await,
+            |body| runs_of(Self::NAME, body),
+        )
     }
 
     async fn deployments(&self) -> ProviderResult<Feed<DeploymentInfo>> {
@@ -225,20 +223,15 @@ impl RepoProvider for Gitea {
     }
 
     async fn releases(&self) -> ProviderResult<Feed<ReleaseReport>> {
-        match repo::read_feed(&self.http, &self.etags, &self.url(&format!("releases?limit={LIMIT}&page=1"))).await {
-            Ok(Some(body)) => Ok(Feed::Items(releases_of(Self::NAME, &body)?)),
-            Ok(None) => Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound) => Ok(Feed::Unavailable),
-            Err(e) => Err(e),
-        }
+        Feed::from_read(
+            repo::read_feed(&self.http, &self.etags, &self.url(&format!("releases?limit={LIMIT}&page=1"))).await,
+            |body| releases_of(Self::NAME, body),
+        )
     }
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {
         let body = self.http.send(Method::GET, &self.repo, None).await?;
-        Ok(RepoInfo {
-            full_name: repo::line_of(body.get("full_name"), 200),
-            default_branch: body.get("default_branch").and_then(Value::as_str).map(str::to_string),
-        })
+        Ok(repo::repo_info_of(&body, "full_name"))
     }
 }
 

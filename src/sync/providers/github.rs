@@ -327,12 +327,9 @@ impl RepoProvider for GitHub {
     }
 
     async fn pipelines(&self) -> ProviderResult<Feed<PipelineReport>> {
-        match self.feed(&self.url(&format!("actions/runs?per_page={PER_PAGE}"))).await {
-            Ok(Some(body)) => Ok(Feed::Items(runs_of(Self::NAME, &body)?)),
-            Ok(None) => Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound) => Ok(Feed::Unavailable),
-            Err(e) => Err(e),
-        }
+        Feed::from_read(self.feed(&self.url(&format!("actions/runs?per_page={PER_PAGE}"))).await, |body| {
+            runs_of(Self::NAME, body)
+        })
     }
 
     async fn deployments(&self) -> ProviderResult<Feed<DeploymentInfo>> {
@@ -379,20 +376,14 @@ impl RepoProvider for GitHub {
     }
 
     async fn releases(&self) -> ProviderResult<Feed<ReleaseReport>> {
-        match self.feed(&self.url(&format!("releases?per_page={PER_PAGE}"))).await {
-            Ok(Some(body)) => Ok(Feed::Items(releases_of(Self::NAME, &body)?)),
-            Ok(None) => Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound) => Ok(Feed::Unavailable),
-            Err(e) => Err(e),
-        }
+        Feed::from_read(self.feed(&self.url(&format!("releases?per_page={PER_PAGE}"))).await, |body| {
+            releases_of(Self::NAME, body)
+        })
     }
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {
         let body = self.http.send(Method::GET, &self.repo, None).await?;
-        Ok(RepoInfo {
-            full_name: repo::line_of(body.get("full_name"), 200),
-            default_branch: body.get("default_branch").and_then(Value::as_str).map(str::to_string),
-        })
+        Ok(repo::repo_info_of(&body, "full_name"))
     }
 }
 

@@ -349,10 +349,7 @@ impl RepoProvider for GitLab {
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {
         let body = self.http.send(Method::GET, &format!("{}/projects/{}", self.api, self.project), None).await?;
-        Ok(RepoInfo {
-            full_name: repo::line_of(body.get("path_with_namespace"), 200),
-            default_branch: body.get("default_branch").and_then(Value::as_str).map(str::to_string),
-        })
+        Ok(repo::repo_info_of(&body, "path_with_namespace"))
     }
 }
 

@@ -95,6 +95,31 @@ pub enum Feed<T> {
     Items(Vec<T>),
 }
 
+impl<T> Feed<T> {
+    /// A feed from a conditional read ([`read_feed`]): a 304 is unchanged, a
+    /// 404 means the server does not offer it, a body is parsed into items.
+    pub fn from_read(
+        read: ProviderResult<Option<serde_json::Value>>,
+        parse: impl FnOnce(&serde_json::Value) -> ProviderResult<Vec<T>>,
+    ) -> ProviderResult<Feed<T>> {
+        match read {
+            Ok(Some(body)) => Ok(Feed::Items(parse(&body)?)),
+            Ok(None) => Ok(Feed::Unchanged),
+            Err(ProviderError::NotFound) => Ok(Feed::Unavailable),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A repository as GitHub and Gitea describe it (`full_name`); GitLab names
+/// the same thing `path_with_namespace`.
+pub fn repo_info_of(body: &serde_json::Value, name_field: &str) -> RepoInfo {
+    RepoInfo {
+        full_name: line_of(body.get(name_field), 200),
+        default_branch: body.get("default_branch").and_then(serde_json::Value::as_str).map(str::to_string),
+    }
+}
+
 /// An environment a deployment went to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvironmentInfo {
