@@ -124,3 +124,57 @@ async fn concurrent_moves_across_lanes_keep_counts_and_ranks_consistent() {
         assert_eq!(ranks.len(), in_lane.len(), "ranks in {} are distinct", lane.name);
     }
 }
+
+/// The lane counts read back exactly, whatever part of them is still a
+/// pending delta (sql/V10): writers append deltas, and every 64th folds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lane_counts_stay_exact_while_their_deltas_are_folded() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project = store.create_project(&actor("ana"), "MC", "Mission", "").await.unwrap();
+    let creates = (0..4).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..50 {
+                let task = NewTask { title: format!("w{w} t{n}"), ..Default::default() };
+                store.create_task(&actor("ana"), project.id, task).await.unwrap();
+            }
+        })
+    });
+    for result in join_all(creates).await {
+        result.unwrap();
+    }
+    let movers = (0..4).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in (w * 50 + 1..=w * 50 + 50).step_by(2) {
+                let key = format!("MC-{n}");
+                store.move_task(&actor("op"), &key, Some("Ready"), Position::Bottom, None).await.unwrap();
+                if n % 5 == 0 {
+                    store.set_task_archived(&actor("op"), &key, true, None).await.unwrap();
+                }
+            }
+        })
+    });
+    for result in join_all(movers).await {
+        result.unwrap();
+    }
+
+    let client = db.client().await;
+    let tasks = store.list_tasks(&TaskFilter { project_id: project.id, ..Default::default() }).await.unwrap();
+    assert_eq!(tasks.len(), 180, "200 created, 20 archived");
+    for lane in store.list_lanes(project.id).await.unwrap() {
+        let in_lane = tasks.iter().filter(|t| t.lane_id == lane.id).count();
+        assert_eq!(lane.open_count as usize, in_lane, "count of {}", lane.name);
+    }
+    // 200 creates, 100 moves (two deltas each) and 20 archives appended 420
+    // delta rows; the folds left fewer than one fold's worth pending.
+    let pending: i64 = client.query_one("SELECT count(*) FROM lane_count_delta", &[]).await.unwrap().get(0);
+    assert!(pending < 64, "{pending} deltas pending");
+    let folded: i64 = client
+        .query_one("SELECT sum(open_count) FROM lane WHERE project_id = $1", &[&project.id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(folded > 100, "the folded part holds most of the count: {folded}");
+}

@@ -906,3 +906,67 @@ async fn the_sync_worker_marks_silent_agents_offline() {
     assert_eq!(entries.len(), 1);
     assert_eq!((entries[0].actor.as_str(), entries[0].source), ("sync worker w1", Source::Sync));
 }
+
+/// Claims lock no lane (sql/V10): a transaction holding every lane of the
+/// project, as a long move or restore would, does not hold them up, and the
+/// counts read exactly meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_do_not_wait_for_lanes_another_transaction_holds() {
+    let db = TestDb::new().await;
+    let (store, project) = setup(&db).await;
+    agent(&store, "bot", 1000, &[]).await;
+    for n in 0..70 {
+        ready_task(&store, &project, &format!("task {n}"), Priority::None, &[]).await;
+    }
+    let mut holder = db.client().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.query("SELECT id FROM lane WHERE project_id = $1 ORDER BY id FOR NO KEY UPDATE", &[&project.id])
+        .await
+        .unwrap();
+
+    // 70 claims append 140 deltas, past two fold points; the folds skip the held lanes.
+    let claims = async {
+        for _ in 0..70 {
+            claimed(claim(&store, &project, "bot").await);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), claims).await.expect("claims waited for a held lane");
+    assert_eq!(store.lane_by_name(project.id, "Ready").await.unwrap().open_count, 0);
+    assert_eq!(store.lane_by_name(project.id, "In Progress").await.unwrap().open_count, 70);
+    hold.commit().await.unwrap();
+}
+
+/// Should the rank a claim picked be taken before its write lands (the lane
+/// renumbered meanwhile, say), the claim waits for that writer and takes the
+/// next free rank instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_whose_rank_was_taken_meanwhile_takes_the_next_one() {
+    let db = TestDb::new().await;
+    let (store, project) = setup(&db).await;
+    agent(&store, "bot", 10, &[]).await;
+    ready_task(&store, &project, "ready", Priority::None, &[]).await;
+    let review = NewTask { title: "in review".into(), lane: Some("Review".into()), ..Default::default() };
+    let other = store.create_task(&actor("ana"), project.id, review).await.unwrap();
+    let in_progress = store.lane_by_name(project.id, "In Progress").await.unwrap();
+
+    // The empty lane's bottom is 0, so with the next offset 6 the claim will pick RANK_STEP + 6.
+    let mut writer = db.client().await;
+    writer.execute("SELECT setval('dispatch_rank_offset', 5)", &[]).await.unwrap();
+    let taken = mission_control::store::tasks::RANK_STEP + 6;
+    let tx = writer.transaction().await.unwrap();
+    tx.execute("UPDATE task SET lane_id = $1, rank = $2 WHERE id = $3", &[&in_progress.id, &taken, &other.id])
+        .await
+        .unwrap();
+
+    let claiming = tokio::spawn({
+        let (store, project) = (store.clone(), project.clone());
+        async move { claim(&store, &project, "bot").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!claiming.is_finished(), "the claim waits for the writer that holds its rank");
+    tx.commit().await.unwrap();
+    let task = claimed(claiming.await.unwrap());
+    assert_eq!(task.lane, "In Progress");
+    assert!(task.rank > taken, "the claim went below the card that took its rank: {} vs {taken}", task.rank);
+    assert_eq!(store.lane_by_name(project.id, "In Progress").await.unwrap().open_count, 2);
+}

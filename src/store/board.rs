@@ -142,10 +142,10 @@ impl Store {
             .prepare_cached(&format!(
                 "SELECT {LANE_COLUMNS_FILTERED} FROM lane l WHERE l.project_id = $1 ORDER BY l.position",
                 LANE_COLUMNS_FILTERED = LANE_COLUMNS.replace(
-                    "l.open_count",
+                    rows::LANE_OPEN_COUNT,
                     &format!(
                         "(SELECT count(*)::int FROM task t WHERE t.project_id = $1 AND t.lane_id = l.id \
-                          AND NOT t.archived AND {FILTER_CONDITIONS} AND $2::bigint >= 0) AS open_count"
+                          AND NOT t.archived AND {FILTER_CONDITIONS} AND $2::bigint >= 0)"
                     )
                 )
             ))

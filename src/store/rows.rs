@@ -25,8 +25,20 @@ pub fn project(row: &Row) -> StoreResult<Project> {
     })
 }
 
-pub const LANE_COLUMNS: &str =
-    "l.id, l.project_id, l.name, l.position, l.wip_limit, l.category, l.role, l.visible, l.sync, l.open_count";
+/// A lane's open cards: the folded count plus the deltas not folded yet
+/// (`sql/V10__claims_without_lane_locks.sql`). For a lane aliased `l`.
+macro_rules! lane_open_count {
+    () => {
+        "(l.open_count + coalesce((SELECT sum(d.delta) FROM lane_count_delta d WHERE d.lane_id = l.id), 0))::integer"
+    };
+}
+pub const LANE_OPEN_COUNT: &str = lane_open_count!();
+
+pub const LANE_COLUMNS: &str = concat!(
+    "l.id, l.project_id, l.name, l.position, l.wip_limit, l.category, l.role, l.visible, l.sync, ",
+    lane_open_count!(),
+    " AS open_count"
+);
 
 pub fn lane(row: &Row) -> StoreResult<Lane> {
     Ok(Lane {

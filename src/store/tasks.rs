@@ -3,8 +3,11 @@
 //!
 //! Locking rule (it is what keeps concurrent moves deadlock-free): a transaction
 //! that changes which lane a task is in, or whether it is archived, first locks
-//! every lane involved, in id order, and only then the task row. The lane-count
-//! triggers in `sql/` rely on the lanes being held already.
+//! every lane involved, in id order, and only then the task row. Holding the
+//! lanes is what makes a rank computed from the lane's cards safe to write.
+//! Claims (`sql/V10__claims_without_lane_locks.sql`) are the one exception:
+//! they lock no lane, skip locked tasks, and keep their ranks apart with an
+//! offset instead.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use time::Date;

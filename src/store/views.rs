@@ -172,8 +172,9 @@ impl Store {
             .query(
                 &format!(
                     "SELECT {} FROM lane l WHERE l.project_id = $1 AND l.wip_limit IS NOT NULL
-                     AND l.open_count > l.wip_limit ORDER BY l.position",
-                    rows::LANE_COLUMNS
+                     AND {} > l.wip_limit ORDER BY l.position",
+                    rows::LANE_COLUMNS,
+                    rows::LANE_OPEN_COUNT
                 ),
                 &[&project_id],
             )
