@@ -106,12 +106,32 @@ $$;
 -- one; the unique board index is what detects it.
 CREATE SEQUENCE dispatch_rank_offset MINVALUE 1 MAXVALUE 4095 CYCLE;
 
--- Unchanged from V9 but for the lane locks (gone) and the rank (above). A
--- claim waits for no lane, so it can be part of no deadlock with a move (a
--- move locks lanes, then the task; a claim skips locked tasks).
-CREATE OR REPLACE FUNCTION dispatch_claim(p_project_id bigint, p_handle text, p_actor text, p_source text,
-                                          p_correlation_id uuid, p_reason text, p_rank_step bigint, p_channel text)
-RETURNS TABLE (outcome text, agent_status text, in_progress bigint, capacity integer, task jsonb)
+-- A change that has committed already, announced on `p_channel` with the
+-- payload audit::record sends (ids only). A transaction that notifies holds
+-- the server's notification lock from before its commit record until that is
+-- flushed, so claims that notified queued on that lock one flush at a time;
+-- claims now commit without it and announce afterwards in a transaction of
+-- their own that does not wait for the flush: a notification is not durable
+-- in any case (it is lost with the listener's connection).
+CREATE FUNCTION announce_committed_change(p_channel text, p_audit_id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM pg_notify(p_channel, json_build_object('project_id', e.project_id, 'kind', e.entity_kind,
+                                                   'id', e.entity_id, 'action', e.action, 'audit_id', e.id)::text)
+    FROM audit_entry e WHERE e.id = p_audit_id;
+END $$;
+
+-- As in V9 but for the lane locks (gone), the rank (above) and the
+-- notification (left to the caller, announce_committed_change, so the claim
+-- returns its audit entry id instead). A claim waits for no lane, so it can
+-- be part of no deadlock with a move (a move locks lanes, then the task; a
+-- claim skips locked tasks).
+DROP FUNCTION dispatch_claim(bigint, text, text, text, uuid, text, bigint, text);
+CREATE FUNCTION dispatch_claim(p_project_id bigint, p_handle text, p_actor text, p_source text,
+                               p_correlation_id uuid, p_reason text, p_rank_step bigint)
+RETURNS TABLE (outcome text, agent_status text, in_progress bigint, capacity integer, task jsonb,
+               audit_id bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     claimer     agent%ROWTYPE;
@@ -123,7 +143,6 @@ DECLARE
     after_json  jsonb;
     new_rank    bigint;
     rank_tries  integer := 0;
-    entry_id    bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM project p WHERE p.id = p_project_id) THEN
         outcome := 'unknown_project';
@@ -224,9 +243,7 @@ BEGIN
                              before, after, correlation_id, reason)
     VALUES (p_project_id, p_actor, p_source, 'task.claim', 'task', candidate, after_json ->> 'key',
             before_json, after_json, p_correlation_id, p_reason)
-    RETURNING id INTO entry_id;
-    PERFORM pg_notify(p_channel, json_build_object('project_id', p_project_id, 'kind', 'task', 'id', candidate,
-                                                   'action', 'task.claim', 'audit_id', entry_id)::text);
+    RETURNING id INTO audit_id;
     outcome := 'claimed';
     in_progress := load + 1;
     task := after_json;

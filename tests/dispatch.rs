@@ -970,3 +970,24 @@ async fn a_claim_whose_rank_was_taken_meanwhile_takes_the_next_one() {
     assert!(task.rank > taken, "the claim went below the card that took its rank: {} vs {taken}", task.rank);
     assert_eq!(store.lane_by_name(project.id, "In Progress").await.unwrap().open_count, 2);
 }
+
+/// A claim commits first and is announced after, with the payload every
+/// change has (ids only, the audit entry's id among them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_announced_to_listeners() {
+    let db = TestDb::new().await;
+    let (store, project) = setup(&db).await;
+    agent(&store, "bot", 10, &[]).await;
+    ready_task(&store, &project, "Secret rollout", Priority::High, &[]).await;
+    let (_session, mut changes) = common::change_payloads(&store).await;
+    let task = claimed(claim(&store, &project, "bot").await);
+    let payload = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await.unwrap().unwrap();
+    let value: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    let entry = claim_entries(&store).await.remove(0);
+    assert_eq!(value["action"], "task.claim");
+    assert_eq!(value["kind"], "task");
+    assert_eq!(value["id"], task.id);
+    assert_eq!(value["project_id"], project.id);
+    assert_eq!(value["audit_id"], entry.id);
+    assert!(!payload.contains("Secret"), "payloads carry ids, not content: {payload}");
+}

@@ -742,21 +742,10 @@ async fn audit_entries_are_append_only() {
 
 #[tokio::test]
 async fn changes_are_announced_with_ids_only() {
-    use futures_util::StreamExt;
     let db = TestDb::new().await;
     let store = db.store().await;
     let p = project(&store, "MC").await;
-    let (client, mut connection) = store.dedicated_connection().await.unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = stream.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_string());
-            }
-        }
-    });
-    client.batch_execute("LISTEN mc_change").await.unwrap();
+    let (_session, mut rx) = common::change_payloads(&store).await;
     let task = store.create_task(&actor("ana"), p.id, new_task("Secret plans for Q3")).await.unwrap();
     let payload = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
     let value: serde_json::Value = serde_json::from_str(&payload).unwrap();

@@ -96,6 +96,15 @@ pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) 
     Ok(row.get(0))
 }
 
+/// Sends the change notification of an audit entry whose transaction has
+/// already committed (`announce_committed_change` in `sql/`): for writes that
+/// must not hold the server's notification lock through their own commit.
+pub async fn announce_committed(client: &impl GenericClient, audit_id: i64) -> StoreResult<()> {
+    let statement = client.prepare_cached("SELECT announce_committed_change($1, $2)").await?;
+    client.execute(&statement, &[&CHANGE_CHANNEL, &audit_id]).await?;
+    Ok(())
+}
+
 /// What `mctl audit list` and the audit drawer ask for. Results are newest
 /// first, except with `after_id` (following a tail), which returns the entries
 /// after the cursor oldest first.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::audit::{self, CHANGE_CHANNEL, Change};
+use super::audit::{self, Change};
 use super::rows::{self, AGENT_COLUMNS};
 use super::tasks::RANK_STEP;
 use super::{Actor, Store, StoreError, StoreResult, with_retry};
@@ -52,15 +52,14 @@ impl Store {
         with_retry(|| self.dispatch_once(actor, project_id, &handle)).await
     }
 
-    /// One claim: the `dispatch_claim` function of `sql/V9__dispatch.sql`,
-    /// one statement committed on its own, so the lane locks it takes are
-    /// held for no client round trip.
+    /// One claim: the `dispatch_claim` function of `sql/V10__claims_without_lane_locks.sql`,
+    /// one statement committed on its own, then its change notification.
     async fn dispatch_once(&self, actor: &Actor, project_id: i64, handle: &str) -> StoreResult<DispatchOutcome> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT outcome, agent_status, in_progress, capacity, task
-                 FROM dispatch_claim($1, $2, $3, $4, $5, $6, $7, $8)",
+                "SELECT outcome, agent_status, in_progress, capacity, task, audit_id
+                 FROM dispatch_claim($1, $2, $3, $4, $5, $6, $7)",
             )
             .await?;
         let row = client
@@ -74,10 +73,16 @@ impl Store {
                     &actor.correlation_id,
                     &actor.reason,
                     &RANK_STEP,
-                    &CHANGE_CHANNEL,
                 ],
             )
             .await?;
+        if let Some(audit_id) = row.try_get::<_, Option<i64>>("audit_id")? {
+            // The claim has committed: a lost notification must not turn it
+            // into an error (a retry would claim a second task).
+            if let Err(e) = audit::announce_committed(&client, audit_id).await {
+                tracing::warn!("claim {audit_id} committed but its change notification was not sent: {e}");
+            }
+        }
         let outcome: String = row.try_get("outcome")?;
         match outcome.as_str() {
             "claimed" => {
