@@ -594,3 +594,54 @@ async fn operators_subscribe_a_connection_and_serve_webhooks_from_the_cli() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// `mctl connection test` on an n8n connection sends one signed `ping`, the
+/// way every delivery is sent, and says what the workflow answered; secrets
+/// never appear in what it prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_test_pings_the_workflow_signed_and_says_what_it_answered() {
+    let db = TestDb::new().await;
+    let cli = common::Cli::new(&db);
+    cli.run(&["project", "create", "AU", "--name", "Automation"]).ok();
+    let (server, workflow) = Workflow::start(vec![ResponseTemplate::new(200), ResponseTemplate::new(404)]).await;
+    let url = format!("{}/webhook/mc", server.uri());
+    let test = |args: &[&str]| {
+        let output = cli
+            .command()
+            .env("MC_PROJECT", "AU")
+            .env("N8N_HOOK_SECRET", SIGNING)
+            .env("N8N_HOOK_TOKEN", TOKEN)
+            .args(args)
+            .output()
+            .expect("run mctl");
+        common::run_from(output)
+    };
+    test(&["connection", "add", "n8n", "--key", "flows", "--url", &url, "--token-ref", "env:N8N_HOOK_TOKEN"]).ok();
+
+    let unsigned = test(&["connection", "test", "flows"]);
+    assert_ne!(unsigned.code, 0);
+    assert!(unsigned.stdout.contains("no webhook secret to sign with"), "{}", unsigned.stdout);
+    assert!(workflow.requests().is_empty(), "nothing is sent unsigned");
+
+    test(&["connection", "update", "flows", "--webhook-secret-ref", "env:N8N_HOOK_SECRET"]).ok();
+    let accepted = test(&["connection", "test", "flows"]).ok();
+    assert!(accepted.stdout.contains("ping") && accepted.stdout.contains("ready"), "{}", accepted.stdout);
+    let ping = workflow.requests().remove(0);
+    assert_eq!(header(&ping, "x-mc-event"), "ping");
+    assert_eq!(header(&ping, "authorization"), format!("Bearer {TOKEN}"));
+    let timestamp: i64 = header(&ping, "x-mc-timestamp").parse().unwrap();
+    assert_eq!(header(&ping, "x-mc-signature"), mc_signature(SIGNING.as_bytes(), timestamp, &ping.body));
+    let body: Value = serde_json::from_slice(&ping.body).unwrap();
+    assert_eq!(body["event"], "ping");
+    assert_eq!(body["connection"], "flows");
+    assert_eq!(body["delivery"].as_str().unwrap(), header(&ping, "x-mc-delivery"));
+
+    let inactive = test(&["connection", "test", "flows"]);
+    assert_ne!(inactive.code, 0);
+    assert!(inactive.stdout.contains("the workflow is not active"), "{}", inactive.stdout);
+    for run in [&unsigned, &accepted, &inactive] {
+        let shown = format!("{}{}", run.stdout, run.stderr);
+        assert!(!shown.contains(SIGNING) && !shown.contains(TOKEN), "a secret was shown: {shown}");
+    }
+    assert_eq!(workflow.requests().len(), 2, "one ping per test");
+}

@@ -1,6 +1,6 @@
 //! `mctl connection test`: can the worker use this connection? Reads the
-//! secret, authenticates, and asks what the server offers. Never prints the
-//! secret.
+//! secret, authenticates, and asks what the server offers (n8n: sends a
+//! signed `ping` event). Never prints the secret.
 
 use serde::Serialize;
 
@@ -29,6 +29,8 @@ pub struct CheckReport {
     pub actions: Option<bool>,
     /// Repositories: whether deployments can be read.
     pub deployments: Option<bool>,
+    /// n8n: whether the workflow accepted a signed `ping` event.
+    pub ping: Option<bool>,
     pub problem: Option<String>,
 }
 
@@ -64,6 +66,9 @@ impl CheckReport {
         };
         lines.extend(capability("actions", self.actions));
         lines.extend(capability("deployments", self.deployments));
+        if self.ping == Some(true) {
+            lines.push("  ping         a signed ping event was accepted by the workflow".into());
+        }
         if let Some(problem) = &self.problem {
             lines.push(format!("  problem      {problem}"));
         }
@@ -74,6 +79,22 @@ impl CheckReport {
 
 pub async fn check(connection: &Connection) -> CheckReport {
     let mut report = CheckReport { connection: connection.key.clone(), ..CheckReport::default() };
+    if connection.provider == Provider::N8n {
+        let (signing, token) = match crate::sync::n8n::credentials(connection) {
+            Ok(credentials) => credentials,
+            Err(problem) => {
+                report.problem = Some(problem);
+                return report;
+            }
+        };
+        report.secret = connection.secret_ref.clone();
+        let answer = crate::sync::n8n::ping(connection, &signing, token.as_deref()).await;
+        report.ping = Some(answer.is_ok());
+        report.ok = answer.is_ok();
+        report.authenticated = answer.is_ok();
+        report.problem = answer.err();
+        return report;
+    }
     if !crate::sync::worker::SYNCED.contains(&connection.provider) {
         report.problem = Some(format!("{} connections are not synced by the sync worker", connection.provider));
         return report;

@@ -238,6 +238,82 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
+/// The connection's signing secret (required: n8n checks every delivery
+/// with it) and its header-auth token (optional), resolved from their references.
+pub fn credentials(connection: &Connection) -> Result<(String, Option<String>), String> {
+    let signing = match crate::sync::secret::resolve(connection.config.get(SECRET_SETTING).and_then(Value::as_str)) {
+        Ok(secret) => secret,
+        Err(_) if connection.config.get(SECRET_SETTING).is_none() => {
+            return Err(format!(
+                "connection {} has no webhook secret to sign with: set one with `mctl connection update {} --webhook-secret-ref env:NAME`",
+                connection.key, connection.key
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let token =
+        connection.secret_ref.as_ref().map(|reference| crate::sync::secret::resolve(Some(reference))).transpose()?;
+    Ok((signing, token))
+}
+
+/// A POST of `body` to the connection's webhook, signed over the timestamp
+/// and body, with header auth when the connection has a token.
+fn signed_request(
+    connection: &Connection,
+    id: Uuid,
+    event: &str,
+    body: Vec<u8>,
+    signing: &str,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    let request = client()
+        .post(&connection.base_url)
+        .header("content-type", "application/json")
+        .header("x-mc-delivery", id.to_string())
+        .header("x-mc-event", event)
+        .header("x-mc-timestamp", timestamp.to_string())
+        .header("x-mc-signature", mc_signature(signing.as_bytes(), timestamp, &body))
+        .body(body);
+    match token {
+        None => request,
+        Some(token) => match connection.config.get("auth_header").and_then(Value::as_str) {
+            Some(name) if !name.eq_ignore_ascii_case("authorization") => request.header(name, token),
+            _ => request.header("authorization", format!("Bearer {token}")),
+        },
+    }
+}
+
+/// What an answer other than 2xx says, for the operator.
+fn refusal(status: u16, event: &str) -> String {
+    match status {
+        404 => format!("n8n answered 404 for {event}: the workflow is not active (or the URL is wrong); activate it"),
+        401 | 403 => {
+            format!("n8n refused the credentials (HTTP {status}): check the token and the workflow's header auth")
+        }
+        429 => format!("n8n is rate limiting (HTTP 429) {event}: try again later"),
+        500..=599 => format!("n8n failed with HTTP {status}"),
+        _ => format!("n8n rejected {event} with HTTP {status}: check the workflow's webhook node"),
+    }
+}
+
+/// `mctl connection test` for n8n: sends one signed `ping` event, the way
+/// every delivery is sent, and says what n8n answered. A workflow can tell
+/// it apart by `event` = `ping` (no task or project data in it).
+pub async fn ping(connection: &Connection, signing: &str, token: Option<&str>) -> Result<(), String> {
+    let id = Uuid::new_v4();
+    let payload = json!({ "connection": connection.key, "sent_at": OffsetDateTime::now_utc().unix_timestamp() });
+    let request = signed_request(connection, id, "ping", body(id, "ping", &payload), signing, token);
+    match request.send().await {
+        Err(e) if e.is_timeout() => {
+            Err("sending a ping to n8n timed out: check the connection's URL and that n8n is up".into())
+        }
+        Err(_) => Err("could not reach n8n: check the connection's URL and that n8n is up".into()),
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(refusal(response.status().as_u16(), "ping")),
+    }
+}
+
 async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Limiters) -> Outcome {
     let fail = |error: String, transient: bool, not_before: Option<OffsetDateTime>| Outcome::Failed {
         error,
@@ -261,26 +337,9 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
         Ok(None) => return Outcome::Done, // removed with its connection: nothing to send
         Err(e) => return fail(e.to_string(), true, None),
     };
-    let signing = match crate::sync::secret::resolve(connection.config.get(SECRET_SETTING).and_then(Value::as_str)) {
-        Ok(secret) => secret,
-        Err(_) if connection.config.get(SECRET_SETTING).is_none() => {
-            return fail(
-                format!(
-                    "connection {} has no webhook secret to sign with: set one with `mctl connection update {} --webhook-secret-ref env:NAME`",
-                    connection.key, connection.key
-                ),
-                false,
-                None,
-            );
-        }
+    let (signing, token) = match credentials(connection) {
+        Ok(credentials) => credentials,
         Err(e) => return fail(e, false, None),
-    };
-    let token = match &connection.secret_ref {
-        Some(reference) => match crate::sync::secret::resolve(Some(reference)) {
-            Ok(token) => Some(token),
-            Err(e) => return fail(e, false, None),
-        },
-        None => None,
     };
     let per_minute = connection
         .config
@@ -290,22 +349,7 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
     if let Err(wait) = limiters.of(connection.id, per_minute).acquire().await {
         return Outcome::Deferred(OffsetDateTime::now_utc() + wait);
     }
-    let body = body(id, &event, &payload);
-    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-    let mut request = client()
-        .post(&connection.base_url)
-        .header("content-type", "application/json")
-        .header("x-mc-delivery", id.to_string())
-        .header("x-mc-event", &event)
-        .header("x-mc-timestamp", timestamp.to_string())
-        .header("x-mc-signature", mc_signature(signing.as_bytes(), timestamp, &body))
-        .body(body);
-    if let Some(token) = &token {
-        request = match connection.config.get("auth_header").and_then(Value::as_str) {
-            Some(name) if !name.eq_ignore_ascii_case("authorization") => request.header(name, token),
-            _ => request.header("authorization", format!("Bearer {token}")),
-        };
-    }
+    let request = signed_request(connection, id, &event, body(id, &event, &payload), &signing, token.as_deref());
     let (status, outcome) = match request.send().await {
         Err(e) => {
             let what = if e.is_timeout() { "timed out" } else { "could not connect or the connection failed" };
@@ -328,20 +372,7 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
                 .and_then(|v| parse_retry_after(v, now));
             let outcome = match status {
                 200..=299 => Outcome::Done,
-                404 => fail(
-                    format!(
-                        "n8n answered 404 for {event}: the workflow is not active (or the URL is wrong); activate it, then retry this dead letter"
-                    ),
-                    false,
-                    None,
-                ),
-                401 | 403 => fail(
-                    format!(
-                        "n8n refused the credentials (HTTP {status}): check the token and the workflow's header auth"
-                    ),
-                    false,
-                    None,
-                ),
+                404 => fail(format!("{}, then retry this dead letter", refusal(status, &event)), false, None),
                 429 => {
                     let until = retry_after.unwrap_or(now + Duration::from_secs(60));
                     if let Ok(wait) = Duration::try_from(until - now) {
@@ -349,12 +380,8 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
                     }
                     fail(format!("n8n is rate limiting (HTTP 429) until {until}"), true, Some(until))
                 }
-                500..=599 => fail(format!("n8n failed with HTTP {status}"), true, retry_after),
-                _ => fail(
-                    format!("n8n rejected {event} with HTTP {status}: check the workflow's webhook node"),
-                    false,
-                    None,
-                ),
+                500..=599 => fail(refusal(status, &event), true, retry_after),
+                _ => fail(refusal(status, &event), false, None),
             };
             (Some(status as i32), outcome)
         }
