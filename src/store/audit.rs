@@ -69,8 +69,7 @@ pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) 
                                           entity_key, before, after, correlation_id, reason)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12)
                  RETURNING id, project_id, entity_kind, entity_id, action)
-             SELECT id, pg_notify($11, json_build_object('project_id', project_id, 'kind', entity_kind,
-                                                          'id', entity_id, 'action', action, 'audit_id', id)::text)::text
+             SELECT id, pg_notify($11, change_payload(project_id, entity_kind, entity_id, action, id))::text
              FROM entry",
         )
         .await?;

@@ -850,8 +850,8 @@ impl Store {
         )
         .await?;
         tx.execute(
-            "SELECT pg_notify($1, json_build_object('project_id', $2::bigint, 'kind', 'task', 'action', 'task.sync_create',
-                                                    'audit_id', (SELECT max(id) FROM audit_entry WHERE correlation_id = $3))::text)",
+            "SELECT pg_notify($1, change_payload($2, 'task', NULL, 'task.sync_create',
+                                                 (SELECT max(id) FROM audit_entry WHERE correlation_id = $3)))",
             &[&super::audit::CHANGE_CHANNEL, &project_id, &actor.correlation_id],
         )
         .await?;

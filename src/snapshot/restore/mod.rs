@@ -278,8 +278,7 @@ impl Store {
         audit.push("snapshot", "snapshot.restore", Some(snapshot_id), &format!("#{snapshot_id}"), None, Some(&summary));
         let last_audit_id = audit.write(&tx).await?;
         tx.execute(
-            "SELECT pg_notify($1, json_build_object('project_id', $2::bigint, 'kind', 'snapshot', 'id', $3::bigint,
-                                                    'action', 'snapshot.restore', 'audit_id', $4::bigint)::text)",
+            "SELECT pg_notify($1, change_payload($2, 'snapshot', $3, 'snapshot.restore', $4))",
             &[&CHANGE_CHANNEL, &project_id, &snapshot_id, &last_audit_id],
         )
         .await?;
