@@ -75,6 +75,17 @@ fn claimed(outcome: DispatchOutcome) -> Task {
     }
 }
 
+/// The `agent.offline` audit entries of agent `handle`.
+async fn offline_entries(store: &Store, handle: &str) -> Vec<AuditEntry> {
+    store
+        .list_audit(&AuditQuery { entity_key: Some(handle.into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "agent.offline")
+        .collect()
+}
+
 async fn claim_entries(store: &Store) -> Vec<AuditEntry> {
     store
         .list_audit(&AuditQuery { limit: 1000, ..Default::default() })
@@ -651,13 +662,7 @@ async fn silent_agents_go_offline_and_their_work_becomes_a_risk() {
     assert_eq!(store.agent_by_handle("human").await.unwrap().status, AgentStatus::Available, "never seen: left alone");
     assert_eq!(store.agent_by_handle("alive").await.unwrap().status, AgentStatus::Available);
 
-    let entries: Vec<AuditEntry> = store
-        .list_audit(&AuditQuery { entity_key: Some("bot".into()), limit: 100, ..Default::default() })
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "agent.offline")
-        .collect();
+    let entries = offline_entries(&store, "bot").await;
     assert_eq!(entries.len(), 1);
     assert_eq!((entries[0].actor.as_str(), entries[0].source), ("sync worker", Source::Sync));
     assert_eq!(entries[0].before.as_ref().unwrap()["status"], "available");
@@ -896,13 +901,7 @@ async fn the_sync_worker_marks_silent_agents_offline() {
     assert_eq!(store.agent_by_handle("bot").await.unwrap().status, AgentStatus::Available);
     let _ = stop.send(());
     running.await.unwrap().unwrap();
-    let entries: Vec<AuditEntry> = store
-        .list_audit(&AuditQuery { entity_key: Some("bot".into()), limit: 100, ..Default::default() })
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "agent.offline")
-        .collect();
+    let entries = offline_entries(&store, "bot").await;
     assert_eq!(entries.len(), 1);
     assert_eq!((entries[0].actor.as_str(), entries[0].source), ("sync worker w1", Source::Sync));
 }
