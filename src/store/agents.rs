@@ -109,11 +109,7 @@ impl Store {
         let handle = domain::agent_handle(handle)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let before = tx
-            .query_opt(&format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1 FOR UPDATE"), &[&handle])
-            .await?
-            .ok_or_else(|| StoreError::not_found("agent", &handle))?;
-        let before = rows::agent(&before)?;
+        let before = lock_agent(&tx, &handle).await?;
         let row = tx
             .query_one(
                 &format!(
@@ -142,6 +138,18 @@ impl Store {
         tx.commit().await?;
         Ok(after)
     }
+}
+
+/// Locks the agent's row for an edit in the caller's transaction and reads it.
+pub(super) async fn lock_agent(client: &impl deadpool_postgres::GenericClient, handle: &str) -> StoreResult<Agent> {
+    let statement = client
+        .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1 FOR NO KEY UPDATE"))
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&handle])
+        .await?
+        .ok_or_else(|| StoreError::not_found("agent", format!("@{handle}")))?;
+    rows::agent(&row)
 }
 
 pub(crate) async fn agent_by_handle(

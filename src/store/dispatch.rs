@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::agents::lock_agent;
 use super::audit::{self, Change};
 use super::rows::{self, AGENT_COLUMNS};
 use super::tasks::RANK_STEP;
@@ -117,14 +118,7 @@ impl Store {
         let handle = domain::agent_handle(handle)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let lock = tx
-            .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1 FOR NO KEY UPDATE"))
-            .await?;
-        let row = tx
-            .query_opt(&lock, &[&handle])
-            .await?
-            .ok_or_else(|| StoreError::not_found("agent", format!("@{handle}")))?;
-        let before = rows::agent(&row)?;
+        let before = lock_agent(&tx, &handle).await?;
         let status = status.unwrap_or(match before.status {
             AgentStatus::Offline => AgentStatus::Available,
             current => current,
