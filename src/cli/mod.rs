@@ -213,8 +213,8 @@ impl Context {
             read_only: self.read_only,
             mouse: self.config.console.mouse,
             stale_after: time::Duration::days(self.config.console.stale_days.unwrap_or(7).clamp(1, 365)),
-            offline_after: time::Duration::try_from(self.config.dispatch.offline_after())
-                .unwrap_or(time::Duration::minutes(15)),
+            // Checked when the config is read: 1 minute to MAX_OFFLINE_AFTER_MINUTES.
+            offline_after: time::Duration::seconds(self.config.dispatch.offline_after().as_secs() as i64),
             keymap: std::sync::Arc::new(keymap),
             theme: std::sync::Arc::new(theme),
             warnings,

@@ -219,8 +219,7 @@ async fn expire_silent_agents(store: &Store, actor: &Actor, after: Duration) {
     if store.is_read_only() {
         return;
     }
-    let after = std::time::Duration::try_from(after).unwrap_or(std::time::Duration::from_secs(15 * 60));
-    if let Err(e) = store.expire_silent_agents(&actor.next_operation(), after).await {
+    if let Err(e) = store.expire_silent_agents(&actor.next_operation(), after.unsigned_abs()).await {
         tracing::warn!(error = %e, "marking silent agents offline");
     }
 }
