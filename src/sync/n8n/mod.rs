@@ -291,7 +291,7 @@ fn refusal(status: u16, event: &str) -> String {
         401 | 403 => {
             format!("n8n refused the credentials (HTTP {status}): check the token and the workflow's header auth")
         }
-        429 => format!("n8n is rate limiting (HTTP 429) {event}: try again later"),
+        429 => format!("n8n is rate limiting (HTTP 429) and did not take {event}: try again later"),
         500..=599 => format!("n8n failed with HTTP {status}"),
         _ => format!("n8n rejected {event} with HTTP {status}: check the workflow's webhook node"),
     }
