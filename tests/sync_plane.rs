@@ -460,35 +460,91 @@ async fn two_workers_share_one_queue_without_double_pushes() {
     }
 }
 
+/// The queue row of a task's key: (generation, due now, dead).
+async fn task_job(s: &Setup, task_id: i64) -> (i32, bool, bool) {
+    let row =
+        s.db.client()
+            .await
+            .query_one(
+                "SELECT generation, available_at <= now(), dead FROM sync_job WHERE key = $1",
+                &[&format!("task:{task_id}")],
+            )
+            .await
+            .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Claims due keys as worker `w` and returns the task's (others go back).
+async fn claim_task(s: &Setup, task_id: i64) -> queue::Job {
+    let mut task = None;
+    for job in queue::claim(&s.store, "w", 100, Duration::from_secs(60)).await.unwrap() {
+        if job.key == format!("task:{task_id}") {
+            task = Some(job);
+        } else {
+            queue::finish(&s.store, "w", &job, &queue::Outcome::Again(Duration::from_secs(600))).await.unwrap();
+        }
+    }
+    task.expect("the task's key was due")
+}
+
+async fn retitle(s: &Setup, key: &str, title: &str) {
+    s.store
+        .edit_task(&actor("bo"), key, TaskEdit { title: Some(title.into()), ..TaskEdit::default() }, None)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_edits_coalesce_into_one_job() {
     let s = setup(1).await;
     sync(&s).await;
     let task = tasks(&s).await[0].clone();
     for n in 0..10 {
-        s.store
-            .edit_task(
-                &actor("bo"),
-                &task.key,
-                TaskEdit { title: Some(format!("edit {n}")), ..TaskEdit::default() },
-                None,
-            )
-            .await
-            .unwrap();
+        retitle(&s, &task.key, &format!("edit {n}")).await;
     }
     assert_eq!(s.db.count(&format!("sync_job WHERE key = 'task:{}'", task.id)).await, 1);
-    let generation: i32 =
-        s.db.client()
-            .await
-            .query_one(&format!("SELECT generation FROM sync_job WHERE key = 'task:{}'", task.id), &[])
-            .await
-            .unwrap()
-            .get(0);
-    assert_eq!(generation, 10);
+    // Due and unclaimed: later edits leave the row as the first one wrote it.
+    assert_eq!(task_job(&s, task.id).await, (1, true, false));
     s.plane.reset_log();
     sync(&s).await;
     assert_eq!(s.plane.count("PATCH", "work-items"), 1);
     assert_eq!(s.plane.item(&mapping_of(&s, &task.key).await.external_id).unwrap()["name"], "edit 9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_reruns_a_claimed_key_and_wakes_a_waiting_or_dead_one() {
+    let s = setup(1).await;
+    sync(&s).await;
+    let task = tasks(&s).await[0].clone();
+    retitle(&s, &task.key, "first").await;
+
+    // Claimed: an edit while the worker holds the key makes it run again.
+    let job = claim_task(&s, task.id).await;
+    retitle(&s, &task.key, "second").await;
+    assert_eq!(task_job(&s, task.id).await.0, 2);
+    assert!(queue::finish(&s.store, "w", &job, &queue::Outcome::Done).await.unwrap());
+    assert_eq!(s.db.count(&format!("sync_job WHERE key = 'task:{}'", task.id)).await, 1, "kept to run again");
+
+    // Waiting out a backoff: an edit makes it due now.
+    let job = claim_task(&s, task.id).await;
+    let failed = queue::Outcome::Failed { error: "503".into(), transient: true, not_before: None };
+    queue::finish(&s.store, "w", &job, &failed).await.unwrap();
+    assert!(!task_job(&s, task.id).await.1, "backing off");
+    retitle(&s, &task.key, "third").await;
+    assert!(task_job(&s, task.id).await.1, "due again");
+
+    // Dead: an edit brings it back.
+    let job = claim_task(&s, task.id).await;
+    let refused = queue::Outcome::Failed { error: "422".into(), transient: false, not_before: None };
+    queue::finish(&s.store, "w", &job, &refused).await.unwrap();
+    assert!(task_job(&s, task.id).await.2, "a dead letter");
+    retitle(&s, &task.key, "fourth").await;
+    let (_, due, dead) = task_job(&s, task.id).await;
+    assert!(due && !dead, "back from the dead letters");
+
+    s.plane.reset_log();
+    sync(&s).await;
+    assert_eq!(s.plane.item(&mapping_of(&s, &task.key).await.external_id).unwrap()["name"], "fourth");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,19 +62,30 @@ pub struct DeadLetter {
     pub failed_at: OffsetDateTime,
 }
 
+/// The tail of an `INSERT INTO sync_job` that coalesces with a queued key:
+/// one claimed is run again (its generation goes up), one waiting out a
+/// backoff runs now, a dead one comes back. One already due and unclaimed
+/// is left alone: whoever claims it reads the object as it is then, so a
+/// flood of changes to one object does not rewrite its row each time. The
+/// outbox trigger (`sync_enqueue`, migration V12) does the same in SQL.
+pub(crate) const COALESCE_WITH_QUEUED: &str = "ON CONFLICT (connection_id, key) DO UPDATE
+    SET generation = sync_job.generation + 1, available_at = least(sync_job.available_at, now()),
+        dead = false, attempts = CASE WHEN sync_job.dead THEN 0 ELSE sync_job.attempts END,
+        updated_at = now()
+    WHERE sync_job.dead OR sync_job.available_at > now() OR sync_job.locked_by IS NOT NULL";
+
 /// Adds (or wakes) a key; a pending one coalesces.
 pub async fn enqueue(store: &Store, connection_id: i64, key: &str) -> StoreResult<()> {
     let client = store.client().await?;
     client
         .execute(
-            "WITH queued AS (
-                 INSERT INTO sync_job (connection_id, key) VALUES ($1, $2)
-                 ON CONFLICT (connection_id, key) DO UPDATE
-                     SET generation = sync_job.generation + 1, available_at = least(sync_job.available_at, now()),
-                         dead = false, attempts = CASE WHEN sync_job.dead THEN 0 ELSE sync_job.attempts END,
-                         updated_at = now()
-                 RETURNING id)
-             SELECT pg_notify($3, '') FROM queued",
+            &format!(
+                "WITH queued AS (
+                     INSERT INTO sync_job (connection_id, key) VALUES ($1, $2)
+                     {COALESCE_WITH_QUEUED}
+                     RETURNING id)
+                 SELECT pg_notify($3, '') FROM queued"
+            ),
             &[&connection_id, &key, &WAKE_CHANNEL],
         )
         .await?;

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::domain::Provider;
 use crate::store::{Store, StoreError, StoreResult};
-use crate::sync::queue::{PULL, REMOTE_PREFIX, WAKE_CHANNEL};
+use crate::sync::queue::{COALESCE_WITH_QUEUED, PULL, REMOTE_PREFIX, WAKE_CHANNEL};
 
 /// At most this many deliveries in one statement.
 pub const MAX_BATCH: usize = 256;
@@ -142,7 +142,7 @@ pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreR
     }
     let client = store.client().await?;
     let statement = client
-        .prepare_cached(
+        .prepare_cached(&format!(
             "WITH batch AS (
                  SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::int[], $7::bool[])
                      AS b (n, connection_id, delivery_key, event, payload, payload_bytes, pull_if_unmapped)
@@ -162,7 +162,7 @@ pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreR
                                       WHERE em.connection_id = b.connection_id
                                         AND em.local_kind IN ('task', 'cycle', 'module') AND em.sync_state <> 'deleted'
                                         AND em.external_key IN (SELECT remote_id FROM named WHERE named.n = b.n)) mapped),
-                                 CASE WHEN b.pull_if_unmapped THEN ARRAY[$10] ELSE '{}'::text[] END)
+                                 CASE WHEN b.pull_if_unmapped THEN ARRAY[$10] ELSE '{{}}'::text[] END)
                  FROM batch b
                  ORDER BY b.connection_id, b.delivery_key
                  ON CONFLICT (connection_id, delivery_key) DO NOTHING
@@ -172,19 +172,13 @@ pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreR
                  -- Distinct and in key order: concurrent batches lock queue rows in the same order.
                  SELECT DISTINCT i.connection_id, k FROM inserted i, unnest(i.keys) k
                  ORDER BY 1, 2
-                 ON CONFLICT (connection_id, key) DO UPDATE
-                     SET generation = sync_job.generation + 1, available_at = least(sync_job.available_at, now()),
-                         dead = false, attempts = CASE WHEN sync_job.dead THEN 0 ELSE sync_job.attempts END,
-                         updated_at = now()
-                     -- A key already due and not yet claimed will read the change anyway:
-                     -- a flood of deliveries for one object does not rewrite its row each time.
-                     WHERE sync_job.dead OR sync_job.available_at > now() OR sync_job.locked_by IS NOT NULL
+                 {COALESCE_WITH_QUEUED}
                  RETURNING 1
              ), woken AS (
                  SELECT count(*) AS n FROM (SELECT pg_notify($11, '') FROM (SELECT 1 FROM queued LIMIT 1) q) w
              )
              SELECT i.connection_id, i.delivery_key, i.keys, woken.n FROM inserted i, woken",
-        )
+        ))
         .await?;
     let rows = client
         .query(
