@@ -196,6 +196,23 @@ fn sent(effects: Vec<Effect>) -> (RequestId, Box<MutationRequest>) {
         .expect("a change was sent")
 }
 
+fn agent(handle: &str, name: &str, in_progress: i64) -> AgentLoad {
+    AgentLoad {
+        agent: Agent {
+            id: 1,
+            handle: handle.into(),
+            display_name: name.into(),
+            kind: AgentKind::Human,
+            status: AgentStatus::Available,
+            capacity: 3,
+            skills: vec![],
+            last_seen_at: None,
+            version: 1,
+        },
+        in_progress,
+    }
+}
+
 #[test]
 fn start_loads_the_board_agents_audit_tail_and_sync_health() {
     let mut s = state();
@@ -509,20 +526,7 @@ fn the_new_task_form_validates_then_creates() {
 #[test]
 fn marks_and_the_picker_assign_in_bulk() {
     let mut s = with_board(&[("Ready", 4)]);
-    s.agents = vec![AgentLoad {
-        agent: Agent {
-            id: 1,
-            handle: "bo".into(),
-            display_name: "Bo Andersen".into(),
-            kind: AgentKind::Human,
-            status: AgentStatus::Available,
-            capacity: 3,
-            skills: vec![],
-            last_seen_at: None,
-            version: 1,
-        },
-        in_progress: 0,
-    }];
+    s.agents = vec![agent("bo", "Bo Andersen", 0)];
     update(&mut s, key(KeyCode::Char(' ')));
     update(&mut s, ch('j'));
     update(&mut s, ch('j'));
@@ -539,6 +543,29 @@ fn marks_and_the_picker_assign_in_bulk() {
         other => panic!("{other:?}"),
     }
     assert!(s.board.marked.is_empty());
+}
+
+#[test]
+fn the_picker_lines_up_the_load_column_whatever_the_names() {
+    let mut s = state();
+    s.agents = vec![
+        agent("bo", "Bo Andersen", 1),
+        agent("patchbot", "Patchbot (dependency agent for every repository)", 2),
+        agent("mei", "王美玲 (北京办公室)", 0),
+        agent("a-very-long-agent-handle", "Ana", 3),
+    ];
+    let items = mission_control::console::rows::picker_items(&s, "");
+    let loads: Vec<usize> = items
+        .iter()
+        .filter(|(handle, _)| handle.is_some())
+        .map(|(_, label)| {
+            let at = label.rfind(' ').unwrap();
+            unicode_width::UnicodeWidthStr::width(&label[..at])
+        })
+        .collect();
+    assert_eq!(loads.len(), 4);
+    assert!(loads.iter().all(|w| *w == loads[0]), "the load column starts at one display column: {items:?}");
+    assert!(items.iter().any(|(_, label)| label.contains('…')), "long names are clipped, not wrapped: {items:?}");
 }
 
 #[test]
