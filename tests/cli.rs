@@ -189,6 +189,164 @@ async fn the_command_forms_work_and_speak_json() {
     assert!(paths["config_file"].as_str().unwrap().ends_with("config/config.toml"));
 }
 
+/// One row of `sql` with `param`, as the CLI's work left it in the database.
+async fn row(db: &TestDb, sql: &str, param: &(dyn tokio_postgres::types::ToSql + Sync)) -> tokio_postgres::Row {
+    db.client().await.query_one(sql, &[param]).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lane_lists_handoff_rejects_and_cancels_connection_removal_and_audit_since() {
+    let db = TestDb::new().await;
+    let cli = Cli::new(&db);
+    cli.run(&["project", "create", "MC", "--name", "Mission Control"]).ok();
+    cli.run(&["agent", "create", "ana", "--name", "Ana Lima", "--kind", "human"]).ok();
+    cli.run(&["agent", "create", "bo", "--name", "Bo", "--kind", "ai"]).ok();
+    for (title, lane) in [("first", "Ready"), ("second", "Inbox"), ("third", "Ready"), ("fourth", "Done")] {
+        cli.run(&["task", "create", "--title", title, "--lane", lane, "--assignee", "ana"]).ok();
+    }
+
+    // `task list --lane`: the lane's tasks in board order, the name matched case-insensitively.
+    let ready = cli.run(&["--json", "task", "list", "--lane", "ready"]).ok().json();
+    let keys: Vec<&str> = ready.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+    let in_db: Vec<String> = db
+        .client()
+        .await
+        .query(
+            "SELECT t.task_key FROM task t JOIN lane l ON l.id = t.lane_id WHERE l.name = 'Ready' ORDER BY t.rank",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, in_db);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(ready.as_array().unwrap().iter().all(|t| t["lane"] == "Ready"));
+    let plain = cli.run(&["task", "list", "--lane", "Done"]).ok().stdout;
+    assert!(plain.contains("MC-4") && !plain.contains("MC-1"), "{plain}");
+    let nowhere = cli.run(&["task", "list", "--lane", "Nowhere"]);
+    assert_eq!(nowhere.code, 4, "an unknown lane is not found: {}", nowhere.stderr);
+
+    // A handoff rejected with a note: still on record, not closed.
+    let open = |key: &str| {
+        let handoff = cli
+            .run(&["--json", "handoff", "open", key, "--to", "bo", "--kind", "transfer", "--reason", "take it"])
+            .ok()
+            .json();
+        handoff["id"].as_i64().unwrap()
+    };
+    let rejected = open("MC-1");
+    let answer = cli.run(&["--json", "handoff", "reject", &rejected.to_string(), "--note", "not mine"]).ok().json();
+    assert_eq!((answer["state"].as_str(), answer["resolution"].as_str()), (Some("rejected"), Some("not mine")));
+    let stored =
+        row(&db, "SELECT state, resolution, closed_at IS NULL, version FROM handoff WHERE id = $1", &rejected).await;
+    assert_eq!(stored.get::<_, String>(0), "rejected");
+    assert_eq!(stored.get::<_, String>(1), "not mine");
+    assert!(stored.get::<_, bool>(2), "a rejected handoff can still be resolved: it is not closed");
+    assert_eq!(stored.get::<_, i32>(3), 2);
+    let task = cli.run(&["--json", "task", "show", "MC-1"]).ok().json();
+    assert_eq!(task["task"]["assignee"], "ana", "a rejected transfer leaves the assignee");
+
+    // A handoff cancelled by the sender: closed, and listed only with --all.
+    let cancelled = open("MC-3");
+    let answer = cli.run(&["--json", "handoff", "cancel", &cancelled.to_string()]).ok().json();
+    assert_eq!(answer["state"], "cancelled");
+    assert!(answer["closed_at"].is_string());
+    let stored = row(&db, "SELECT state, closed_at IS NOT NULL FROM handoff WHERE id = $1", &cancelled).await;
+    assert_eq!(stored.get::<_, String>(0), "cancelled");
+    assert!(stored.get::<_, bool>(1), "cancelling closes it");
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let listed = cli.run(args).ok().json();
+        listed.as_array().unwrap().iter().map(|h| h["id"].as_i64().unwrap()).collect()
+    };
+    assert!(ids(&["--json", "handoff", "list"]).is_empty(), "by default only open and accepted ones");
+    assert_eq!(ids(&["--json", "handoff", "list", "--state", "rejected"]), [rejected]);
+    assert_eq!(ids(&["--json", "handoff", "list", "--all"]), [rejected, cancelled]);
+    let again = cli.run(&["handoff", "cancel", &cancelled.to_string()]);
+    assert_eq!(again.code, 2, "a cancelled handoff stays cancelled: {}", again.stderr);
+    let verbs: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT action FROM audit_entry WHERE entity_kind = 'handoff' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(verbs, ["handoff.open", "handoff.reject", "handoff.open", "handoff.cancel"]);
+
+    // `audit list --since`: exactly the entries at or after that time.
+    let all = cli.run(&["--json", "audit", "list", "--limit", "1000"]).ok().json();
+    let all = all.as_array().unwrap();
+    let reject_entry = all.iter().find(|e| e["action"] == "handoff.reject").expect("the reject is audited");
+    let since = reject_entry["at"].as_str().unwrap();
+    let recent = cli.run(&["--json", "audit", "list", "--since", since, "--limit", "1000"]).ok().json();
+    let recent: Vec<i64> = recent.as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let at = time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).unwrap();
+    let expected: Vec<i64> = db
+        .client()
+        .await
+        .query(
+            "SELECT id FROM audit_entry WHERE project_id = (SELECT id FROM project WHERE key = 'MC') AND at >= $1
+             ORDER BY id DESC",
+            &[&at],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(recent, expected);
+    assert!(recent.contains(&reject_entry["id"].as_i64().unwrap()));
+    assert!(recent.len() >= 3 && recent.len() < all.len(), "{} of {}", recent.len(), all.len());
+    let spans = cli.run(&["--json", "audit", "list", "--since", "1h", "--limit", "1000"]).ok().json();
+    assert_eq!(spans.as_array().unwrap().len(), all.len(), "a span counts back from now");
+    let future = cli.run(&["--json", "audit", "list", "--since", "2999-01-01"]).ok().json();
+    assert_eq!(future, serde_json::json!([]));
+    let bad = cli.run(&["audit", "list", "--since", "last tuesday"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+
+    // `connection remove`: refused while it maps objects, unless forced.
+    cli.run(&["connection", "add", "github", "--key", "gh", "--url", "https://api.github.com", "--repo", "acme/shop"])
+        .ok();
+    cli.run(&["connection", "add", "gitlab", "--key", "gl", "--url", "https://gitlab.com", "--repo", "acme/shop"]).ok();
+    let store = db.store().await;
+    let task_id = store.task_by_key("MC-1").await.unwrap().id;
+    let project_id = store.project_by_key("MC").await.unwrap().id;
+    let mapping = mission_control::store::integrations::NewMapping {
+        connection: "gh".into(),
+        local_kind: mission_control::domain::LocalKind::Task,
+        local_id: task_id,
+        external_id: "4711".into(),
+        external_key: Some("#12".into()),
+        url: None,
+    };
+    store.create_mapping(&common::actor("sync"), project_id, mapping).await.unwrap();
+    let refused = cli.run(&["connection", "remove", "gh"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("still maps 1 object"), "{}", refused.stderr);
+    assert_eq!(db.count("integration_connection").await, 2, "nothing removed");
+
+    let removed = cli.run(&["--json", "connection", "remove", "gl"]).ok().json();
+    assert_eq!((removed["key"].as_str(), removed["provider"].as_str()), (Some("gl"), Some("gitlab")));
+    let said = cli.run(&["connection", "remove", "gh", "--force"]).ok().stdout;
+    assert_eq!(said.trim(), "removed connection gh");
+    assert_eq!(db.count("integration_connection").await, 0);
+    assert_eq!(db.count("external_mapping").await, 0, "--force takes the mappings with it");
+    assert_eq!(cli.run(&["--json", "connection", "list"]).ok().json(), serde_json::json!([]));
+    let entry = row(
+        &db,
+        "SELECT actor, before->>'mappings' FROM audit_entry WHERE action = 'connection.remove' AND entity_key = $1",
+        &"gh",
+    )
+    .await;
+    assert_eq!(entry.get::<_, String>(0), "tester");
+    assert_eq!(entry.get::<_, Option<String>>(1).as_deref(), Some("1"), "the audit says what went with it");
+    let gone = cli.run(&["connection", "remove", "gh"]);
+    assert_eq!(gone.code, 4, "{}", gone.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let db = TestDb::new().await;

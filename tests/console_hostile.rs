@@ -1,6 +1,9 @@
 //! Hostile text in the console: escape sequences, control characters,
 //! carriage returns, huge titles, right-to-left and emoji text must render in
-//! their cells without disturbing the rest of the screen.
+//! their cells, control characters as visible placeholders, without
+//! disturbing the rest of the screen. The database holds titles of at most
+//! 500 characters (the longest is tried with escapes in it); a 5,000-character
+//! title, as a provider could send, is drawn from state alone.
 
 mod common;
 
@@ -8,6 +11,7 @@ use common::TestDb;
 use common::console::{NOW, app, ch, key, press, render, screen_text};
 use crossterm::event::KeyCode;
 use mission_control::console::state::ConsoleOptions;
+use mission_control::domain::text::MAX_TITLE_CHARS;
 use mission_control::store::tasks::NewTask;
 
 const HOSTILE: &[&str] = &[
@@ -50,26 +54,46 @@ fn draw(app: &mission_control::console::app::App) -> ratatui::buffer::Buffer {
     terminal.backend().buffer().clone()
 }
 
+/// The longest title the product accepts (the domain limit, which the
+/// schema's CHECK repeats), opening with a screen wipe, a cursor jump and a
+/// window-title sequence, and ending in a marker word.
+fn longest_hostile_title() -> String {
+    let head = "\x1b[2J\x1b[H\x1b]0;owned\x07 huge";
+    let tail = " END";
+    let fill = MAX_TITLE_CHARS - head.chars().count() - tail.chars().count();
+    let title = format!("{head}{}{tail}", &" word".repeat(fill)[..fill]);
+    assert_eq!(title.chars().count(), MAX_TITLE_CHARS);
+    title
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_titles_stay_in_their_cells() {
     let db = TestDb::new().await;
     let store = db.store().await;
-    let project = store.create_project(&common::actor("ana"), "MC", "Hostile", "").await.unwrap();
+    let ana = common::actor("ana");
+    let project = store.create_project(&ana, "MC", "Hostile", "").await.unwrap();
+    // Through the repository, as any client would: the limit holds, the escapes are stored.
+    let too_long = NewTask { title: format!("{}x", longest_hostile_title()), ..Default::default() };
+    let err = store.create_task(&ana, project.id, too_long).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("limit is {MAX_TITLE_CHARS}")), "{err}");
+    let longest = NewTask {
+        title: longest_hostile_title(),
+        description: "steps:\n\x1b[31m red?\x07 and on".into(),
+        ..Default::default()
+    };
+    let longest = store.create_task(&ana, project.id, longest).await.unwrap();
+    assert_eq!(longest.title, longest_hostile_title(), "stored as given");
     let mut keys = Vec::new();
     for _ in HOSTILE {
         let task = store
-            .create_task(
-                &common::actor("ana"),
-                project.id,
-                NewTask { title: "placeholder".into(), ..Default::default() },
-            )
+            .create_task(&ana, project.id, NewTask { title: "placeholder".into(), ..Default::default() })
             .await
             .unwrap();
         keys.push(task.key);
     }
     store
         .create_task(
-            &common::actor("ana"),
+            &ana,
             project.id,
             NewTask { title: "An ordinary neighbour".into(), lane: Some("Ready".into()), ..Default::default() },
         )
@@ -81,13 +105,6 @@ async fn hostile_titles_stay_in_their_cells() {
     for (key, title) in keys.iter().zip(HOSTILE) {
         client.execute("UPDATE task SET title = $2 WHERE task_key = $1", &[key, title]).await.unwrap();
     }
-    client
-        .execute(
-            "UPDATE task SET description = $2 WHERE task_key = $1",
-            &[&keys[0], &format!("{}\x1b[31m red?", "long ".repeat(1000))],
-        )
-        .await
-        .unwrap();
 
     for (width, height) in [(80u16, 24u16), (160, 48)] {
         let mut app = app(&store, project.clone(), width, height, &ConsoleOptions::defaults(false)).await;
@@ -95,13 +112,21 @@ async fn hostile_titles_stay_in_their_cells() {
         assert_clean(&screen);
         assert!(screen.contains("An ordinary neighbour"), "{screen}");
         assert!(screen.contains("screen wipe") && screen.contains("🚀"), "{screen}");
+        // Control characters show as their control pictures (ESC ␛, BEL ␇),
+        // a carriage return as a space.
+        for shown in ["␛[2J␛[H␛]0;owned␇", "␛[2J␛[H screen", "␛]0;owned␇ window", "carriage return"] {
+            assert!(screen.contains(shown), "{width}x{height}: no {shown:?} in\n{screen}");
+        }
         // Every card row keeps the column separators where the header row has them.
         assert_columns_hold(&draw(&app), &format!("{width}x{height}"));
-        // The detail view of the worst one, with a 5,000-character description.
+        // The detail view of the longest title shows all of it, wrapped, with the placeholders.
+        assert_eq!(app.state.board.selected().map(|c| c.key.as_str()), Some(longest.key.as_str()));
         press(&mut app, &[key(KeyCode::Enter)]).await;
         let detail = render(&app);
         assert_clean(&detail);
-        assert!(detail.contains("screen wipe"));
+        for shown in ["␛[2J␛[H␛]0;owned␇ huge", "END", "␛[31m red?␇ and on"] {
+            assert!(detail.contains(shown), "{width}x{height}: no {shown:?} in the detail\n{detail}");
+        }
         // The audit drawer shows the titles safely too.
         press(&mut app, &[key(KeyCode::Esc), ch('A')]).await;
         assert_clean(&render(&app));

@@ -1,12 +1,14 @@
-//! Every screen, the task detail, help, command mode, a form and a
-//! confirmation, at 80×24 and 160×48, on the demo data set (insta snapshots
-//! in tests/snapshots/).
+//! Every screen, the task detail, help, command mode, the forms, the assign
+//! picker, the confirmations and the Recovery screen with a snapshot (its diff
+//! and the restore confirmation), at 80×24 and 160×48, on the demo data set
+//! (insta snapshots in tests/snapshots/).
 
 mod common;
 
 use common::TestDb;
 use common::console::{ch, demo_app, key, pin_clock, press, render, text};
 use crossterm::event::KeyCode;
+use mission_control::store::tasks::{NewTask, TaskEdit};
 
 async fn snapshot_all(width: u16, height: u16) {
     let db = TestDb::new().await;
@@ -60,6 +62,50 @@ async fn snapshot_all(width: u16, height: u16) {
     press(&mut app, &[ch('x')]).await;
     shot(&mut app, "confirm_archive");
     press(&mut app, &[ch('n')]).await;
+    // Toasts expire by the clock, which stands still here: drop the ones
+    // earlier steps left before each new scene.
+    app.state.toasts.clear();
+
+    // A blocked handoff on the selected card, half filled in.
+    press(&mut app, &[ch('o'), key(KeyCode::Right), key(KeyCode::Tab)]).await;
+    press(&mut app, &text("@bo")).await;
+    press(&mut app, &[key(KeyCode::Tab)]).await;
+    press(&mut app, &text("waiting for the staging credentials")).await;
+    shot(&mut app, "handoff_form");
+    press(&mut app, &[key(KeyCode::Esc)]).await;
+
+    // The assign picker, narrowed by typing.
+    press(&mut app, &[ch('a'), ch('a')]).await;
+    shot(&mut app, "assign_picker");
+    press(&mut app, &[key(KeyCode::Esc)]).await;
+
+    // Recovery with a snapshot taken here, then changes made elsewhere.
+    press(&mut app, &[ch('7'), ch('c')]).await;
+    press(&mut app, &text("before the offsite")).await;
+    press(&mut app, &[key(KeyCode::Enter)]).await;
+    let bo = common::actor("bo");
+    let store = db.store().await;
+    let edit = TaskEdit { title: Some("Evaluate moving feature flags to a vendor".into()), ..Default::default() };
+    store.edit_task(&bo, "DEMO-4", edit, None).await.unwrap();
+    store.set_task_archived(&bo, "DEMO-16", true, None).await.unwrap();
+    let new = NewTask { title: "Rotate the webhook signing key".into(), ..Default::default() };
+    store.create_task(&bo, app.state.project.id, new).await.unwrap();
+    press(&mut app, &[ch('7')]).await;
+    app.state.toasts.clear();
+    shot(&mut app, "recovery_snapshots");
+
+    // What changed since, with one task marked for a partial restore.
+    press(&mut app, &[ch('d'), ch('j'), ch('j'), key(KeyCode::Char(' '))]).await;
+    shot(&mut app, "snapshot_diff");
+
+    // The restore asks for the project key, typed here in part.
+    press(&mut app, &[ch('r')]).await;
+    press(&mut app, &text("DEM")).await;
+    pin_clock(&mut app.state);
+    let screen = render(&app);
+    assert!(screen.contains("Type DEMO to restore: DEM"), "the prompt shows what was typed:\n{screen}");
+    shot(&mut app, "restore_confirm");
+    press(&mut app, &[key(KeyCode::Esc)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,16 +2,22 @@
 //! effects out.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use mission_control::console::action::{Action, ChangeNote, DbEvent, Effect, Failure, Mutation, Outcome};
-use mission_control::console::data::{InboxData, Loaded, Query, QueryKey};
+use mission_control::console::action::{
+    Action, ChangeNote, DbEvent, Effect, Failure, Mutation, MutationRequest, Outcome, RequestId, UndoRecipe,
+};
+use mission_control::console::data::{DetailData, InboxData, Loaded, Query, QueryKey};
 use mission_control::console::keymap::Command;
 use mission_control::console::state::{
-    AppState, ConsoleOptions, DbHealth, Focus, InputKind, Overlay, Screen, ToastLevel,
+    AppState, ConsoleOptions, DbHealth, Focus, FormKind, InputKind, Overlay, Screen, ToastLevel,
 };
+use mission_control::console::sync::LocalWorker;
 use mission_control::console::update::update;
 use mission_control::domain::*;
+use mission_control::snapshot::RestoreReport;
+use mission_control::snapshot::restore::KindCounts;
 use mission_control::store::agents::AgentLoad;
 use mission_control::store::board::{BoardLane, Card};
+use mission_control::store::handoffs::NewHandoff;
 use mission_control::store::tasks::Position;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -157,6 +163,56 @@ fn task(key: &str, lane: &str, version: i32) -> Task {
     }
 }
 
+fn handoff(id: i64, key: &str, state: HandoffState) -> Handoff {
+    Handoff {
+        id,
+        project_id: 1,
+        task_id: 1,
+        task_key: key.into(),
+        kind: HandoffKind::Blocked,
+        from_agent: Some("bo".into()),
+        to_agent: "ana".into(),
+        reason: "waiting for creds".into(),
+        needs: String::new(),
+        due_at: None,
+        state,
+        resolution: String::new(),
+        opened_by: "bo".into(),
+        version: 1,
+        created_at: NOW,
+        updated_at: NOW,
+        closed_at: None,
+    }
+}
+
+/// The one change in `effects`, with its request.
+fn sent(effects: Vec<Effect>) -> (RequestId, Box<MutationRequest>) {
+    effects
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::Mutate { id, request } => Some((id, request)),
+            _ => None,
+        })
+        .expect("a change was sent")
+}
+
+fn agent(handle: &str, name: &str, in_progress: i64) -> AgentLoad {
+    AgentLoad {
+        agent: Agent {
+            id: 1,
+            handle: handle.into(),
+            display_name: name.into(),
+            kind: AgentKind::Human,
+            status: AgentStatus::Available,
+            capacity: 3,
+            skills: vec![],
+            last_seen_at: None,
+            version: 1,
+        },
+        in_progress,
+    }
+}
+
 #[test]
 fn start_loads_the_board_agents_audit_tail_and_sync_health() {
     let mut s = state();
@@ -279,11 +335,7 @@ fn stale_results_are_dropped_newest_wins() {
 #[test]
 fn success_toasts_reloads_and_can_be_undone_as_an_undo() {
     let mut s = with_board(&[("Ready", 3), ("Review", 0)]);
-    let effects = update(&mut s, ch('L'));
-    let Effect::Mutate { id, request } = effects.into_iter().find(|e| matches!(e, Effect::Mutate { .. })).unwrap()
-    else {
-        unreachable!()
-    };
+    let (id, request) = sent(update(&mut s, ch('L')));
     let outcome = Outcome::Task(Box::new(task("MC-1", "Review", 2)));
     let effects = update(&mut s, Action::Mutated { id, request, result: Ok(outcome) });
     assert_eq!(s.toasts.last().unwrap().level, ToastLevel::Success);
@@ -310,11 +362,7 @@ fn success_toasts_reloads_and_can_be_undone_as_an_undo() {
 #[test]
 fn a_conflict_says_so_and_reloads() {
     let mut s = with_board(&[("Ready", 1), ("Review", 0)]);
-    let effects = update(&mut s, ch('L'));
-    let Effect::Mutate { id, request } = effects.into_iter().find(|e| matches!(e, Effect::Mutate { .. })).unwrap()
-    else {
-        unreachable!()
-    };
+    let (id, request) = sent(update(&mut s, ch('L')));
     let failure = Failure::Conflict {
         key: "MC-1".into(),
         message: "task MC-1 was changed by someone else (you had version 1, it is now 3)".into(),
@@ -478,20 +526,7 @@ fn the_new_task_form_validates_then_creates() {
 #[test]
 fn marks_and_the_picker_assign_in_bulk() {
     let mut s = with_board(&[("Ready", 4)]);
-    s.agents = vec![AgentLoad {
-        agent: Agent {
-            id: 1,
-            handle: "bo".into(),
-            display_name: "Bo Andersen".into(),
-            kind: AgentKind::Human,
-            status: AgentStatus::Available,
-            capacity: 3,
-            skills: vec![],
-            last_seen_at: None,
-            version: 1,
-        },
-        in_progress: 0,
-    }];
+    s.agents = vec![agent("bo", "Bo Andersen", 0)];
     update(&mut s, key(KeyCode::Char(' ')));
     update(&mut s, ch('j'));
     update(&mut s, ch('j'));
@@ -508,6 +543,29 @@ fn marks_and_the_picker_assign_in_bulk() {
         other => panic!("{other:?}"),
     }
     assert!(s.board.marked.is_empty());
+}
+
+#[test]
+fn the_picker_lines_up_the_load_column_whatever_the_names() {
+    let mut s = state();
+    s.agents = vec![
+        agent("bo", "Bo Andersen", 1),
+        agent("patchbot", "Patchbot (dependency agent for every repository)", 2),
+        agent("mei", "王美玲 (北京办公室)", 0),
+        agent("a-very-long-agent-handle", "Ana", 3),
+    ];
+    let items = mission_control::console::rows::picker_items(&s, "");
+    let loads: Vec<usize> = items
+        .iter()
+        .filter(|(handle, _)| handle.is_some())
+        .map(|(_, label)| {
+            let at = label.rfind(' ').unwrap();
+            unicode_width::UnicodeWidthStr::width(&label[..at])
+        })
+        .collect();
+    assert_eq!(loads.len(), 4);
+    assert!(loads.iter().all(|w| *w == loads[0]), "the load column starts at one display column: {items:?}");
+    assert!(items.iter().any(|(_, label)| label.contains('…')), "long names are clipped, not wrapped: {items:?}");
 }
 
 #[test]
@@ -668,4 +726,394 @@ fn a_lost_database_during_a_query_is_reported_in_the_status() {
     update(&mut s, Action::Loaded { id, result: Err(Failure::Unavailable("connection refused".into())) });
     assert!(matches!(&s.conn.db, DbHealth::Reconnecting { reason, .. } if reason.contains("refused")));
     assert!(!s.requests.pending(QueryKey::Inbox));
+}
+
+#[test]
+fn shift_h_and_shift_k_move_left_and_up_and_stop_at_the_edges() {
+    let mut s = with_board(&[("Ready", 2), ("Review", 3)]);
+    update(&mut s, ch('l'));
+    update(&mut s, ch('j')); // MC-4, second in Review
+    let effects = update(&mut s, ch('K'));
+    assert_eq!(
+        mutation(&effects),
+        &Mutation::Move { key: "MC-4".into(), lane: None, position: Position::Up, expect_version: Some(1) }
+    );
+    let Some(Effect::Mutate { request, .. }) = effects.first() else { panic!("{effects:?}") };
+    assert_eq!(
+        request.undo,
+        Some(UndoRecipe::MoveBack { key: "MC-4".into(), lane: "Review".into(), before: Some("MC-5".into()) }),
+        "undo puts it back above its old neighbour"
+    );
+    assert_eq!(s.board.column().unwrap().cursor, 0, "the cursor follows the card up");
+    assert_eq!(s.board.selected().unwrap().key, "MC-4");
+    assert!(update(&mut s, ch('K')).is_empty(), "nothing above the top card");
+
+    let effects = update(&mut s, ch('H'));
+    assert_eq!(
+        mutation(&effects),
+        &Mutation::Move {
+            key: "MC-4".into(),
+            lane: Some("Ready".into()),
+            position: Position::Top,
+            expect_version: Some(1)
+        }
+    );
+    assert_eq!(s.board.lane, 0);
+    assert_eq!(s.board.selected().unwrap().key, "MC-4", "shown at the top of Ready at once");
+    assert_eq!((s.board.columns[0].total, s.board.columns[1].total), (3, 2));
+    assert_eq!(s.requests.mutations_in_flight, 2);
+
+    assert!(update(&mut s, ch('H')).is_empty(), "no lane left of the first");
+    assert!(s.toasts.last().unwrap().text.contains("no lane that way"));
+    assert_eq!(s.board.columns[0].total, 3, "nothing moved");
+}
+
+#[test]
+fn shift_h_moves_marked_tasks_as_one_bulk_change() {
+    let mut s = with_board(&[("Ready", 1), ("Review", 3)]);
+    update(&mut s, ch('l'));
+    update(&mut s, key(KeyCode::Char(' ')));
+    update(&mut s, ch('j'));
+    update(&mut s, key(KeyCode::Char(' ')));
+    let (_, request) = sent(update(&mut s, ch('H')));
+    let Mutation::Bulk(moves) = &request.mutation else { panic!("{:?}", request.mutation) };
+    let keys: Vec<&str> = moves
+        .iter()
+        .map(|m| match m {
+            Mutation::Move { key, lane: Some(lane), position: Position::Bottom, .. } if lane == "Ready" => key.as_str(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(keys, ["MC-2", "MC-3"]);
+    assert_eq!(request.reason.as_deref(), Some("bulk move of 2 tasks"));
+    assert!(s.board.marked.is_empty(), "the marks are used up");
+}
+
+#[test]
+fn enter_on_the_board_opens_the_task_detail() {
+    let mut s = with_board(&[("Ready", 2), ("Empty", 0)]);
+    update(&mut s, ch('j'));
+    let effects = update(&mut s, key(KeyCode::Enter));
+    assert!(matches!(&s.overlay, Some(Overlay::Detail(d)) if d.key == "MC-2" && d.data.is_none()));
+    assert!(matches!(queries(&effects).as_slice(), [Query::Detail { key }] if key == "MC-2"));
+    let data = DetailData {
+        task: Task { title: "Fix checkout".into(), ..task("MC-2", "Ready", 3) },
+        handoffs: vec![handoff(7, "MC-2", HandoffState::Open)],
+        mappings: vec![],
+        connections: vec![],
+        history: vec![],
+    };
+    loaded(&mut s, QueryKey::Detail, Loaded::Detail(Box::new(data)));
+    let Some(Overlay::Detail(detail)) = &s.overlay else { panic!("{:?}", s.overlay) };
+    assert_eq!(detail.data.as_ref().unwrap().task.title, "Fix checkout");
+    // Board keys do not reach the board while the detail is open.
+    assert!(update(&mut s, ch('L')).is_empty());
+    assert_eq!(s.board.lane, 0);
+    update(&mut s, key(KeyCode::Esc));
+    assert!(s.overlay.is_none());
+    // An empty lane has nothing to open.
+    update(&mut s, ch('l'));
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    assert!(s.overlay.is_none());
+}
+
+#[test]
+fn o_opens_the_handoff_form_which_validates_then_opens_a_handoff() {
+    let mut s = with_board(&[("Ready", 2)]);
+    update(&mut s, ch('j'));
+    update(&mut s, ch('o'));
+    let Some(Overlay::Form(form)) = &s.overlay else { panic!("{:?}", s.overlay) };
+    assert_eq!(form.kind, FormKind::Handoff { key: "MC-2".into() });
+    // Kind starts at transfer; → makes it blocked.
+    update(&mut s, key(KeyCode::Right));
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    let Some(Overlay::Form(form)) = &s.overlay else { panic!() };
+    assert!(form.error.as_deref().unwrap().contains("say who it goes to"), "{:?}", form.error);
+    update(&mut s, key(KeyCode::Tab));
+    typed(&mut s, "@Bo");
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    let Some(Overlay::Form(form)) = &s.overlay else { panic!() };
+    assert!(form.error.as_deref().unwrap().contains("give a reason"), "{:?}", form.error);
+    update(&mut s, key(KeyCode::Tab));
+    typed(&mut s, "waiting for creds");
+    update(&mut s, key(KeyCode::Tab));
+    typed(&mut s, "a token");
+    update(&mut s, key(KeyCode::Tab));
+    typed(&mut s, "2026-11-28T09:00:00Z");
+    let (_, request) = sent(update(&mut s, key(KeyCode::Enter)));
+    assert_eq!(
+        request.mutation,
+        Mutation::OpenHandoff(NewHandoff {
+            task_key: "MC-2".into(),
+            kind: HandoffKind::Blocked,
+            from: None,
+            to: "bo".into(),
+            reason: "waiting for creds".into(),
+            needs: "a token".into(),
+            due_at: Some(datetime!(2026-11-28 09:00 UTC)),
+        })
+    );
+    assert_eq!(request.undo, Some(UndoRecipe::CancelCreatedHandoff));
+    assert!(s.overlay.is_none(), "the form closes once sent");
+}
+
+#[test]
+fn handoffs_in_the_inbox_are_accepted_rejected_and_resolved_only_where_allowed() {
+    let mut s = with_board(&[("Ready", 1)]);
+    update(&mut s, ch('1'));
+    let inbox = InboxData {
+        tasks: vec![],
+        handoffs: vec![handoff(7, "MC-1", HandoffState::Open), handoff(8, "MC-2", HandoffState::Accepted)],
+    };
+    loaded(&mut s, QueryKey::Inbox, Loaded::Inbox(inbox));
+    let transition = |effects: &[Effect]| mutation(effects).clone();
+    assert_eq!(
+        transition(&update(&mut s, ch('y'))),
+        Mutation::TransitionHandoff { id: 7, state: HandoffState::Accepted }
+    );
+    assert_eq!(
+        transition(&update(&mut s, ch('d'))),
+        Mutation::TransitionHandoff { id: 7, state: HandoffState::Rejected }
+    );
+    // An open handoff cannot be resolved: refused here, before the database.
+    assert!(update(&mut s, ch('r')).is_empty());
+    assert!(s.toasts.last().unwrap().text.contains("handoff #7 is open: it cannot become resolved"));
+    update(&mut s, ch('j'));
+    assert_eq!(
+        transition(&update(&mut s, ch('r'))),
+        Mutation::TransitionHandoff { id: 8, state: HandoffState::Resolved }
+    );
+    assert!(update(&mut s, ch('d')).is_empty(), "an accepted handoff cannot be rejected");
+    assert!(s.toasts.last().unwrap().text.contains("it cannot become rejected"));
+    let (id, request) = sent(update(&mut s, ch('r')));
+    assert_eq!(request.label, "handoff #8 resolved");
+    let outcome = Outcome::Handoff(Box::new(handoff(8, "MC-2", HandoffState::Resolved)));
+    let effects = update(&mut s, Action::Mutated { id, request, result: Ok(outcome) });
+    assert_eq!(s.toasts.last().unwrap().text, "handoff #8 resolved");
+    assert!(queries(&effects).iter().any(|q| q.key() == QueryKey::Inbox), "the inbox is read again");
+}
+
+#[test]
+fn the_task_detail_acts_on_the_handoff_picked_with_the_arrows() {
+    let mut s = with_board(&[("Ready", 1)]);
+    update(&mut s, key(KeyCode::Enter));
+    update(&mut s, ch('c'));
+    assert!(s.toasts.last().unwrap().text.contains("no handoffs"), "nothing loaded yet, nothing sent");
+    let data = DetailData {
+        task: task("MC-1", "Ready", 1),
+        handoffs: vec![handoff(7, "MC-1", HandoffState::Accepted), handoff(9, "MC-1", HandoffState::Open)],
+        mappings: vec![],
+        connections: vec![],
+        history: vec![],
+    };
+    loaded(&mut s, QueryKey::Detail, Loaded::Detail(Box::new(data)));
+    assert_eq!(
+        mutation(&update(&mut s, ch('c'))),
+        &Mutation::TransitionHandoff { id: 7, state: HandoffState::Cancelled }
+    );
+    update(&mut s, key(KeyCode::Right));
+    update(&mut s, key(KeyCode::Right));
+    let Some(Overlay::Detail(detail)) = &s.overlay else { panic!() };
+    assert_eq!(detail.handoff, 1, "→ stops at the last handoff");
+    assert_eq!(
+        mutation(&update(&mut s, ch('y'))),
+        &Mutation::TransitionHandoff { id: 9, state: HandoffState::Accepted }
+    );
+    assert_eq!(
+        mutation(&update(&mut s, ch('d'))),
+        &Mutation::TransitionHandoff { id: 9, state: HandoffState::Rejected }
+    );
+    assert_eq!(
+        mutation(&update(&mut s, ch('c'))),
+        &Mutation::TransitionHandoff { id: 9, state: HandoffState::Cancelled }
+    );
+    assert!(update(&mut s, ch('r')).is_empty(), "an open handoff is not resolved");
+    update(&mut s, key(KeyCode::Left));
+    assert_eq!(
+        mutation(&update(&mut s, ch('r'))),
+        &Mutation::TransitionHandoff { id: 7, state: HandoffState::Resolved }
+    );
+    assert!(matches!(s.overlay, Some(Overlay::Detail(_))), "the detail stays open");
+}
+
+#[test]
+fn the_edit_form_sends_only_what_changed_with_the_version_and_an_undo() {
+    let mut s = state();
+    let mut lanes = board(&[("Ready", 2)]);
+    lanes[0].cards[0] = Card {
+        title: "Fix checkout".into(),
+        priority: Priority::Low,
+        labels: vec!["bug".into()],
+        due_on: Some(NOW.date()),
+        version: 4,
+        ..card(1)
+    };
+    loaded(&mut s, QueryKey::Board, Loaded::Board(lanes));
+    update(&mut s, ch('e'));
+    let Some(Overlay::Form(form)) = &s.overlay else { panic!("{:?}", s.overlay) };
+    let values: Vec<&str> = form.fields.iter().map(|f| f.value.as_str()).collect();
+    assert_eq!(values, ["Fix checkout", "low", "bug", "2026-11-27"], "the form starts from the task");
+    // Unchanged: nothing to send.
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    assert!(s.toasts.last().unwrap().text.contains("nothing changed"));
+
+    update(&mut s, ch('e'));
+    typed(&mut s, " on Safari");
+    update(&mut s, key(KeyCode::Tab));
+    update(&mut s, key(KeyCode::Left)); // low → medium
+    update(&mut s, key(KeyCode::Tab));
+    typed(&mut s, " web");
+    update(&mut s, key(KeyCode::Tab));
+    for _ in 0.."2026-11-27".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    let (_, request) = sent(update(&mut s, key(KeyCode::Enter)));
+    let Mutation::Edit { key: edited, edit, expect_version } = &request.mutation else { panic!("{request:?}") };
+    assert_eq!((edited.as_str(), *expect_version), ("MC-1", Some(4)));
+    assert_eq!(edit.title.as_deref(), Some("Fix checkout on Safari"));
+    assert_eq!(edit.priority, Some(Priority::Medium));
+    assert_eq!(edit.set_labels.as_deref(), Some(&["bug".to_string(), "web".to_string()][..]));
+    assert_eq!(edit.due_on, Some(None), "an emptied due date clears it");
+    let Some(UndoRecipe::EditBack { key: back_key, edit: back }) = &request.undo else { panic!("{request:?}") };
+    assert_eq!(back_key, "MC-1");
+    assert_eq!(back.title.as_deref(), Some("Fix checkout"));
+    assert_eq!(back.priority, Some(Priority::Low));
+    assert_eq!(back.set_labels.as_deref(), Some(&["bug".to_string()][..]));
+    assert_eq!(back.due_on, Some(Some(NOW.date())));
+
+    // A title the product refuses keeps the form open with the reason.
+    update(&mut s, ch('e'));
+    for _ in 0.."Fix checkout".len() {
+        update(&mut s, key(KeyCode::Backspace));
+    }
+    assert!(update(&mut s, key(KeyCode::Enter)).is_empty());
+    let Some(Overlay::Form(form)) = &s.overlay else { panic!() };
+    assert!(form.error.as_deref().unwrap().contains("title is empty"));
+}
+
+#[test]
+fn bulk_archive_asks_first_naming_the_count_and_archives_every_marked_task() {
+    let mut s = with_board(&[("Ready", 4)]);
+    update(&mut s, key(KeyCode::Char(' ')));
+    update(&mut s, ch('j'));
+    update(&mut s, ch('j'));
+    update(&mut s, key(KeyCode::Char(' ')));
+    assert!(update(&mut s, ch('x')).is_empty(), "nothing is sent before the answer");
+    let Some(Overlay::Confirm(confirm)) = &s.overlay else { panic!("{:?}", s.overlay) };
+    assert!(confirm.message.starts_with("Archive 2 marked tasks?"), "{}", confirm.message);
+    // Other keys leave the question open; n cancels.
+    assert!(update(&mut s, ch('j')).is_empty());
+    assert!(matches!(s.overlay, Some(Overlay::Confirm(_))));
+    assert!(update(&mut s, ch('n')).is_empty());
+    assert!(s.overlay.is_none());
+    assert!(s.toasts.last().unwrap().text.contains("nothing was changed"));
+    assert_eq!(s.board.marked.len(), 2, "the marks survive a cancel");
+
+    update(&mut s, ch('x'));
+    let (_, request) = sent(update(&mut s, ch('y')));
+    assert_eq!(
+        request.mutation,
+        Mutation::Bulk(vec![
+            Mutation::SetArchived { key: "MC-1".into(), archived: true, expect_version: None },
+            Mutation::SetArchived { key: "MC-3".into(), archived: true, expect_version: None },
+        ])
+    );
+    assert_eq!(request.reason.as_deref(), Some("bulk archive of 2 tasks"));
+    assert_eq!(
+        request.undo,
+        Some(UndoRecipe::Many(vec![
+            UndoRecipe::SetArchived { key: "MC-1".into(), archived: false },
+            UndoRecipe::SetArchived { key: "MC-3".into(), archived: false },
+        ]))
+    );
+    assert!(s.overlay.is_none());
+}
+
+fn restore_report(snapshot_id: i64) -> RestoreReport {
+    RestoreReport {
+        snapshot_id,
+        project: "MC".into(),
+        dry_run: true,
+        pre_restore_snapshot: None,
+        correlation_id: uuid::Uuid::nil(),
+        project_fields: vec![],
+        kinds: [("tasks".to_string(), KindCounts { restored: 2, ..Default::default() })].into(),
+        flagged_mappings: 0,
+    }
+}
+
+#[test]
+fn progress_steps_show_while_a_restore_runs_and_clear_when_it_ends() {
+    let mut s = with_board(&[("Ready", 1)]);
+    update(&mut s, ch('7'));
+    let only = vec!["MC-1".to_string()];
+    loaded(&mut s, QueryKey::RestorePlan, Loaded::RestorePlan { report: Box::new(restore_report(3)), only });
+    assert!(matches!(s.overlay, Some(Overlay::RestoreConfirm(_))));
+    typed(&mut s, "MC");
+    let (id, request) = sent(update(&mut s, key(KeyCode::Enter)));
+    assert_eq!(request.mutation, Mutation::Restore { snapshot_id: 3, only: vec!["MC-1".into()] });
+    assert_eq!(s.progress.as_deref(), Some("starting the restore"));
+
+    assert!(update(&mut s, Action::Progress("restoring tasks".into())).is_empty());
+    assert_eq!(s.progress.as_deref(), Some("restoring tasks"), "each step replaces the last");
+    let report = RestoreReport { dry_run: false, pre_restore_snapshot: Some(4), ..restore_report(3) };
+    update(&mut s, Action::Mutated { id, request, result: Ok(Outcome::Restored(Box::new(report))) });
+    assert_eq!(s.progress, None);
+    assert_eq!(s.toasts.last().unwrap().text, "restored 1 task(s) from snapshot #3");
+    // A failed restore clears the line too.
+    s.progress = Some("restoring tasks".into());
+    let request = Box::new(MutationRequest {
+        mutation: Mutation::Restore { snapshot_id: 3, only: vec![] },
+        reason: None,
+        undo: None,
+        label: "restored snapshot #3".into(),
+    });
+    update(&mut s, Action::Mutated { id: 99, request, result: Err(Failure::Other("checksum mismatch".into())) });
+    assert_eq!(s.progress, None);
+    assert!(s.toasts.last().unwrap().text.contains("checksum mismatch"));
+}
+
+/// Starts a sync worker here with `:sync start` and returns its run id.
+fn start_worker(s: &mut AppState) -> u64 {
+    update(s, ch(':'));
+    typed(s, "sync start");
+    let effects = update(s, key(KeyCode::Enter));
+    match effects.first() {
+        Some(Effect::StartSyncWorker { run, project_id: 1 }) => *run,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stopped_sync_worker_is_reported_once_and_only_for_the_current_run() {
+    let mut s = with_board(&[("Ready", 1)]);
+    let run = start_worker(&mut s);
+    assert_eq!(s.conn.sync.worker, LocalWorker::Running { run, project_id: 1 });
+    // A late report from an earlier worker changes nothing.
+    assert!(update(&mut s, Action::SyncWorkerStopped { run: run + 100, error: None }).is_empty());
+    assert_eq!(s.conn.sync.worker, LocalWorker::Running { run, project_id: 1 });
+
+    let effects = update(&mut s, Action::SyncWorkerStopped { run, error: Some("plane: 401 unauthorized".into()) });
+    assert_eq!(s.conn.sync.worker, LocalWorker::Off);
+    let toast = s.toasts.last().unwrap();
+    assert_eq!(toast.level, ToastLevel::Error);
+    assert!(toast.text.contains("stopped: plane: 401 unauthorized"), "{}", toast.text);
+    assert!(matches!(queries(&effects).as_slice(), [Query::SyncHealth]), "sync health is read again");
+    let toasts = s.toasts.len();
+    assert!(update(&mut s, Action::SyncWorkerStopped { run, error: None }).is_empty(), "reported once");
+    assert_eq!(s.toasts.len(), toasts);
+
+    // Asked to stop: it goes through Stopping, then Off with a plain message.
+    let run = start_worker(&mut s);
+    update(&mut s, ch(':'));
+    typed(&mut s, "sync stop");
+    let effects = update(&mut s, key(KeyCode::Enter));
+    assert!(matches!(effects.as_slice(), [Effect::StopSyncWorker { run: r }] if *r == run));
+    assert_eq!(s.conn.sync.worker, LocalWorker::Stopping { run });
+    update(&mut s, Action::Db(DbEvent::Lost("connection refused".into())));
+    let effects = update(&mut s, Action::SyncWorkerStopped { run, error: None });
+    assert_eq!(s.conn.sync.worker, LocalWorker::Off);
+    assert_eq!(s.toasts.last().unwrap().level, ToastLevel::Info);
+    assert!(s.toasts.last().unwrap().text.contains("has stopped"));
+    assert!(effects.is_empty(), "no health read while the database is away");
 }

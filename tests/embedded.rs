@@ -80,6 +80,22 @@ fn first_run_creates_the_cluster_and_later_runs_reuse_it() {
     home.mctl(&["db", "stop"]).ok();
     let status = home.mctl(&["--json", "db", "status"]).ok().json();
     assert_eq!(status["embedded"]["state"], "stopped");
+    assert_eq!(postmaster_pid(&home.cluster()), None, "the server is gone");
+
+    // `db start` brings it back on the same data; a second start changes nothing.
+    let started = home.mctl(&["--json", "db", "start"]).ok().json();
+    assert_eq!(started["state"], "running");
+    let restarted = postmaster_pid(&home.cluster()).expect("the server is running again");
+    let status = home.mctl(&["--json", "db", "status"]).ok().json();
+    assert_eq!(status["embedded"]["state"], "running");
+    assert_eq!(status["reachable"], true);
+    let said = home.mctl(&["db", "start"]).ok().stdout;
+    assert!(said.contains("embedded cluster running in"), "{said}");
+    assert_eq!(postmaster_pid(&home.cluster()).as_deref(), Some(restarted.as_str()), "already running: kept");
+    let after_start = home.mctl(&["--json", "project", "list"]).ok().json();
+    assert_eq!(after_start[0]["key"], "OPS");
+
+    home.mctl(&["db", "stop"]).ok();
     // The next command starts it again, on the same data.
     let again = home.mctl(&["--json", "project", "list"]).ok().json();
     assert_eq!(again[0]["key"], "OPS");

@@ -720,7 +720,14 @@ pub fn picker_items(state: &AppState, query: &str) -> Vec<(Option<String>, Strin
         .map(|(_, a)| {
             (
                 Some(a.agent.handle.clone()),
-                format!("@{:<12} {:<24} {}/{}", a.agent.handle, a.agent.display_name, a.in_progress, a.agent.capacity),
+                // Clipped and padded by display width, so the load column lines up.
+                format!(
+                    "{} {} {}/{}",
+                    super::panes::pad(&format!("@{}", a.agent.handle), 13),
+                    super::panes::pad(&a.agent.display_name, 24),
+                    a.in_progress,
+                    a.agent.capacity
+                ),
             )
         })
         .collect();

@@ -293,14 +293,25 @@ pub fn restore_confirm(
         "The current state is saved as a snapshot first, so this can be undone.",
         theme.muted,
     )));
-    lines.push(Line::default());
-    lines.push(Line::from(vec![
+    let prompt = Line::from(vec![
         Span::raw(format!("Type {} to restore: ", state.project.key)),
         Span::styled(safe(&confirm.typed).into_owned(), theme.selected),
-    ]));
-    let height = (lines.len() as u16 + 2).min(area.height);
+    ]);
+    // Size the popup for the wrapped text, a blank row and the prompt. The
+    // prompt has the last row of its own, so it shows even if the text is clipped.
+    let inner_width = (centered(area, 70, 1).width.saturating_sub(2)).max(1) as usize;
+    let text_rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner_width)).sum();
+    let height = (text_rows as u16).saturating_add(4).min(area.height);
     let popup = centered(area, 70, height);
     super::clear(frame, popup);
     let block = frame_block(state, " Restore ".into(), " enter restores · esc cancels ");
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), popup);
+    let inner = block.inner(popup);
+    frame.render_widget(block, popup);
+    if inner.height == 0 {
+        return;
+    }
+    let prompt_row = Rect { y: inner.y + inner.height - 1, height: 1, ..inner };
+    let text_area = Rect { height: inner.height.saturating_sub(2), ..inner };
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), text_area);
+    frame.render_widget(Paragraph::new(prompt), prompt_row);
 }
