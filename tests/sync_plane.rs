@@ -623,3 +623,81 @@ async fn a_failing_connection_never_holds_up_another() {
     assert_eq!(s.db.count(&paused(s.connection_id)).await, 0);
     assert_eq!(s.db.count(&stuck(s.connection_id)).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycles_modules_and_membership_come_in_and_local_membership_goes_out() {
+    let s = setup(4).await;
+    let ids: Vec<String> = s.plane.items().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    let day = |n: i64| (time::OffsetDateTime::now_utc().date() + time::Duration::days(n)).to_string();
+    let cycle = s.plane.create_cycle(json!({"name": "Sprint 7", "start_date": day(1), "end_date": day(14)}));
+    let module = s.plane.create_module(json!({"name": "Billing", "status": "in-progress", "target_date": day(30)}));
+    let (cycle_id, module_id) = (cycle["id"].as_str().unwrap(), module["id"].as_str().unwrap());
+    // Items 0 and 1 in the cycle; 1 and 2 in the module; 3 in neither.
+    s.plane.add_to_cycle(cycle_id, &[&ids[0], &ids[1]]);
+    s.plane.add_to_module(module_id, &[&ids[1], &ids[2]]);
+
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let cycles = s.store.list_cycles(s.project_id, time::OffsetDateTime::now_utc().date()).await.unwrap();
+    assert_eq!(cycles.len(), 1);
+    assert_eq!(
+        (cycles[0].name.as_str(), cycles[0].starts_on.to_string(), cycles[0].ends_on.to_string()),
+        ("Sprint 7", day(1), day(14))
+    );
+    let modules = s.store.list_modules(s.project_id).await.unwrap();
+    assert_eq!(modules.len(), 1);
+    assert_eq!((modules[0].name.as_str(), modules[0].status.as_str()), ("Billing", "in-progress"));
+    assert_eq!(modules[0].target_on.map(|d| d.to_string()), Some(day(30)));
+    for (kind, local, remote) in
+        [(LocalKind::Cycle, cycles[0].id, cycle_id), (LocalKind::Module, modules[0].id, module_id)]
+    {
+        let mapping = s.store.sync_mapping(s.connection_id, kind, local).await.unwrap().expect("linked");
+        assert_eq!(mapping.external_id, remote);
+    }
+    let task_of = |id: &str| {
+        let id = id.to_string();
+        let s = &s;
+        async move {
+            let mappings = s.store.sync_mappings(s.connection_id, LocalKind::Task).await.unwrap();
+            let local = mappings.into_iter().find(|m| m.external_id == id).unwrap().local_id;
+            s.store.sync_read_task(local).await.unwrap().0
+        }
+    };
+    let membership = |task: mission_control::domain::Task| (task.cycle, task.modules);
+    let sprint = || Some("Sprint 7".to_string());
+    let billing = || vec!["Billing".to_string()];
+    assert_eq!(membership(task_of(&ids[0]).await), (sprint(), vec![]));
+    assert_eq!(membership(task_of(&ids[1]).await), (sprint(), billing()));
+    assert_eq!(membership(task_of(&ids[2]).await), (None, billing()));
+    assert_eq!(membership(task_of(&ids[3]).await), (None, vec![]));
+
+    // Local membership changes: 3 joins both, 0 leaves the cycle, 2 the module.
+    let edit = |task: &mission_control::domain::Task, change: TaskEdit| {
+        let (key, s) = (task.key.clone(), &s);
+        async move { s.store.edit_task(&actor("bo"), &key, change, None).await.unwrap() }
+    };
+    let join = TaskEdit { cycle: Some(sprint()), add_modules: billing(), ..TaskEdit::default() };
+    edit(&task_of(&ids[3]).await, join).await;
+    edit(&task_of(&ids[0]).await, TaskEdit { cycle: Some(None), ..TaskEdit::default() }).await;
+    edit(&task_of(&ids[2]).await, TaskEdit { remove_modules: billing(), ..TaskEdit::default() }).await;
+    s.plane.reset_log();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.plane.cycle_items(cycle_id), [ids[1].clone(), ids[3].clone()]);
+    assert_eq!(s.plane.module_items(module_id), [ids[1].clone(), ids[3].clone()]);
+    assert_eq!(s.plane.cycle_of(&ids[0]), None);
+    for (method, path) in
+        [("POST", "cycle-issues"), ("DELETE", "cycle-issues"), ("POST", "module-issues"), ("DELETE", "module-issues")]
+    {
+        assert_eq!(s.plane.count(method, path), 1, "{method} {path}: {:?}", s.plane.requests());
+    }
+
+    // Nothing comes back or goes out again.
+    s.plane.reset_log();
+    queue::enqueue(&s.store, s.connection_id, queue::FULL).await.unwrap();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.plane.count("*", "-issues") - s.plane.count("GET", "-issues"), 0, "{:?}", s.plane.requests());
+    assert_eq!(membership(task_of(&ids[3]).await), (sprint(), billing()));
+    assert_eq!(membership(task_of(&ids[0]).await), (None, vec![]));
+    assert_eq!(membership(task_of(&ids[2]).await), (None, vec![]));
+}
