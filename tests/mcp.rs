@@ -6,11 +6,13 @@ mod common;
 
 use common::mcp::{self, answer, call, tool_error};
 use common::{Cli, TestDb, actor};
-use mission_control::domain::{AgentKind, EnvironmentKind, Project};
+use mission_control::config::Config;
+use mission_control::domain::{AgentKind, EnvironmentKind, LocalKind, Project, Provider};
 use mission_control::mcp::policy::AgentPolicy;
 use mission_control::store::Store;
 use mission_control::store::agents::NewAgent;
 use mission_control::store::delivery::NewRelease;
+use mission_control::store::integrations::{NewConnection, NewMapping};
 use mission_control::store::tasks::NewTask;
 use rmcp::model::ReadResourceRequestParams;
 use rmcp::{ServiceError, ServiceExt};
@@ -40,6 +42,15 @@ async fn setup() -> Setup {
         .create_page(&actor("ops"), project.id, "runbook", "Runbook", "# Restarting\n\nRun `make restart`.")
         .await
         .unwrap();
+    // A repository tasks can be linked to (nothing syncs it here).
+    let github = NewConnection {
+        key: "gh".into(),
+        provider: Provider::Github,
+        base_url: "https://github.example".into(),
+        config: json!({ "repo": "acme/app" }),
+        secret_ref: None,
+    };
+    store.add_connection(&actor("ops"), project.id, github).await.unwrap();
     Setup { db, store, project }
 }
 
@@ -101,6 +112,16 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
         .await,
     );
     let key = created["key"].as_str().unwrap().to_string();
+    let issue = "https://github.example/acme/app/issues/42";
+    let link = NewMapping {
+        connection: "gh".into(),
+        local_kind: LocalKind::Task,
+        local_id: created["id"].as_i64().unwrap(),
+        external_id: "42".into(),
+        external_key: Some("#42".into()),
+        url: Some(issue.into()),
+    };
+    s.store.create_mapping(&actor("ops"), s.project.id, link).await.unwrap();
     let hostile = answer(call(&client, "create_task", json!({"title": "Clear\u{1b}[2J\u{202e}screen"})).await);
     assert_eq!(hostile["title"], "Clear[2Jscreen", "control characters and bidi overrides are removed");
     assert_eq!((created["lane"].as_str(), created["priority"].as_str()), (Some("Ready"), Some("high")));
@@ -155,11 +176,70 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
     let ana = mcp::connect(&s.store, &s.project, "ana", AgentPolicy::default()).await;
     let accepted = answer(call(&ana, "update_handoff", json!({"id": handoff["id"], "state": "accepted"})).await);
     assert_eq!(accepted["state"], "accepted");
+    // Its opener resolves it, with a note.
+    let resolved = answer(
+        call(
+            &client,
+            "update_handoff",
+            json!({"id": handoff["id"], "state": "resolved", "note": "token in the vault"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        (resolved["state"].as_str(), resolved["resolution"].as_str()),
+        (Some("resolved"), Some("token in the vault"))
+    );
+    assert!(resolved["closed_at"].is_string(), "{resolved}");
+    let closed =
+        protocol_error(call(&client, "update_handoff", json!({"id": handoff["id"], "state": "resolved"})).await);
+    assert!(closed.1.contains("cannot become resolved"), "{closed:?}");
+    // A second one ana rejects; only ana could.
+    let second = answer(
+        call(&client, "open_handoff", json!({"key": key, "to": "ana", "kind": "transfer", "reason": "on leave"})).await,
+    );
+    let not_mine = tool_error(call(&client, "update_handoff", json!({"id": second["id"], "state": "rejected"})).await);
+    assert!(not_mine.starts_with("denied:") && not_mine.contains("addressed to ana"), "{not_mine}");
+    let rejected =
+        answer(call(&ana, "update_handoff", json!({"id": second["id"], "state": "rejected", "note": "out too"})).await);
+    assert_eq!((rejected["state"].as_str(), rejected["resolution"].as_str()), (Some("rejected"), Some("out too")));
+    assert_eq!(
+        s.store.task_by_key(&key).await.unwrap().assignee.as_deref(),
+        Some("bot"),
+        "a rejected transfer moves nothing"
+    );
     ana.cancel().await.unwrap();
+    let client_db = s.db.client().await;
+    let answered: Vec<(String, String)> = client_db
+        .query(
+            "SELECT action, actor FROM audit_entry WHERE entity_kind = 'handoff' AND source = 'agent' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        answered.iter().map(|(action, actor)| (action.as_str(), actor.as_str())).collect::<Vec<_>>(),
+        [
+            ("handoff.open", "bot"),
+            ("handoff.accept", "ana"),
+            ("handoff.resolve", "bot"),
+            ("handoff.open", "bot"),
+            ("handoff.reject", "ana"),
+        ]
+    );
 
     let detail = answer(call(&client, "read_task", json!({"key": key})).await);
     assert_eq!(detail["task"]["description"], "Keys [31mexpire[0m Friday");
-    assert_eq!(detail["handoffs"].as_array().unwrap().len(), 1);
+    let states: Vec<&str> =
+        detail["handoffs"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap()).collect();
+    assert_eq!(states.len(), 2);
+    assert!(states.contains(&"resolved") && states.contains(&"rejected"), "{states:?}");
+    assert_eq!(
+        detail["mappings"],
+        json!([{"connection": "gh", "external_key": "#42", "url": issue, "sync_state": "pending"}])
+    );
     let history = detail["history"].as_array().unwrap();
     let comment = history.iter().find(|h| h["action"] == "task.comment").unwrap();
     assert_eq!((comment["comment"].as_str(), comment["actor"].as_str()), (Some("Started on staging"), Some("bot")));
@@ -314,6 +394,77 @@ async fn the_policy_refuses_and_audits_a_move_to_done_and_a_read_only_agent_cann
     let error =
         mission_control::mcp::McpServer::new(s.store.clone(), s.project.clone(), "bot", typo).await.err().unwrap();
     assert!(error.to_string().contains("move_tsk"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_list_in_the_config_allows_moves_and_creates_into_those_lanes_only() {
+    let s = setup().await;
+    let config = Config::parse(
+        r#"
+[agents.bot]
+lanes = ["In Progress", "review", "Done"]
+"#,
+    )
+    .unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", config.agents["bot"].clone()).await;
+    let task = s
+        .store
+        .create_task(
+            &actor("ops"),
+            s.project.id,
+            NewTask { title: "Fix the login".into(), lane: Some("Ready".into()), ..NewTask::default() },
+        )
+        .await
+        .unwrap();
+
+    // Into listed lanes (names in any case): allowed.
+    let moved = answer(
+        call(&client, "move_task", json!({"key": task.key, "lane": "In Progress", "expected_version": task.version}))
+            .await,
+    );
+    assert_eq!(moved["lane"], "In Progress");
+    let moved = answer(
+        call(&client, "move_task", json!({"key": task.key, "lane": "Review", "expected_version": moved["version"]}))
+            .await,
+    );
+    assert_eq!(moved["lane"], "Review");
+    let version = moved["version"].as_i64().unwrap();
+    let made = answer(call(&client, "create_task", json!({"title": "Review the fix", "lane": "REVIEW"})).await);
+    assert_eq!(made["lane"], "Review");
+
+    // Anywhere else: refused and audited, nothing changed. A listed lane of a
+    // closed category stays closed to agents; a create without a lane lands
+    // in the default lane, which the list does not name either.
+    let tasks_before = s.db.count("task").await;
+    for (tool, args, reason) in [
+        ("move_task", json!({"key": task.key, "lane": "Ready", "expected_version": version}), "into \"Ready\""),
+        ("move_task", json!({"key": task.key, "lane": "Done", "expected_version": version}), "a human has to"),
+        ("create_task", json!({"title": "Elsewhere", "lane": "Blocked"}), "into \"Blocked\""),
+        ("create_task", json!({"title": "Wherever"}), "into \"Inbox\""),
+    ] {
+        let refused = tool_error(call(&client, tool, args).await);
+        assert!(refused.starts_with("denied:") && refused.contains(reason), "{tool}: {refused}");
+    }
+    let after = s.store.task_by_key(&task.key).await.unwrap();
+    assert_eq!((after.lane.as_str(), after.version as i64), ("Review", version));
+    assert_eq!(s.db.count("task").await, tasks_before);
+    let client_db = s.db.client().await;
+    let denied: Vec<Value> = client_db
+        .query("SELECT after FROM audit_entry WHERE action = 'mcp.denied' AND actor = 'bot' AND source = 'agent' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let refused: Vec<(&str, &str)> = denied
+        .iter()
+        .map(|d| (d["tool"].as_str().unwrap(), d["arguments"]["lane"].as_str().unwrap_or("(default)")))
+        .collect();
+    assert_eq!(
+        refused,
+        [("move_task", "Ready"), ("move_task", "Done"), ("create_task", "Blocked"), ("create_task", "(default)")]
+    );
+    client.cancel().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::forge::Fault;
 use common::gitlab::{self, GitLabApi};
-use common::repo::{Setup, setup, sync};
+use common::repo::{Setup, full, make_due, setup, sync, tasks};
 use common::repo_suite as suite;
 use mission_control::domain::Provider;
 
@@ -58,6 +59,44 @@ async fn a_lost_create_answer_never_makes_a_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_and_malformed_answers_are_retried() {
     suite::retries_failures(&connected(2, "newest").await, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_rate_limit_headers_pause_the_connection() {
+    let s = connected(2, "newest").await;
+    let paused_for_the_reset = "sync_cursor WHERE paused_until > now() + interval '5 minutes'";
+    // Requests left in the window: the pass goes on past the answer that said so.
+    s.forge.fail_next("GET", "/pipelines", Fault::GitLabBudget { remaining: 5, reset_in_secs: 600 });
+    let report = full(&s).await;
+    assert_eq!((report.failed, report.deferred), (0, 0), "{:?}", report.errors);
+    assert_eq!(tasks(&s).await.len(), 2);
+    let pass = s.forge.requests();
+    let budget_read = pass.iter().position(|r| r.path.ends_with("/pipelines")).unwrap();
+    assert!(budget_read + 1 < pass.len(), "more requests follow: {pass:?}");
+
+    // The last request of the window spent: nothing more is sent until the
+    // reset, and the pass waits for it rather than failing.
+    make_due(&s).await;
+    s.forge.reset_log();
+    s.forge.fail_next("GET", "/pipelines", Fault::GitLabBudget { remaining: 0, reset_in_secs: 600 });
+    let report = full(&s).await;
+    assert_eq!((report.failed, report.deferred), (0, 1), "{:?}", report.errors);
+    let seen = s.forge.requests();
+    assert_eq!(seen.len(), budget_read + 1, "{seen:?}");
+    assert!(seen.last().unwrap().path.ends_with("/pipelines"));
+    assert_eq!(s.db.count(paused_for_the_reset).await, 1);
+
+    // A 429 that names only its reset (no Retry-After) is waited out until then.
+    make_due(&s).await;
+    s.forge.fail_next("GET", "/pipelines", Fault::GitLabLimit { reset_in_secs: 600 });
+    let report = full(&s).await;
+    assert_eq!((report.failed, report.deferred), (0, 1), "a rate limit is not a failure: {:?}", report.errors);
+    assert_eq!(s.db.count(paused_for_the_reset).await, 1);
+    assert_eq!(s.db.count("sync_job WHERE key = 'full' AND available_at > now() + interval '5 minutes'").await, 1);
+    make_due(&s).await;
+    let report = sync(&s).await;
+    assert_eq!((report.failed, report.deferred), (0, 0), "{:?}", report.errors);
+    assert_eq!(s.db.count("sync_job WHERE dead").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

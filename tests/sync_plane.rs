@@ -1,17 +1,18 @@
 //! The sync engine against a local server that speaks Plane's API, and a real
 //! PostgreSQL: import, pushes, pulls, conflicts, remote deletes, lost
-//! answers, provider failures, crashes at every step, and two workers on one
-//! queue.
+//! answers, provider failures, a full pass cut short, a failing neighbour
+//! connection, crashes at every step, and two workers on one queue.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::actor;
 use common::plane::Fault;
 use common::sync::{Setup, drain, make_due, mapping_of, setup, setup_with, sync, tasks, worker};
-use mission_control::domain::{LocalKind, Priority, SyncState};
+use common::{actor, github, hooks};
+use mission_control::domain::{LocalKind, Priority, Provider, SyncState};
+use mission_control::store::integrations::{ConnectionUpdate, NewConnection};
 use mission_control::store::tasks::{NewTask, Position, TaskEdit};
 use mission_control::sync::queue;
 use mission_control::sync::worker::Hook;
@@ -563,4 +564,196 @@ async fn an_idle_pass_reads_one_page_per_object_type() {
     let listing_work_items = requests.iter().filter(|r| r.method == "GET" && r.path.ends_with("/work-items/")).count();
     assert_eq!(listing_work_items, 1, "{requests:?}");
     assert_eq!(requests.iter().filter(|r| r.method != "GET").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pass_with_a_failed_page_infers_no_deletion() {
+    // Three pages of work items.
+    let s = setup(250).await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let task = tasks(&s).await[0].clone();
+    let mapping = mapping_of(&s, &task.key).await;
+    assert!(s.plane.delete_item(&mapping.external_id));
+
+    // The full listing's first page is answered (a zero delay), its second fails.
+    s.plane.fail_next(("GET", "work-items"), Fault::Delay(Duration::ZERO));
+    s.plane.fail_next(("GET", "work-items"), Fault::Status(502));
+    s.plane.reset_log();
+    queue::enqueue(&s.store, s.connection_id, queue::FULL).await.unwrap();
+    let report = drain(&s).await;
+    assert_eq!((report.jobs, report.failed), (1, 1), "{report:?}");
+    let failed: Vec<_> = s.plane.requests().into_iter().filter(|r| r.status == 502).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].path.ends_with("/work-items/") && failed[0].query.contains("cursor=100:1:0"), "{failed:?}");
+    // Nothing is archived or marked deleted, not even the item that is gone,
+    // and no absent item was looked up to confirm a deletion.
+    assert_eq!(s.db.count("task WHERE archived").await, 0);
+    assert_eq!(s.db.count("external_mapping WHERE sync_state = 'deleted'").await, 0);
+    let lookups = s.plane.requests().into_iter().filter(|r| r.method == "GET" && !r.path.ends_with("/work-items/"));
+    assert_eq!(lookups.filter(|r| r.path.contains("/work-items/")).count(), 0);
+
+    // The next full pass reads every page and finds the deletion, and only it.
+    queue::enqueue(&s.store, s.connection_id, queue::FULL).await.unwrap();
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(report.passes.len(), 1);
+    assert!(report.passes[0].full);
+    assert_eq!(report.passes[0].deleted_remotely, 1);
+    assert!(s.store.task_by_key(&task.key).await.unwrap().archived);
+    assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::Deleted);
+    assert_eq!(s.db.count("task WHERE archived").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_connection_never_holds_up_another() {
+    let s = setup(2).await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let (first, second) = {
+        let all = tasks(&s).await;
+        (all[0].clone(), all[1].clone())
+    };
+    // A second connection of the project, to a GitHub whose server is gone.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_url = format!("http://{}", gone.local_addr().unwrap());
+    drop(gone);
+    let token = hooks::secret_file(github::TOKEN);
+    let config = json!({ "repo": "acme/app", "requests_per_minute": 0, "write_interval_ms": 0 });
+    let new = NewConnection {
+        key: "gh".into(),
+        provider: Provider::Github,
+        base_url: gone_url,
+        config,
+        secret_ref: Some(token.reference.clone()),
+    };
+    let gh = s.store.add_connection(&actor("ops"), s.project_id, new).await.unwrap().id;
+    let client = s.db.client().await;
+    // Its keys are claimed first: they are older.
+    let older = format!("UPDATE sync_job SET available_at = now() - interval '1 minute' WHERE connection_id = {gh}");
+    let rename = |title: &str| TaskEdit { title: Some(title.into()), ..TaskEdit::default() };
+
+    // Local work queues keys on both connections.
+    s.store.edit_task(&actor("bo"), &first.key, rename("Renamed while GitHub is down"), None).await.unwrap();
+    let created = s
+        .store
+        .create_task(
+            &actor("bo"),
+            s.project_id,
+            NewTask { title: "Made while GitHub is down".into(), ..NewTask::default() },
+        )
+        .await
+        .unwrap();
+    let mut worker = worker(&s, "test", None);
+    worker.schedule(true).await.unwrap();
+    client.batch_execute(&older).await.unwrap();
+    let report = worker.drain().await.unwrap();
+    assert!(report.failed >= 3, "the dead server's pull and both tasks: {report:?}");
+    assert!(report.errors.iter().all(|e| e.contains("could not connect")), "{:?}", report.errors);
+    // Plane got all of its work in the same drain.
+    let plane_item = |key: &str| {
+        let key = key.to_string();
+        let s = &s;
+        async move { s.plane.item(&mapping_of(s, &key).await.external_id).unwrap() }
+    };
+    assert_eq!(plane_item(&first.key).await["name"], "Renamed while GitHub is down");
+    assert_eq!(plane_item(&created.key).await["name"], "Made while GitHub is down");
+    let stuck = |connection: i64| format!("sync_job WHERE connection_id = {connection} AND (attempts > 0 OR dead)");
+    assert_eq!(s.db.count(&stuck(s.connection_id)).await, 0);
+    // The dead connection's keys wait for another try; none is given up on.
+    assert!(s.db.count(&stuck(gh)).await >= 3);
+    assert_eq!(s.db.count(&format!("sync_job WHERE connection_id = {gh} AND dead")).await, 0);
+
+    // The server is back but throttles: its connection pauses, Plane's does not.
+    let forge = github::start().await;
+    forge.fail_next("*", "", common::forge::Fault::RetryAfter(120));
+    let moved = ConnectionUpdate { base_url: Some(forge.url()), ..ConnectionUpdate::default() };
+    s.store.update_connection(&actor("ops"), "gh", moved).await.unwrap();
+    s.store.edit_task(&actor("bo"), &second.key, rename("Renamed while GitHub throttles"), None).await.unwrap();
+    client.batch_execute(&older).await.unwrap();
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.deferred >= 1, "{report:?}");
+    assert_eq!(forge.requests().len(), 1, "one 429, then the connection waits");
+    assert_eq!(plane_item(&second.key).await["name"], "Renamed while GitHub throttles");
+    let paused = |connection: i64| format!("sync_cursor WHERE connection_id = {connection} AND paused_until > now()");
+    assert_eq!(s.db.count(&paused(gh)).await, 1);
+    assert_eq!(s.db.count(&paused(s.connection_id)).await, 0);
+    assert_eq!(s.db.count(&stuck(s.connection_id)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycles_modules_and_membership_come_in_and_local_membership_goes_out() {
+    let s = setup(4).await;
+    let ids: Vec<String> = s.plane.items().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    let day = |n: i64| (time::OffsetDateTime::now_utc().date() + time::Duration::days(n)).to_string();
+    let cycle = s.plane.create_cycle(json!({"name": "Sprint 7", "start_date": day(1), "end_date": day(14)}));
+    let module = s.plane.create_module(json!({"name": "Billing", "status": "in-progress", "target_date": day(30)}));
+    let (cycle_id, module_id) = (cycle["id"].as_str().unwrap(), module["id"].as_str().unwrap());
+    // Items 0 and 1 in the cycle; 1 and 2 in the module; 3 in neither.
+    s.plane.add_to_cycle(cycle_id, &[&ids[0], &ids[1]]);
+    s.plane.add_to_module(module_id, &[&ids[1], &ids[2]]);
+
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let cycles = s.store.list_cycles(s.project_id, time::OffsetDateTime::now_utc().date()).await.unwrap();
+    assert_eq!(cycles.len(), 1);
+    assert_eq!(
+        (cycles[0].name.as_str(), cycles[0].starts_on.to_string(), cycles[0].ends_on.to_string()),
+        ("Sprint 7", day(1), day(14))
+    );
+    let modules = s.store.list_modules(s.project_id).await.unwrap();
+    assert_eq!(modules.len(), 1);
+    assert_eq!((modules[0].name.as_str(), modules[0].status.as_str()), ("Billing", "in-progress"));
+    assert_eq!(modules[0].target_on.map(|d| d.to_string()), Some(day(30)));
+    for (kind, local, remote) in
+        [(LocalKind::Cycle, cycles[0].id, cycle_id), (LocalKind::Module, modules[0].id, module_id)]
+    {
+        let mapping = s.store.sync_mapping(s.connection_id, kind, local).await.unwrap().expect("linked");
+        assert_eq!(mapping.external_id, remote);
+    }
+    let task_of = |id: &str| {
+        let id = id.to_string();
+        let s = &s;
+        async move {
+            let mappings = s.store.sync_mappings(s.connection_id, LocalKind::Task).await.unwrap();
+            let local = mappings.into_iter().find(|m| m.external_id == id).unwrap().local_id;
+            s.store.sync_read_task(local).await.unwrap().0
+        }
+    };
+    let membership = |task: mission_control::domain::Task| (task.cycle, task.modules);
+    let sprint = || Some("Sprint 7".to_string());
+    let billing = || vec!["Billing".to_string()];
+    assert_eq!(membership(task_of(&ids[0]).await), (sprint(), vec![]));
+    assert_eq!(membership(task_of(&ids[1]).await), (sprint(), billing()));
+    assert_eq!(membership(task_of(&ids[2]).await), (None, billing()));
+    assert_eq!(membership(task_of(&ids[3]).await), (None, vec![]));
+
+    // Local membership changes: 3 joins both, 0 leaves the cycle, 2 the module.
+    let edit = |task: &mission_control::domain::Task, change: TaskEdit| {
+        let (key, s) = (task.key.clone(), &s);
+        async move { s.store.edit_task(&actor("bo"), &key, change, None).await.unwrap() }
+    };
+    let join = TaskEdit { cycle: Some(sprint()), add_modules: billing(), ..TaskEdit::default() };
+    edit(&task_of(&ids[3]).await, join).await;
+    edit(&task_of(&ids[0]).await, TaskEdit { cycle: Some(None), ..TaskEdit::default() }).await;
+    edit(&task_of(&ids[2]).await, TaskEdit { remove_modules: billing(), ..TaskEdit::default() }).await;
+    s.plane.reset_log();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.plane.cycle_items(cycle_id), [ids[1].clone(), ids[3].clone()]);
+    assert_eq!(s.plane.module_items(module_id), [ids[1].clone(), ids[3].clone()]);
+    assert_eq!(s.plane.cycle_of(&ids[0]), None);
+    for (method, path) in
+        [("POST", "cycle-issues"), ("DELETE", "cycle-issues"), ("POST", "module-issues"), ("DELETE", "module-issues")]
+    {
+        assert_eq!(s.plane.count(method, path), 1, "{method} {path}: {:?}", s.plane.requests());
+    }
+
+    // Nothing comes back or goes out again.
+    s.plane.reset_log();
+    queue::enqueue(&s.store, s.connection_id, queue::FULL).await.unwrap();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.plane.count("*", "-issues") - s.plane.count("GET", "-issues"), 0, "{:?}", s.plane.requests());
+    assert_eq!(membership(task_of(&ids[3]).await), (sprint(), billing()));
+    assert_eq!(membership(task_of(&ids[0]).await), (None, vec![]));
+    assert_eq!(membership(task_of(&ids[2]).await), (None, vec![]));
 }

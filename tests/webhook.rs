@@ -1,16 +1,18 @@
 //! The webhook receiver over real HTTP on loopback, against a real
 //! PostgreSQL: verification, deduplication, the keys it queues, refusals and
-//! their rate-limited audit, health and readiness, and a flood.
+//! their rate-limited audit, health and readiness, and a flood drained by a
+//! worker against a fake GitHub.
 
 mod common;
 
 use std::sync::Arc;
 
+use common::github::{self, FakeGitHub};
 use common::hooks::{self, Receiver};
-use common::{TestDb, actor};
+use common::{TestDb, actor, repo};
 use mission_control::domain::{LocalKind, Provider};
 use mission_control::store::Store;
-use mission_control::store::integrations::NewMapping;
+use mission_control::store::integrations::{ConnectionUpdate, NewMapping};
 use mission_control::store::tasks::NewTask;
 use mission_control::sync::webhook::ServeOptions;
 use mission_control::sync::webhook::verify::hmac_hex;
@@ -28,32 +30,29 @@ struct Setup {
     _secret: hooks::SecretFile,
 }
 
-/// A project with `mapped` tasks linked to GitHub issues #1..#mapped on connection `gh`.
-async fn setup(mapped: usize) -> Setup {
+/// A project `WH` whose connection `gh` (to `url`, with `config`) verifies deliveries with [`SECRET`].
+async fn project(url: &str, config: serde_json::Value) -> Setup {
     let db = TestDb::new().await;
     let store = db.store().await;
     let project = store.create_project(&actor("ops"), "WH", "Webhooks", "").await.unwrap();
     let secret = hooks::secret_file(SECRET);
-    let connection_id = hooks::connection(
-        &store,
-        project.id,
-        "gh",
-        Provider::Github,
-        "https://api.github.com",
-        &secret,
-        json!({ "repo": "acme/app" }),
-    )
-    .await;
-    let mut tasks = Vec::new();
+    let connection_id = hooks::connection(&store, project.id, "gh", Provider::Github, url, &secret, config).await;
+    Setup { db, store, project_id: project.id, connection_id, tasks: Vec::new(), _secret: secret }
+}
+
+/// A project with `mapped` tasks linked to GitHub issues #1..#mapped on connection `gh`.
+async fn setup(mapped: usize) -> Setup {
+    let mut s = project("https://api.github.com", json!({ "repo": "acme/app" })).await;
     for n in 1..=mapped {
-        let task = store
-            .create_task(&actor("ops"), project.id, NewTask { title: format!("issue {n}"), ..NewTask::default() })
+        let task = s
+            .store
+            .create_task(&actor("ops"), s.project_id, NewTask { title: format!("issue {n}"), ..NewTask::default() })
             .await
             .unwrap();
-        store
+        s.store
             .create_mapping(
                 &actor("ops"),
-                project.id,
+                s.project_id,
                 NewMapping {
                     connection: "gh".into(),
                     local_kind: LocalKind::Task,
@@ -65,11 +64,39 @@ async fn setup(mapped: usize) -> Setup {
             )
             .await
             .unwrap();
-        tasks.push(task.id);
+        s.tasks.push(task.id);
     }
     // Linking the tasks queued them for the repo sync; these tests look at what deliveries queue.
-    db.client().await.execute("DELETE FROM sync_job WHERE connection_id = $1", &[&connection_id]).await.unwrap();
-    Setup { db, store, project_id: project.id, connection_id, tasks, _secret: secret }
+    forget_jobs(&s).await;
+    s
+}
+
+/// A project whose connection `gh` is a fake GitHub holding issues
+/// #1..#issues, imported by a worker: the tasks are the issues', in order.
+async fn imported(issues: usize) -> (Setup, FakeGitHub) {
+    let forge = github::start().await;
+    forge.seed(issues);
+    let mut s =
+        project(&forge.url(), json!({ "repo": "acme/app", "requests_per_minute": 0, "write_interval_ms": 0 })).await;
+    let token = s._secret.dir.path().join("token");
+    std::fs::write(&token, format!("{}\n", forge.token())).unwrap();
+    let update = ConnectionUpdate { secret_ref: Some(Some(format!("file:{}", token.display()))), ..Default::default() };
+    s.store.update_connection(&actor("ops"), "gh", update).await.unwrap();
+    let mut worker = repo::project_worker(&s.store, s.project_id);
+    worker.schedule(true).await.unwrap();
+    let report = worker.drain().await.unwrap();
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let mut mappings = s.store.sync_mappings(s.connection_id, LocalKind::Task).await.unwrap();
+    mappings.sort_by_key(|m| m.external_id.parse::<u64>().unwrap());
+    assert_eq!(mappings.len(), issues);
+    s.tasks = mappings.iter().map(|m| m.local_id).collect();
+    // The import scheduled the recurring passes; these tests look at what deliveries queue.
+    forget_jobs(&s).await;
+    (s, forge)
+}
+
+async fn forget_jobs(s: &Setup) {
+    s.db.client().await.execute("DELETE FROM sync_job WHERE connection_id = $1", &[&s.connection_id]).await.unwrap();
 }
 
 fn issue_event(number: u64) -> Vec<u8> {
@@ -305,21 +332,41 @@ async fn health_and_readiness() {
     assert!(reason.contains("mctl migrate") && !reason.contains('\n'), "{reason}");
 }
 
+/// `task.sync` audit entries (changes a worker applied to a task) by task id.
+async fn synced_changes(s: &Setup) -> std::collections::HashMap<i64, i64> {
+    let client = s.db.client().await;
+    client
+        .query(
+            "SELECT entity_id, count(*) FROM audit_entry WHERE action = 'task.sync' AND source = 'sync'
+             GROUP BY entity_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
+async fn a_flood_of_concurrent_deliveries_loses_nothing_and_applies_each_change_once() {
     const MAPPED: u64 = 200;
     const UNIQUE: usize = 6_700;
     const DUPLICATES: usize = 3_000;
     const BAD: usize = 300;
-    let s = setup(MAPPED as usize).await;
+    let (s, forge) = imported(MAPPED as usize).await;
+    // Edited on GitHub before the flood: every tenth issue, and #1, which only forged deliveries name.
+    let edited = |n: u64| n == 1 || n.is_multiple_of(10);
+    for n in (1..=MAPPED).filter(|n| edited(*n)) {
+        forge.edit(n as i64, |i| i.title = format!("Issue {n}, edited on GitHub"));
+    }
     let receiver = Arc::new(Receiver::start(&s.store).await);
 
-    // Unique deliveries name issues 1..=250 (201..=250 are not mapped).
+    // Unique deliveries name issues 2..=251 (201..=251 are not mapped); forged ones name #1.
     let mut requests: Vec<(String, Vec<u8>, bool)> =
-        (0..UNIQUE).map(|i| (format!("d-{i}"), issue_event((i as u64 % 250) + 1), true)).collect();
-    for n in 0..DUPLICATES {
+        (0..UNIQUE).map(|i| (format!("d-{i}"), issue_event((i as u64 % 250) + 2), true)).collect();
+    for _ in 0..DUPLICATES {
         let original = requests[fastrand::usize(..UNIQUE)].clone();
-        let _ = n;
         requests.push(original);
     }
     for i in 0..BAD {
@@ -357,7 +404,7 @@ async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
     // Every accepted delivery's key is queued and due: one row per object
     // (deliveries for a key that is already due coalesce into it).
     let queued = jobs(&s).await;
-    let mut expected: Vec<String> = s.tasks.iter().map(|id| format!("remote:task:{id}")).collect();
+    let mut expected: Vec<String> = s.tasks[1..].iter().map(|id| format!("remote:task:{id}")).collect();
     expected.push("pull".into());
     expected.sort();
     assert_eq!(queued.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), expected);
@@ -373,17 +420,65 @@ async fn a_flood_of_concurrent_deliveries_loses_nothing_and_stores_each_once() {
         .unwrap()
         .get(0);
     assert_eq!(missing, 0);
-    let unmapped = (0..UNIQUE).filter(|i| (*i as u64 % 250) + 1 > MAPPED).count() as i64;
+    let unmapped = (0..UNIQUE).filter(|i| (*i as u64 % 250) + 2 > MAPPED).count() as i64;
     assert_eq!(s.db.count("webhook_inbox WHERE keys = ARRAY['pull']").await, unmapped);
-    let first = format!("remote:task:{}", s.tasks[0]);
-    let expected_first = (0..UNIQUE).filter(|i| i % 250 == 0).count() as i64;
-    assert_eq!(s.db.count(&format!("webhook_inbox WHERE keys = ARRAY['{first}']")).await, expected_first);
+    let second = format!("remote:task:{}", s.tasks[1]);
+    let expected_second = (0..UNIQUE).filter(|i| i % 250 == 0).count() as i64;
+    assert_eq!(s.db.count(&format!("webhook_inbox WHERE keys = ARRAY['{second}']")).await, expected_second);
 
     // The refusals left a bounded trail: one entry per 10 s window at most.
     let entries = rejections(&s).await;
     assert!(!entries.is_empty() && entries.len() <= 10, "{} entries", entries.len());
     let recorded: u64 = entries.iter().map(|e| 1 + e["suppressed_since_last"].as_u64().unwrap()).sum();
     assert!(recorded <= BAD as u64);
+
+    // A worker drains the queue against GitHub. The pull the unmapped issues
+    // queued would read every edit by itself, so it waits: only the
+    // deliveries' keys are at work.
+    client
+        .execute(
+            "UPDATE sync_job SET available_at = now() + interval '1 hour' WHERE connection_id = $1 AND key = 'pull'",
+            &[&s.connection_id],
+        )
+        .await
+        .unwrap();
+    forge.reset_log();
+    let mut worker = repo::project_worker(&s.store, s.project_id);
+    let report = worker.drain().await.unwrap();
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(report.jobs, MAPPED as usize - 1, "each queued key once");
+    assert!(report.passes.is_empty());
+    // Each key read its issue once; nothing was written back.
+    assert_eq!(forge.count("GET", "/issues/"), MAPPED as usize - 1);
+    assert_eq!(forge.count("PATCH", "/issues") + forge.count("POST", "/issues"), 0);
+    assert_eq!(jobs(&s).await.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), ["pull"]);
+
+    // Each edit reached its task, and was applied once; the issue only forged
+    // deliveries named was not read at all.
+    let check = |changes: std::collections::HashMap<i64, i64>, forged_seen: bool| {
+        let s = &s;
+        async move {
+            for (k, task_id) in s.tasks.iter().enumerate() {
+                let n = k as u64 + 1;
+                let applied = edited(n) && (n != 1 || forged_seen);
+                let title = s.store.sync_read_task(*task_id).await.unwrap().0.title;
+                let want = if applied { format!("Issue {n}, edited on GitHub") } else { format!("Issue {n}") };
+                assert_eq!(title, want, "issue #{n}");
+                assert_eq!(changes.get(task_id).copied().unwrap_or(0), applied as i64, "issue #{n}");
+            }
+        }
+    };
+    check(synced_changes(&s).await, false).await;
+
+    // The pull then brings #1's edit too, and applies none of the others again.
+    client
+        .execute("UPDATE sync_job SET available_at = now() WHERE connection_id = $1", &[&s.connection_id])
+        .await
+        .unwrap();
+    let report = worker.drain().await.unwrap();
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(report.passes.len(), 1);
+    check(synced_changes(&s).await, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,9 +158,12 @@ impl McpServer {
     #[tool(description = "Creates a task (in the first backlog lane unless a lane is given).")]
     async fn create_task(&self, Parameters(args): Parameters<CreateTask>) -> Answer {
         let actor = admit!(self, "create_task", Access::Write, &args);
-        if let Some(lane) = &args.lane
-            && let Err(answer) = self.check_lane("create_task", lane, &as_value(&args)).await
-        {
+        // Without a lane the task goes to the default one: the policy applies to that too.
+        let lane = match &args.lane {
+            Some(lane) => lane.clone(),
+            None => attempt!(self.store.default_lane(self.project.id)).name,
+        };
+        if let Err(answer) = self.check_lane("create_task", &lane, &as_value(&args)).await {
             return answer;
         }
         let due_on = match args.due_on.as_deref() {
@@ -170,7 +173,7 @@ impl McpServer {
         let new = NewTask {
             title: sanitize(&args.title),
             description: sanitize(args.description.as_deref().unwrap_or_default()),
-            lane: args.lane.clone(),
+            lane: Some(lane),
             priority: parse::<Priority>(args.priority.as_deref())?,
             assignee: args.assignee.clone(),
             labels: args.labels.clone().unwrap_or_default(),

@@ -52,6 +52,13 @@ impl Store {
         lane_by_name(&client, project_id, name).await
     }
 
+    /// The lane a task created without one goes to: the project's first
+    /// backlog lane, or its first lane if it has none.
+    pub async fn default_lane(&self, project_id: i64) -> StoreResult<Lane> {
+        let client = self.client().await?;
+        super::tasks::default_lane(&client, project_id).await
+    }
+
     pub async fn create_lane(&self, actor: &Actor, project_id: i64, lane: NewLane) -> StoreResult<Lane> {
         self.refuse_if_read_only()?;
         let name = text::name("lane name", &lane.name, 60)?;

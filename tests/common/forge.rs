@@ -49,6 +49,26 @@ pub enum Fault {
     PrimaryLimit { reset_in_secs: i64 },
     /// Answer 429 with `Retry-After`.
     RetryAfter(u64),
+    /// Answer 429 as GitLab's throttle may: its `RateLimit-*` headers (the
+    /// reset this far ahead, as a Unix time) and no `Retry-After`.
+    GitLabLimit { reset_in_secs: i64 },
+    /// Answer as usual, with GitLab's `RateLimit-*` headers saying
+    /// `remaining` requests are left until a reset this far ahead.
+    GitLabBudget { remaining: u64, reset_in_secs: i64 },
+}
+
+/// GitLab's rate-limit headers, for a window of 600 requests a minute.
+fn gitlab_limit(reply: Reply, remaining: u64, reset_in_secs: i64) -> Reply {
+    let reset = OffsetDateTime::now_utc() + time::Duration::seconds(reset_in_secs);
+    let http_date = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    reply
+        .header("ratelimit-limit", "600")
+        .header("ratelimit-observed", (600 - remaining.min(600)).to_string())
+        .header("ratelimit-remaining", remaining.to_string())
+        .header("ratelimit-reset", reset.unix_timestamp().to_string())
+        .header("ratelimit-resettime", reset.format(http_date).unwrap())
 }
 
 /// One request the server received.
@@ -330,6 +350,9 @@ impl<D: Dialect> Responder<D> {
             Some(Fault::RetryAfter(secs)) => {
                 return Reply::json(429, json!({"message": "slow down"})).header("retry-after", secs.to_string());
             }
+            Some(Fault::GitLabLimit { reset_in_secs }) => {
+                return gitlab_limit(Reply::json(429, json!({"message": "Retry later"})), 0, *reset_in_secs);
+            }
             _ => {}
         }
         let raw_query = request.url.query().unwrap_or("");
@@ -351,8 +374,14 @@ impl<D: Dialect> Responder<D> {
             raw_query,
         };
         let mut reply = self.dialect.serve(state, &call, outside);
-        if let Some(Fault::ApplyThenFail(status)) = fault {
-            return Reply::json(status, json!({"message": "the answer was lost"}));
+        match fault {
+            Some(Fault::ApplyThenFail(status)) => {
+                return Reply::json(status, json!({"message": "the answer was lost"}));
+            }
+            Some(Fault::GitLabBudget { remaining, reset_in_secs }) => {
+                reply = gitlab_limit(reply, remaining, reset_in_secs);
+            }
+            _ => {}
         }
         if self.dialect.etags() && method == "GET" && reply.status == 200 {
             let etag = etag_of(&reply);

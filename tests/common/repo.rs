@@ -70,13 +70,18 @@ pub async fn setup<D: Dialect>(forge: Forge<D>, provider: Provider, repo: &str, 
 }
 
 pub fn worker<D: Dialect>(s: &Setup<D>) -> Worker {
+    project_worker(&s.store, s.project_id)
+}
+
+/// A worker for one project's connections.
+pub fn project_worker(store: &Store, project_id: i64) -> Worker {
     let options = WorkerOptions {
         id: "test".into(),
-        project_id: Some(s.project_id),
+        project_id: Some(project_id),
         lease: Duration::from_secs(30),
         ..WorkerOptions::default()
     };
-    Worker::new(s.store.clone(), options, Limiters::default())
+    Worker::new(store.clone(), options, Limiters::default())
 }
 
 /// An incremental pass (made due now) and everything queued.

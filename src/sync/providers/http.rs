@@ -1,5 +1,6 @@
 //! What every provider client shares: one HTTP client, a per-connection rate
-//! limiter that also follows the provider's rate-limit headers, and errors
+//! limiter that also follows the provider's rate-limit headers
+//! (`X-RateLimit-*`, GitLab's `RateLimit-*`, `Retry-After`), and errors
 //! sorted by what the worker should do about them.
 
 use std::sync::{Arc, Mutex};
@@ -216,8 +217,12 @@ impl Http {
         let headers = response.headers().clone();
         let now = OffsetDateTime::now_utc();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let remaining = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok());
-        let reset_in = header("x-ratelimit-reset")
+        // GitHub, Gitea and Plane say `X-RateLimit-*`; GitLab `RateLimit-*`.
+        // Either way the reset is a Unix time.
+        let limit_header =
+            |name: &str| header(&format!("x-ratelimit-{name}")).or_else(|| header(&format!("ratelimit-{name}")));
+        let remaining = limit_header("remaining").and_then(|v| v.trim().parse::<u64>().ok());
+        let reset_in = limit_header("reset")
             .and_then(|v| v.trim().parse::<i64>().ok())
             .map(|epoch| Duration::from_secs((epoch - now.unix_timestamp()).clamp(0, 3600) as u64));
         self.limiter.observe(remaining, reset_in);
