@@ -92,6 +92,12 @@ pub fn age(now: OffsetDateTime, then: OffsetDateTime) -> String {
     format!("{sign}{text}")
 }
 
+/// `5m ago`; a time ahead of the clock (skew between hosts) reads `in 5m`,
+/// never `in 5m ago`.
+pub fn ago(now: OffsetDateTime, then: OffsetDateTime) -> String {
+    if then > now { age(now, then) } else { format!("{} ago", age(now, then)) }
+}
+
 fn task_row(task: &Task, now: OffsetDateTime, show_lane: bool) -> Row {
     let today = now.date();
     let short = |d: time::Date| format!("{:02}-{:02}", u8::from(d.month()), d.day());
@@ -168,7 +174,7 @@ fn agent_row(load: &AgentLoad, now: OffsetDateTime) -> Row {
                 match agent.last_seen_at {
                     // The database clock may run a little ahead of this one.
                     Some(t) if t >= now => "seen now".to_string(),
-                    Some(t) => format!("seen {} ago", age(now, t)),
+                    Some(t) => format!("seen {}", ago(now, t)),
                     None => String::new(),
                 },
                 14,
@@ -576,7 +582,7 @@ fn risk_row(risk: &Risk, now: OffsetDateTime) -> Row {
         ),
         Risk::OfflineAgentWithWork { agent, tasks } => {
             let seen = match agent.last_seen_at {
-                Some(t) => format!("last seen {} ago", age(now, t)),
+                Some(t) => format!("last seen {}", ago(now, t)),
                 None => "never seen".to_string(),
             };
             // Silent: not heard from for longer than the threshold, not marked yet.
@@ -602,11 +608,11 @@ fn risk_row(risk: &Risk, now: OffsetDateTime) -> Row {
             "pipeline failing",
             Tone::Danger,
             format!(
-                "{} on {} ({}) {} ago",
+                "{} on {} ({}) {}",
                 pipeline.name,
                 pipeline.git_ref,
                 pipeline.commit_sha.clone().unwrap_or_default(),
-                age(now, pipeline.started_at.unwrap_or(pipeline.updated_at))
+                ago(now, pipeline.started_at.unwrap_or(pipeline.updated_at))
             ),
             Target::Pipeline(pipeline.id),
         ),
@@ -614,11 +620,11 @@ fn risk_row(risk: &Risk, now: OffsetDateTime) -> Row {
             "deploy failed",
             Tone::Danger,
             format!(
-                "{} to {} ({}) {} ago",
+                "{} to {} ({}) {}",
                 deployment.git_ref,
                 deployment.environment,
                 deployment.external_id,
-                age(now, deployment.started_at.unwrap_or(deployment.created_at))
+                ago(now, deployment.started_at.unwrap_or(deployment.created_at))
             ),
             Target::None,
         ),
@@ -838,4 +844,19 @@ pub fn diff_lines(diff: &crate::snapshot::diff::Diff) -> Vec<DiffLine> {
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::{age, ago};
+
+    #[test]
+    fn times_ahead_of_the_clock_read_in_not_ago() {
+        let now = datetime!(2026-11-28 12:00 UTC);
+        assert_eq!(ago(now, datetime!(2026-11-28 11:55 UTC)), "5m ago");
+        assert_eq!(ago(now, datetime!(2026-11-28 15:00 UTC)), "in 3h");
+        assert_eq!(age(now, datetime!(2026-11-26 12:00 UTC)), "2d");
+    }
 }

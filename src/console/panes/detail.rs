@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::{centered, fit, safe};
 use crate::console::keymap::{Command, Context};
-use crate::console::rows::age;
+use crate::console::rows::{age, ago};
 use crate::console::state::{AppState, DetailState};
 
 pub fn draw(frame: &mut Frame<'_>, state: &AppState, detail: &DetailState, area: Rect) {
@@ -62,10 +62,10 @@ pub fn draw(frame: &mut Frame<'_>, state: &AppState, detail: &DetailState, area:
     }
     lines.push(Line::from(meta));
     let planning = format!(
-        "cycle: {}   modules: {}   created {} ago by {}",
+        "cycle: {}   modules: {}   created {} by {}",
         task.cycle.as_deref().unwrap_or("-"),
         if task.modules.is_empty() { "-".to_string() } else { task.modules.join(", ") },
-        age(state.now, task.created_at),
+        ago(state.now, task.created_at),
         task.created_by
     );
     lines.push(Line::from(Span::styled(safe(&planning).into_owned(), theme.muted)));
@@ -91,12 +91,7 @@ pub fn draw(frame: &mut Frame<'_>, state: &AppState, detail: &DetailState, area:
         } else {
             theme.muted
         };
-        let due = h
-            .due_at
-            .map(|d| {
-                format!(" due {}", if d < state.now { format!("{} ago", age(state.now, d)) } else { age(state.now, d) })
-            })
-            .unwrap_or_default();
+        let due = h.due_at.map(|d| format!(" due {}", ago(state.now, d))).unwrap_or_default();
         let text = format!(
             "{marker}#{} {} {}→@{} [{}]{due}: {}{}",
             h.id,
@@ -121,7 +116,7 @@ pub fn draw(frame: &mut Frame<'_>, state: &AppState, detail: &DetailState, area:
             m.external_key.as_deref().unwrap_or(&m.external_id),
             m.sync_state,
             m.url.as_deref().unwrap_or(""),
-            m.last_synced_at.map(|t| format!(" · synced {} ago", age(state.now, t))).unwrap_or_default()
+            m.last_synced_at.map(|t| format!(" · synced {}", ago(state.now, t))).unwrap_or_default()
         );
         lines.push(Line::from(safe(&text).into_owned()));
     }

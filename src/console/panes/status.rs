@@ -7,7 +7,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::{fit, put};
 use crate::console::keymap::{Command, Context};
-use crate::console::rows::age;
+use crate::console::rows::{age, ago};
 use crate::console::state::{AppState, DbHealth, InputKind, ToastLevel};
 use crate::console::sync;
 
@@ -25,7 +25,7 @@ pub fn status_line(frame: &mut Frame<'_>, state: &AppState, area: Rect) {
         }
     };
     let refreshed = match state.conn.last_refresh {
-        Some(at) => format!("refreshed {} ago", age(state.now, at)),
+        Some(at) => format!("refreshed {}", ago(state.now, at)),
         None => "not loaded yet".to_string(),
     };
     let mut parts: Vec<(String, ratatui::style::Style)> = vec![
