@@ -6,15 +6,17 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::snapshots::{assert_restored, normalized};
 use common::{Cli, TestDb, actor};
 use futures_util::future::join_all;
-use mission_control::domain::LocalKind;
-use mission_control::snapshot::{Reason, RestoreOptions};
+use mission_control::domain::{HandoffKind, LocalKind};
+use mission_control::snapshot::{Reason, RestoreOptions, SnapshotData};
+use mission_control::store::handoffs::NewHandoff;
 use mission_control::store::integrations::{NewConnection, NewMapping};
-use mission_control::store::tasks::{Position, TaskEdit};
+use mission_control::store::tasks::{NewTask, Position, TaskEdit};
 use mission_control::store::{Store, StoreError};
 
 /// The demo project, plus a connection with mappings for a few tasks.
@@ -90,7 +92,7 @@ async fn restore_after_bulk_damage_and_undo_it() {
         .create_task(
             &actor("bo"),
             project_id,
-            mission_control::store::tasks::NewTask { title: "made after the snapshot".into(), ..Default::default() },
+            NewTask { title: "made after the snapshot".into(), ..Default::default() },
         )
         .await
         .unwrap();
@@ -128,11 +130,7 @@ async fn restore_after_bulk_damage_and_undo_it() {
     assert_eq!(moved_back.before.as_ref().unwrap()["lane"], "Done");
     // New tasks continue after the highest key ever handed out.
     let next = store
-        .create_task(
-            &actor("bo"),
-            project_id,
-            mission_control::store::tasks::NewTask { title: "after the restore".into(), ..Default::default() },
-        )
+        .create_task(&actor("bo"), project_id, NewTask { title: "after the restore".into(), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(next.number, damaged.project.last_task_number + 1);
@@ -238,52 +236,112 @@ async fn a_corrupted_snapshot_is_reported_and_never_restored() {
     assert_eq!((db.count("snapshot").await, db.count("audit_entry").await), before);
 }
 
+/// A state that existed at one instant: the key counter matches the tasks,
+/// every task appears once and sits in a lane the snapshot holds, the lanes'
+/// counts add up to the total, and every reference points at a row it holds.
+#[track_caller]
+fn assert_consistent(data: &SnapshotData) {
+    let ids: BTreeSet<i64> = data.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids.len(), data.tasks.len(), "a task appears twice");
+    assert_eq!(data.tasks.len() as i64, data.project.last_task_number, "torn read: counter and tasks disagree");
+    let numbers: BTreeSet<i64> = data.tasks.iter().map(|t| t.number).collect();
+    assert_eq!(numbers, (1..=data.project.last_task_number).collect(), "a task number is missing or repeated");
+    let mut per_lane: BTreeMap<i64, usize> = data.lanes.iter().map(|l| (l.id, 0)).collect();
+    for t in &data.tasks {
+        *per_lane.get_mut(&t.lane_id).unwrap_or_else(|| panic!("{} is in a lane the snapshot lacks", t.key)) += 1;
+    }
+    assert_eq!(per_lane.values().sum::<usize>(), data.tasks.len(), "lane counts do not add up to the tasks");
+    // Every card in exactly one lane slot.
+    let mut slots = BTreeSet::new();
+    for t in data.tasks.iter().filter(|t| !t.archived) {
+        assert!(slots.insert((t.lane_id, t.rank)), "two cards share a slot");
+    }
+    // Handoffs opened on brand-new tasks only make sense with those tasks.
+    if let Err(problem) = mission_control::snapshot::export::validate(data) {
+        panic!("{problem}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_taken_during_heavy_writing_are_consistent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     let db = TestDb::new().await;
     let store = db.store().await;
     let project_id = demo(&store).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers = (0..8).map(|w| {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let lanes = ["Inbox", "Ready", "In Progress", "Review", "Done"];
-            let mut rng = fastrand::Rng::with_seed(w);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if w % 2 == 0 {
-                    let new =
-                        mission_control::store::tasks::NewTask { title: format!("writer {w}"), ..Default::default() };
-                    store.create_task(&actor("w"), project_id, new).await.unwrap();
-                } else {
-                    let key = format!("DEMO-{}", rng.u32(1..=62));
-                    let _ = store
-                        .move_task(&actor("w"), &key, Some(lanes[rng.usize(..lanes.len())]), Position::Top, None)
-                        .await;
+    let open: Vec<String> =
+        store.capture(project_id).await.unwrap().tasks.into_iter().filter(|t| !t.archived).map(|t| t.key).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let moves: Arc<Vec<AtomicUsize>> = Arc::new((0..8).map(|_| AtomicUsize::new(0)).collect());
+    // Eight writers move cards between lanes; every fourth round each also
+    // files a task and opens a handoff on it (two transactions that a torn
+    // read would split).
+    let writers: Vec<_> = (0..8usize)
+        .map(|w| {
+            let (store, stop, moves, mut keys) = (store.clone(), stop.clone(), moves.clone(), open.clone());
+            tokio::spawn(async move {
+                let lanes = ["Inbox", "Ready", "In Progress", "Review", "Done"];
+                let mut rng = fastrand::Rng::with_seed(w as u64);
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    let key = &keys[rng.usize(..keys.len())];
+                    let lane = lanes[rng.usize(..lanes.len())];
+                    store.move_task(&actor("w"), key, Some(lane), Position::Top, None).await.unwrap();
+                    moves[w].fetch_add(1, Ordering::Relaxed);
+                    if round % 4 == 0 {
+                        let new = NewTask { title: format!("writer {w} round {round}"), ..Default::default() };
+                        let task = store.create_task(&actor("w"), project_id, new).await.unwrap();
+                        let handoff = NewHandoff {
+                            task_key: task.key.clone(),
+                            kind: HandoffKind::Transfer,
+                            from: Some("ana".into()),
+                            to: "bo".into(),
+                            reason: format!("from writer {w}"),
+                            needs: String::new(),
+                            due_at: None,
+                        };
+                        store.open_handoff(&actor("w"), handoff).await.unwrap();
+                        keys.push(task.key);
+                    }
                 }
-            }
+            })
         })
-    });
-    let writers: Vec<_> = writers.collect();
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let data = store.capture(project_id).await.unwrap();
-        // The counter and the tasks were read at one instant.
-        assert_eq!(data.tasks.len() as i64, data.project.last_task_number, "torn read: counter and tasks disagree");
-        let mut numbers: Vec<i64> = data.tasks.iter().map(|t| t.number).collect();
-        numbers.sort_unstable();
-        assert_eq!(numbers, (1..=data.project.last_task_number).collect::<Vec<_>>());
-        // Every card in exactly one lane slot.
-        let mut slots = std::collections::BTreeSet::new();
-        for t in data.tasks.iter().filter(|t| !t.archived) {
-            assert!(slots.insert((t.lane_id, t.rank)), "two cards share a slot");
-        }
-        // The audit log agrees: as many task.create entries as tasks.
-        let _ = data;
+        .collect();
+
+    let mut checksums = BTreeSet::new();
+    let mut round = 0;
+    // At least eight rounds, and until every writer has moved cards while snapshots were taken.
+    while round < 8 || moves.iter().any(|m| m.load(Ordering::Relaxed) < 3) {
+        round += 1;
+        assert!(round < 1000, "the writers made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_consistent(&store.capture(project_id).await.unwrap());
+        // The stored path too: captured, encoded, stored, then read back and verified.
+        let meta = store.create_snapshot(&actor("ana"), project_id, "under load", Reason::Scheduled).await.unwrap();
+        assert!(store.verify_snapshot(meta.id).await.unwrap().ok, "snapshot #{} does not verify", meta.id);
+        let (_, data) = store.load_snapshot(meta.id).await.unwrap();
+        assert_consistent(&data);
+        assert_eq!(meta.counts, data.counts(), "the stored counts describe the payload");
+        checksums.insert(meta.checksum);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for w in join_all(writers).await {
         w.unwrap();
     }
+    assert!(checksums.len() > 1, "the project changed between snapshots");
+
+    // Once the writers have stopped: the lanes' kept counts match the tasks,
+    // and the audit log has one task.create entry per task.
+    let last = store.capture(project_id).await.unwrap();
+    assert_consistent(&last);
+    for lane in store.list_lanes(project_id).await.unwrap() {
+        let n = last.tasks.iter().filter(|t| t.lane_id == lane.id && !t.archived).count();
+        assert_eq!(lane.open_count as usize, n, "{}", lane.name);
+    }
+    let creates = db.count(&format!("audit_entry WHERE project_id = {project_id} AND action = 'task.create'")).await;
+    assert_eq!(creates, last.tasks.len() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -489,11 +547,7 @@ async fn an_older_format_imports_and_restores() {
     // New tasks follow the restored keys.
     let project = store.project_by_key("OLD").await.unwrap();
     let next = store
-        .create_task(
-            &actor("ana"),
-            project.id,
-            mission_control::store::tasks::NewTask { title: "new".into(), ..Default::default() },
-        )
+        .create_task(&actor("ana"), project.id, NewTask { title: "new".into(), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(next.key, "OLD-3");
