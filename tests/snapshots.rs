@@ -196,6 +196,39 @@ async fn a_partial_restore_touches_only_the_chosen_tasks() {
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
+/// Rows in every table a restore or an import writes to.
+async fn row_counts(db: &TestDb) -> Vec<(&'static str, i64)> {
+    let mut counts = Vec::new();
+    for table in ["project", "agent", "lane", "task", "handoff", "page", "external_mapping", "snapshot", "audit_entry"]
+    {
+        counts.push((table, db.count(table).await));
+    }
+    counts
+}
+
+fn gzip(parts: &[&[u8]]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for part in parts {
+        std::io::Write::write_all(&mut encoder, part).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+/// A canonical payload with one letter of a task title changed: still JSON
+/// that decodes to a valid snapshot, so only the checksum can tell.
+fn tampered(canonical: &[u8]) -> Vec<u8> {
+    let mut payload = canonical.to_vec();
+    let marker = b"\"title\":\"";
+    let at = (payload.len() / 2..payload.len() - marker.len())
+        .find(|&i| payload[i..].starts_with(marker) && payload[i + marker.len()].is_ascii_alphabetic())
+        .expect("a title starting with a letter")
+        + marker.len();
+    payload[at] ^= 0x20;
+    mission_control::snapshot::format::decode(mission_control::snapshot::FORMAT_VERSION, &payload)
+        .expect("the tampered payload still decodes");
+    payload
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupted_snapshot_is_reported_and_never_restored() {
     let db = TestDb::new().await;
@@ -203,9 +236,20 @@ async fn a_corrupted_snapshot_is_reported_and_never_restored() {
     let project_id = demo(&store).await;
     let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
     assert!(store.verify_snapshot(snapshot.id).await.unwrap().ok);
+    let (_, intact) = store.load_snapshot(snapshot.id).await.unwrap();
     store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
     let client = db.client().await;
-    // Flip one byte in the middle of the stored payload.
+    let now = store.capture(project_id).await.unwrap();
+
+    // A payload edited behind mctl's back decompresses and decodes, but its checksum fails.
+    let edited = gzip(&[&tampered(&intact.canonical())]);
+    client.execute("UPDATE snapshot SET payload = $2 WHERE id = $1", &[&snapshot.id, &edited]).await.unwrap();
+    let problem = store.verify_snapshot(snapshot.id).await.unwrap().problem.expect("reported");
+    assert!(problem.contains("checksum mismatch"), "{problem}");
+    // A flipped bit in the stored bytes: the payload does not even decompress.
+    let compressed = gzip(&[&intact.canonical()]);
+    client.execute("UPDATE snapshot SET payload = $2 WHERE id = $1", &[&snapshot.id, &compressed]).await.unwrap();
+    assert!(store.verify_snapshot(snapshot.id).await.unwrap().ok, "the same bytes recompressed are intact");
     client
         .execute(
             "UPDATE snapshot SET payload = set_byte(payload, length(payload) / 2, get_byte(payload, length(payload) / 2) # 1) WHERE id = $1",
@@ -213,27 +257,60 @@ async fn a_corrupted_snapshot_is_reported_and_never_restored() {
         )
         .await
         .unwrap();
-    let verification = store.verify_snapshot(snapshot.id).await.unwrap();
-    assert!(!verification.ok);
-    assert!(verification.problem.unwrap().contains("corrupted"));
-    let audit_before = db.count("audit_entry").await;
-    let snapshots_before = db.count("snapshot").await;
-    let err =
-        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap_err();
-    assert!(err.to_string().contains("corrupted") && err.to_string().contains("will not be restored"), "{err}");
-    assert_eq!(db.count("audit_entry").await, audit_before, "nothing written");
-    assert_eq!(db.count("snapshot").await, snapshots_before, "not even the pre-restore snapshot");
-    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().lane, "Done");
+    let problem = store.verify_snapshot(snapshot.id).await.unwrap().problem.expect("reported");
+    assert!(problem.contains("does not decompress"), "{problem}");
 
-    // The same for an export file.
-    let good = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let mut file = store.export_snapshot(good.id).await.unwrap();
-    let middle = file.len() / 2;
-    file[middle] ^= 0x40;
-    let before = (db.count("snapshot").await, db.count("audit_entry").await);
-    let err = store.import_snapshot(&actor("ana"), file).await.unwrap_err();
-    assert!(err.to_string().contains("corrupted") || err.to_string().contains("not a snapshot export"), "{err}");
-    assert_eq!((db.count("snapshot").await, db.count("audit_entry").await), before);
+    let flipped: Vec<u8> =
+        client.query_one("SELECT payload FROM snapshot WHERE id = $1", &[&snapshot.id]).await.unwrap().get(0);
+
+    // Neither is restored, and nothing is written: not even the pre-restore snapshot.
+    for payload in [edited, flipped] {
+        client.execute("UPDATE snapshot SET payload = $2 WHERE id = $1", &[&snapshot.id, &payload]).await.unwrap();
+        let before = row_counts(&db).await;
+        let err = store
+            .restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("corrupted") && err.to_string().contains("will not be restored"), "{err}");
+        assert_eq!(row_counts(&db).await, before, "nothing written");
+        assert_eq!(normalized(&store.capture(project_id).await.unwrap()), normalized(&now));
+    }
+    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().lane, "Done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_export_file_is_refused_before_anything_is_written() {
+    let source = TestDb::new().await;
+    let store = source.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let file = store.export_snapshot(snapshot.id).await.unwrap();
+    let bytes = mission_control::snapshot::storage::decompress(&file).unwrap();
+    let newline = bytes.iter().position(|b| *b == b'\n').unwrap();
+    let (header, payload) = (&bytes[..=newline], &bytes[newline + 1..]);
+
+    // Into an empty database, where a good file would create the project.
+    let target = TestDb::new().await;
+    let fresh = target.store().await;
+    let empty = row_counts(&target).await;
+
+    // The file unpacks and its header parses; the payload inside was edited.
+    let edited = gzip(&[header, &tampered(payload)]);
+    let err = fresh.import_snapshot(&actor("ana"), edited).await.unwrap_err();
+    assert!(err.to_string().contains("corrupted: checksum mismatch"), "{err}");
+    assert_eq!(row_counts(&target).await, empty, "nothing written");
+
+    // A flipped bit in the compressed file: it does not unpack.
+    let mut flipped = file.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    let err = fresh.import_snapshot(&actor("ana"), flipped).await.unwrap_err();
+    assert!(err.to_string().contains("not a snapshot export"), "{err}");
+    assert_eq!(row_counts(&target).await, empty, "nothing written");
+
+    // The untouched file imports: the refusals were the corruption's doing.
+    fresh.import_snapshot(&actor("ana"), file).await.unwrap();
+    assert_eq!(target.count("snapshot").await, 1);
 }
 
 /// A state that existed at one instant: the key counter matches the tasks,
