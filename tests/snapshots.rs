@@ -12,10 +12,15 @@ use std::time::{Duration, Instant};
 use common::snapshots::{assert_restored, normalized};
 use common::{Cli, TestDb, actor};
 use futures_util::future::join_all;
-use mission_control::domain::{HandoffKind, LocalKind};
+use mission_control::domain::{
+    AuditEntry, EnvironmentKind, HandoffKind, LaneCategory, LaneRole, LocalKind, PipelineStatus,
+};
 use mission_control::snapshot::{Reason, RestoreOptions, SnapshotData};
+use mission_control::store::audit::AuditQuery;
+use mission_control::store::delivery::PipelineReport;
 use mission_control::store::handoffs::NewHandoff;
 use mission_control::store::integrations::{NewConnection, NewMapping};
+use mission_control::store::lanes::NewLane;
 use mission_control::store::tasks::{NewTask, Position, TaskEdit};
 use mission_control::store::{Store, StoreError};
 
@@ -194,6 +199,114 @@ async fn a_partial_restore_touches_only_the_chosen_tasks() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+/// A restore's audit entries, all with source `recovery`.
+async fn restore_entries(store: &Store, report: &mission_control::snapshot::RestoreReport) -> Vec<AuditEntry> {
+    let query = AuditQuery { correlation_id: Some(report.correlation_id), limit: 10_000, ..Default::default() };
+    let entries = store.list_audit(&query).await.unwrap();
+    assert!(entries.iter().all(|e| e.source.as_str() == "recovery"), "every entry from the recovery");
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exact_restore_deletes_what_was_made_since_and_audits_each_deletion() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Made since the snapshot: a task with a handoff and a mapping, a page,
+    // a lane an old task moved into, an environment and a pipeline run.
+    let bo = actor("bo");
+    let new = NewTask { title: "made since".into(), lane: Some("Ready".into()), ..Default::default() };
+    let task = store.create_task(&bo, project_id, new).await.unwrap();
+    let handoff = NewHandoff {
+        task_key: task.key.clone(),
+        kind: HandoffKind::Transfer,
+        from: Some("ana".into()),
+        to: "bo".into(),
+        reason: "made since".into(),
+        needs: String::new(),
+        due_at: None,
+    };
+    store.open_handoff(&bo, handoff).await.unwrap();
+    let mapping = NewMapping {
+        connection: "github".into(),
+        local_kind: LocalKind::Task,
+        local_id: task.id,
+        external_id: "999".into(),
+        external_key: Some("#999".into()),
+        url: None,
+    };
+    store.create_mapping(&actor("sync"), project_id, mapping).await.unwrap();
+    store.create_page(&bo, project_id, "postmortem", "Postmortem", "what happened").await.unwrap();
+    let qa = NewLane {
+        name: "QA".into(),
+        category: LaneCategory::Started,
+        role: LaneRole::Normal,
+        position: None,
+        wip_limit: None,
+    };
+    store.create_lane(&bo, project_id, qa).await.unwrap();
+    store.move_task(&bo, "DEMO-4", Some("QA"), Position::Top, None).await.unwrap();
+    store.create_environment(&bo, project_id, "qa", EnvironmentKind::Preview, None).await.unwrap();
+    let run = PipelineReport {
+        provider: "github".into(),
+        external_id: "run-since".into(),
+        name: "ci".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status: PipelineStatus::Failed,
+        url: None,
+        started_at: None,
+        finished_at: None,
+    };
+    store.report_pipeline(&bo, project_id, run).await.unwrap();
+    store
+        .edit_task(&bo, "DEMO-8", TaskEdit { title: Some("damaged".into()), ..Default::default() }, None)
+        .await
+        .unwrap();
+    let damaged = store.capture(project_id).await.unwrap();
+
+    let options = RestoreOptions { exact: true, ..Default::default() };
+    let report = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap();
+    for kind in ["tasks", "handoffs", "mappings", "pages", "lanes", "environments", "pipelines"] {
+        let counts = &report.kinds[kind];
+        assert_eq!((counts.deleted, counts.set_aside), (1, 0), "{kind}: {counts:?}");
+    }
+    assert_eq!(report.kinds["tasks"].restored, 2, "DEMO-4 and DEMO-8");
+
+    // Exactly the snapshot: nothing made since is left, archived or not.
+    let now = store.capture(project_id).await.unwrap();
+    assert_eq!(normalized(&now), normalized(&original));
+    assert_eq!(db.count(&format!("task WHERE id = {}", task.id)).await, 0);
+    assert_eq!(db.count("lane WHERE name = 'QA'").await, 0);
+    // Each deletion is audited with the row as it was.
+    let entries = restore_entries(&store, &report).await;
+    let deleted = |action: &str, key: &str| {
+        let entry = entries
+            .iter()
+            .find(|e| e.action == action && e.entity_key.as_deref() == Some(key))
+            .unwrap_or_else(|| panic!("no {action} of {key}"));
+        assert!(entry.after.is_none(), "{action} {key}");
+        entry.before.clone().unwrap()
+    };
+    assert_eq!(deleted("task.delete", &task.key)["title"], "made since");
+    assert_eq!(deleted("lane.delete", "QA")["name"], "QA");
+    assert_eq!(deleted("page.delete", "postmortem")["title"], "Postmortem");
+    assert_eq!(deleted("mapping.delete", "task 999")["external_id"], "999");
+    assert_eq!(deleted("environment.delete", "qa")["kind"], "preview");
+    assert_eq!(deleted("pipeline.delete", "ci run-since")["status"], "failed");
+    let handoff_id = damaged.handoffs.iter().find(|h| h.task_id == task.id).unwrap().id;
+    assert_eq!(deleted("handoff.delete", &format!("#{handoff_id}"))["reason"], "made since");
+    // Nothing is lost for good: the pre-restore snapshot holds the deleted rows.
+    let (_, pre) = store.load_snapshot(report.pre_restore_snapshot.unwrap()).await.unwrap();
+    assert_eq!(normalized(&pre), normalized(&damaged));
+    // The deleted task's key is never handed out again.
+    let next =
+        store.create_task(&bo, project_id, NewTask { title: "next".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(next.number, task.number + 1);
 }
 
 /// Rows in every table a restore or an import writes to.

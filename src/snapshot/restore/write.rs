@@ -71,7 +71,20 @@ pub(super) async fn set_aside_extras(
     Ok(())
 }
 
-/// With `exact`: rows made since the snapshot are deleted.
+/// With `exact`, before the snapshot's rows go back: rows made since give up
+/// the unique values (names, slots) those rows may need.
+pub(super) async fn park_extras(tx: &Transaction<'_>, kind: &KindPlan) -> StoreResult<()> {
+    let ids: Vec<i64> = kind.extras.iter().map(|(id, _)| *id).collect();
+    if let Some(park) = kind.spec.park
+        && !ids.is_empty()
+    {
+        tx.execute(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", kind.spec.table), &[&ids]).await?;
+    }
+    Ok(())
+}
+
+/// With `exact`, after the snapshot's rows are back: rows made since the
+/// snapshot are deleted.
 pub(super) async fn delete_extras(
     tx: &Transaction<'_>,
     project_id: i64,
