@@ -309,6 +309,37 @@ async fn an_exact_restore_deletes_what_was_made_since_and_audits_each_deletion()
     assert_eq!(next.number, task.number + 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lane_inserted_since_the_snapshot_is_hidden_behind_the_restored_lanes() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Inserted first: every snapshot lane moved one place along.
+    let triage = NewLane {
+        name: "Triage".into(),
+        category: LaneCategory::Backlog,
+        role: LaneRole::Normal,
+        position: Some(1),
+        wip_limit: None,
+    };
+    let triage = store.create_lane(&actor("bo"), project_id, triage).await.unwrap();
+    store.move_task(&actor("bo"), "DEMO-4", Some("Triage"), Position::Top, None).await.unwrap();
+
+    let report =
+        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+    assert_eq!(report.kinds["lanes"].set_aside, 1);
+    let now = store.capture(project_id).await.unwrap();
+    assert_restored(&original, &now);
+    let hidden = now.lanes.iter().find(|l| l.id == triage.id).unwrap();
+    let last = original.lanes.iter().map(|l| l.position).max().unwrap();
+    assert_eq!((hidden.visible, hidden.position), (false, last + 1), "hidden, after the snapshot's lanes");
+    let entry = restore_entries(&store, &report).await.into_iter().find(|e| e.action == "lane.hide").unwrap();
+    assert_eq!(entry.before.unwrap()["position"], 1);
+    assert_eq!(entry.after.unwrap()["position"], last + 1);
+}
+
 /// Rows in every table a restore or an import writes to.
 async fn row_counts(db: &TestDb) -> Vec<(&'static str, i64)> {
     let mut counts = Vec::new();

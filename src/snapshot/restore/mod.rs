@@ -220,7 +220,7 @@ impl Store {
             }
         } else {
             for kind in &plan.kinds {
-                write::set_aside_extras(&tx, kind, snapshot_id, &mut audit).await?;
+                write::set_aside_extras(&tx, kind, &snapshot, snapshot_id, &mut audit).await?;
             }
         }
         let lines = lines.await.map_err(background_failed)?;
