@@ -13,14 +13,14 @@ use common::snapshots::{assert_restored, normalized};
 use common::{Cli, TestDb, actor};
 use futures_util::future::join_all;
 use mission_control::domain::{
-    AuditEntry, EnvironmentKind, HandoffKind, LaneCategory, LaneRole, LocalKind, PipelineStatus,
+    AuditEntry, EnvironmentKind, HandoffKind, HandoffState, LaneCategory, LaneRole, LocalKind, PipelineStatus,
 };
 use mission_control::snapshot::{Reason, RestoreOptions, SnapshotData};
 use mission_control::store::audit::AuditQuery;
 use mission_control::store::delivery::PipelineReport;
 use mission_control::store::handoffs::NewHandoff;
 use mission_control::store::integrations::{NewConnection, NewMapping};
-use mission_control::store::lanes::NewLane;
+use mission_control::store::lanes::{LaneUpdate, NewLane};
 use mission_control::store::tasks::{NewTask, Position, TaskEdit};
 use mission_control::store::{Store, StoreError};
 
@@ -207,6 +207,59 @@ async fn restore_entries(store: &Store, report: &mission_control::snapshot::Rest
     let entries = store.list_audit(&query).await.unwrap();
     assert!(entries.iter().all(|e| e.source.as_str() == "recovery"), "every entry from the recovery");
     entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_of_some_kinds_changes_only_those_kinds() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Damage across kinds: tasks, a handoff, a page, a lane; and a page and a task made since.
+    let bo = actor("bo");
+    store
+        .edit_task(&bo, "DEMO-8", TaskEdit { title: Some("damaged".into()), ..Default::default() }, None)
+        .await
+        .unwrap();
+    store.move_task(&bo, "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
+    let handoff = original.handoffs.iter().find(|h| h.state == "open").unwrap();
+    store.transition_handoff(&bo, handoff.id, HandoffState::Cancelled, "", None).await.unwrap();
+    let page = &original.pages[0];
+    store.edit_page(&bo, project_id, &page.slug, None, Some("damaged body"), None).await.unwrap();
+    store.create_page(&bo, project_id, "made-since", "Made since", "new").await.unwrap();
+    store.create_task(&bo, project_id, NewTask { title: "made since".into(), ..Default::default() }).await.unwrap();
+    let review = LaneUpdate { wip_limit: Some(Some(1)), ..Default::default() };
+    store.update_lane(&bo, project_id, "Review", review).await.unwrap();
+    let damaged = normalized(&store.capture(project_id).await.unwrap());
+
+    let options = RestoreOptions { kinds: vec!["handoffs".into(), "pages".into()], ..Default::default() };
+    let report = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap();
+    assert_eq!(report.kinds.keys().map(String::as_str).collect::<Vec<_>>(), ["handoffs", "pages"]);
+    assert_eq!(report.kinds["handoffs"].restored, 1);
+    assert_eq!((report.kinds["pages"].restored, report.kinds["pages"].set_aside), (1, 1));
+    assert!(report.project_fields.is_empty());
+
+    let now = normalized(&store.capture(project_id).await.unwrap());
+    let expected = normalized(&original);
+    assert_eq!(now.handoffs, expected.handoffs, "handoffs restored");
+    let (old_pages, new_pages): (Vec<_>, Vec<_>) = now.pages.iter().partition(|p| expected.pages.contains(p));
+    assert_eq!(old_pages.len(), expected.pages.len(), "pages restored");
+    assert!(new_pages.len() == 1 && new_pages[0].archived, "the page made since is archived");
+    // Everything else is as the damage left it.
+    assert_eq!(now.tasks, damaged.tasks, "tasks untouched");
+    assert_eq!(now.lanes, damaged.lanes, "lanes untouched");
+    assert_eq!(now.project, damaged.project);
+    let entries = restore_entries(&store, &report).await;
+    let kinds: BTreeSet<&str> = entries.iter().map(|e| e.entity_kind.as_str()).collect();
+    assert_eq!(kinds, ["handoff", "page", "snapshot"].into_iter().collect());
+
+    // An unknown kind is refused before anything is written.
+    let before = row_counts(&db).await;
+    let options = RestoreOptions { kinds: vec!["tasks".into(), "widgets".into()], ..Default::default() };
+    let err = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)) && err.to_string().contains("widgets"), "{err}");
+    assert_eq!(row_counts(&db).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -848,4 +901,82 @@ async fn the_snapshot_commands() {
     assert_eq!(pruned["pruned"].as_array().unwrap().len(), 2, "three snapshots, keep the newest");
     let missing = cli.run(&["snapshot", "show", "999"]);
     assert_eq!(missing.code, 4);
+}
+
+/// A `snapshot diff --json` kind as (added keys, removed keys, changed (key, fields)).
+type KindChanges = (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>);
+
+fn kind_changes(diff: &serde_json::Value, kind: &str) -> KindChanges {
+    let Some(found) = diff["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind) else {
+        return Default::default();
+    };
+    let keys = |field: &str| -> Vec<String> {
+        found[field].as_array().unwrap().iter().map(|pair| pair[1].as_str().unwrap().to_string()).collect()
+    };
+    let changed = found["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let fields = c["fields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+            (c["key"].as_str().unwrap().to_string(), fields)
+        })
+        .collect();
+    (keys("added"), keys("removed"), changed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_between_two_snapshots_and_restore_by_kind_or_exactly_from_the_cli() {
+    let db = TestDb::new().await;
+    let cli = Cli::new(&db);
+    cli.run(&["seed", "demo"]).ok();
+    let snapshot = |label: &str| {
+        cli.run(&["--json", "snapshot", "create", "--label", label]).ok().json()["id"].as_i64().unwrap().to_string()
+    };
+    let first = snapshot("first");
+    cli.run(&["task", "move", "DEMO-4", "Done"]).ok();
+    cli.run(&["task", "edit", "DEMO-8", "--title", "Renamed"]).ok();
+    let made = cli.run(&["--json", "task", "create", "--title", "Made between"]).ok().json();
+    let made = made["key"].as_str().unwrap().to_string();
+    let second = snapshot("second");
+    cli.run(&["task", "edit", "DEMO-9", "--title", "After both"]).ok();
+
+    // Between the two snapshots: what changed then, not what changed since.
+    let diff = cli.run(&["--json", "snapshot", "diff", &first, &second]).ok().json();
+    let (added, removed, changed) = kind_changes(&diff, "tasks");
+    assert_eq!((added, removed), (vec![made.clone()], vec![]));
+    let keys: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["DEMO-4", "DEMO-8"], "{changed:?}");
+    assert!(changed.contains(&("DEMO-8".into(), vec!["title".into()])), "{changed:?}");
+    // The other way round, the task made between them was removed.
+    let back = cli.run(&["--json", "snapshot", "diff", &second, &first]).ok().json();
+    assert_eq!(kind_changes(&back, "tasks").1, [made.as_str()]);
+    // Against now, the later edit shows too.
+    let since = cli.run(&["--json", "snapshot", "diff", &first, "current"]).ok().json();
+    assert!(kind_changes(&since, "tasks").2.iter().any(|(k, _)| k == "DEMO-9"));
+    let text = cli.run(&["snapshot", "diff", &first, &second]).ok().stdout;
+    assert!(text.contains("DEMO-8") && !text.contains("DEMO-9"), "{text}");
+    assert_eq!(cli.run(&["snapshot", "diff", &first, "999"]).code, 4);
+    assert_eq!(cli.run(&["snapshot", "diff", &first, "yesterday"]).code, 2);
+
+    // --kinds: only the handoffs go back.
+    let handoffs = cli.run(&["--json", "handoff", "list"]).ok().json();
+    let handoff = handoffs[0]["id"].as_i64().unwrap().to_string();
+    cli.run(&["handoff", "cancel", &handoff]).ok();
+    let report = cli.run(&["--json", "snapshot", "restore", &first, "--kinds", "handoffs", "--yes"]).ok().json();
+    let kinds: Vec<&String> = report["kinds"].as_object().unwrap().keys().collect();
+    assert_eq!(kinds, ["handoffs"]);
+    assert_eq!(report["kinds"]["handoffs"]["restored"], 1);
+    let shown = cli.run(&["--json", "handoff", "show", &handoff]).ok().json();
+    assert_ne!(shown["state"], "cancelled", "{shown}");
+    assert_eq!(cli.run(&["--json", "task", "show", "DEMO-8"]).ok().json()["task"]["title"], "Renamed");
+
+    // --exact: the task made since the first snapshot is deleted, not archived.
+    let report = cli.run(&["--json", "snapshot", "restore", &first, "--exact", "--yes"]).ok().json();
+    assert_eq!(report["kinds"]["tasks"]["deleted"], 1);
+    assert_eq!(report["kinds"]["tasks"]["set_aside"], 0);
+    assert_eq!(cli.run(&["task", "show", &made]).code, 4, "{made} is gone");
+    assert_ne!(cli.run(&["--json", "task", "show", "DEMO-8"]).ok().json()["task"]["title"], "Renamed");
+    let unknown = cli.run(&["snapshot", "restore", &first, "--kinds", "widgets", "--yes"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
 }
