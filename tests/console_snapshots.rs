@@ -25,7 +25,6 @@ async fn snapshot_all(width: u16, height: u16) {
         ('4', "planning"),
         ('5', "delivery"),
         ('6', "risks"),
-        ('7', "recovery"),
         ('8', "settings"),
         ('3', "work"),
     ] {

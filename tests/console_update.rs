@@ -1117,3 +1117,53 @@ fn a_stopped_sync_worker_is_reported_once_and_only_for_the_current_run() {
     assert!(s.toasts.last().unwrap().text.contains("has stopped"));
     assert!(effects.is_empty(), "no health read while the database is away");
 }
+
+/// The frame `state` draws, as text.
+fn drawn(state: &AppState) -> String {
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(state.width, state.height)).unwrap();
+    terminal.draw(|frame| mission_control::console::draw::draw(frame, state)).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| (0..buffer.area.width).map(|x| buffer[(x, y)].symbol()).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_recovery_list_shows_what_each_snapshot_holds() {
+    let mut s = state();
+    update(&mut s, ch('7'));
+    let snapshot = SnapshotMeta {
+        id: 12,
+        project_id: 1,
+        format_version: 2,
+        created_at: NOW - time::Duration::hours(3),
+        created_by: "ana".into(),
+        label: "before the offsite".into(),
+        reason: "manual".into(),
+        counts: serde_json::json!({
+            "lanes": 6, "agents": 4, "tasks": 120, "handoffs": 8, "pages": 3, "cycles": 0, "modules": 0,
+            "environments": 0, "releases": 0, "pipelines": 0, "deployments": 0, "connections": 0, "mappings": 0,
+        }),
+        size_bytes: 41_000,
+        checksum: "ab".repeat(32),
+    };
+    loaded(&mut s, QueryKey::Recovery, Loaded::Recovery(vec![snapshot]));
+    let sections = mission_control::console::rows::sections(&s, Screen::Recovery);
+    let row = &sections[0].rows[0];
+    assert!(row.cells.iter().any(|c| c.text == "120 tasks · 8 handoffs …"), "{row:?}");
+
+    // At 80 columns: the counts that fit, then the label.
+    let screen = drawn(&s);
+    let line = screen.lines().find(|l| l.contains("#12")).unwrap_or_else(|| panic!("no row:\n{screen}"));
+    assert!(line.contains("3h") && line.contains("manual") && line.contains("120 tasks · 8 handoffs …"), "{line}");
+    assert!(line.contains("before the"), "the label keeps its room: {line}");
+    // Wide: every kind that is not zero, and the size.
+    s.width = 160;
+    s.height = 48;
+    let screen = drawn(&s);
+    let line = screen.lines().find(|l| l.contains("#12")).unwrap();
+    assert!(line.contains("120 tasks · 8 handoffs · 3 pages") && line.contains("40 KB"), "{line}");
+    assert!(!line.contains("lanes") && !line.contains("agents") && !line.contains("cycles"), "{line}");
+    assert!(line.contains("before the offsite"), "{line}");
+}

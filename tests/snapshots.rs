@@ -6,15 +6,22 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::snapshots::{assert_restored, normalized};
 use common::{Cli, TestDb, actor};
 use futures_util::future::join_all;
-use mission_control::domain::LocalKind;
-use mission_control::snapshot::{Reason, RestoreOptions};
+use mission_control::domain::{
+    AuditEntry, EnvironmentKind, HandoffKind, HandoffState, LaneCategory, LaneRole, LocalKind, PipelineStatus,
+};
+use mission_control::snapshot::{Reason, RestoreOptions, SnapshotData};
+use mission_control::store::audit::AuditQuery;
+use mission_control::store::delivery::PipelineReport;
+use mission_control::store::handoffs::NewHandoff;
 use mission_control::store::integrations::{NewConnection, NewMapping};
-use mission_control::store::tasks::{Position, TaskEdit};
+use mission_control::store::lanes::{LaneUpdate, NewLane};
+use mission_control::store::tasks::{NewTask, Position, TaskEdit};
 use mission_control::store::{Store, StoreError};
 
 /// The demo project, plus a connection with mappings for a few tasks.
@@ -90,7 +97,7 @@ async fn restore_after_bulk_damage_and_undo_it() {
         .create_task(
             &actor("bo"),
             project_id,
-            mission_control::store::tasks::NewTask { title: "made after the snapshot".into(), ..Default::default() },
+            NewTask { title: "made after the snapshot".into(), ..Default::default() },
         )
         .await
         .unwrap();
@@ -128,11 +135,7 @@ async fn restore_after_bulk_damage_and_undo_it() {
     assert_eq!(moved_back.before.as_ref().unwrap()["lane"], "Done");
     // New tasks continue after the highest key ever handed out.
     let next = store
-        .create_task(
-            &actor("bo"),
-            project_id,
-            mission_control::store::tasks::NewTask { title: "after the restore".into(), ..Default::default() },
-        )
+        .create_task(&actor("bo"), project_id, NewTask { title: "after the restore".into(), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(next.number, damaged.project.last_task_number + 1);
@@ -198,6 +201,231 @@ async fn a_partial_restore_touches_only_the_chosen_tasks() {
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 }
 
+/// A restore's audit entries, all with source `recovery`.
+async fn restore_entries(store: &Store, report: &mission_control::snapshot::RestoreReport) -> Vec<AuditEntry> {
+    let query = AuditQuery { correlation_id: Some(report.correlation_id), limit: 10_000, ..Default::default() };
+    let entries = store.list_audit(&query).await.unwrap();
+    assert!(entries.iter().all(|e| e.source.as_str() == "recovery"), "every entry from the recovery");
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_of_some_kinds_changes_only_those_kinds() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Damage across kinds: tasks, a handoff, a page, a lane; and a page and a task made since.
+    let bo = actor("bo");
+    store
+        .edit_task(&bo, "DEMO-8", TaskEdit { title: Some("damaged".into()), ..Default::default() }, None)
+        .await
+        .unwrap();
+    store.move_task(&bo, "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
+    let handoff = original.handoffs.iter().find(|h| h.state == "open").unwrap();
+    store.transition_handoff(&bo, handoff.id, HandoffState::Cancelled, "", None).await.unwrap();
+    let page = &original.pages[0];
+    store.edit_page(&bo, project_id, &page.slug, None, Some("damaged body"), None).await.unwrap();
+    store.create_page(&bo, project_id, "made-since", "Made since", "new").await.unwrap();
+    store.create_task(&bo, project_id, NewTask { title: "made since".into(), ..Default::default() }).await.unwrap();
+    let review = LaneUpdate { wip_limit: Some(Some(1)), ..Default::default() };
+    store.update_lane(&bo, project_id, "Review", review).await.unwrap();
+    let damaged = normalized(&store.capture(project_id).await.unwrap());
+
+    let options = RestoreOptions { kinds: vec!["handoffs".into(), "pages".into()], ..Default::default() };
+    let report = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap();
+    assert_eq!(report.kinds.keys().map(String::as_str).collect::<Vec<_>>(), ["handoffs", "pages"]);
+    assert_eq!(report.kinds["handoffs"].restored, 1);
+    assert_eq!((report.kinds["pages"].restored, report.kinds["pages"].set_aside), (1, 1));
+    assert!(report.project_fields.is_empty());
+
+    let now = normalized(&store.capture(project_id).await.unwrap());
+    let expected = normalized(&original);
+    assert_eq!(now.handoffs, expected.handoffs, "handoffs restored");
+    let (old_pages, new_pages): (Vec<_>, Vec<_>) = now.pages.iter().partition(|p| expected.pages.contains(p));
+    assert_eq!(old_pages.len(), expected.pages.len(), "pages restored");
+    assert!(new_pages.len() == 1 && new_pages[0].archived, "the page made since is archived");
+    // Everything else is as the damage left it.
+    assert_eq!(now.tasks, damaged.tasks, "tasks untouched");
+    assert_eq!(now.lanes, damaged.lanes, "lanes untouched");
+    assert_eq!(now.project, damaged.project);
+    let entries = restore_entries(&store, &report).await;
+    let kinds: BTreeSet<&str> = entries.iter().map(|e| e.entity_kind.as_str()).collect();
+    assert_eq!(kinds, ["handoff", "page", "snapshot"].into_iter().collect());
+
+    // An unknown kind is refused before anything is written.
+    let before = row_counts(&db).await;
+    let options = RestoreOptions { kinds: vec!["tasks".into(), "widgets".into()], ..Default::default() };
+    let err = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)) && err.to_string().contains("widgets"), "{err}");
+    assert_eq!(row_counts(&db).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exact_restore_deletes_what_was_made_since_and_audits_each_deletion() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Made since the snapshot: a task with a handoff and a mapping, a page,
+    // a lane an old task moved into, an environment and a pipeline run.
+    let bo = actor("bo");
+    let new = NewTask { title: "made since".into(), lane: Some("Ready".into()), ..Default::default() };
+    let task = store.create_task(&bo, project_id, new).await.unwrap();
+    let handoff = NewHandoff {
+        task_key: task.key.clone(),
+        kind: HandoffKind::Transfer,
+        from: Some("ana".into()),
+        to: "bo".into(),
+        reason: "made since".into(),
+        needs: String::new(),
+        due_at: None,
+    };
+    store.open_handoff(&bo, handoff).await.unwrap();
+    let mapping = NewMapping {
+        connection: "github".into(),
+        local_kind: LocalKind::Task,
+        local_id: task.id,
+        external_id: "999".into(),
+        external_key: Some("#999".into()),
+        url: None,
+    };
+    store.create_mapping(&actor("sync"), project_id, mapping).await.unwrap();
+    store.create_page(&bo, project_id, "postmortem", "Postmortem", "what happened").await.unwrap();
+    let qa = NewLane {
+        name: "QA".into(),
+        category: LaneCategory::Started,
+        role: LaneRole::Normal,
+        position: None,
+        wip_limit: None,
+    };
+    store.create_lane(&bo, project_id, qa).await.unwrap();
+    store.move_task(&bo, "DEMO-4", Some("QA"), Position::Top, None).await.unwrap();
+    store.create_environment(&bo, project_id, "qa", EnvironmentKind::Preview, None).await.unwrap();
+    let run = PipelineReport {
+        provider: "github".into(),
+        external_id: "run-since".into(),
+        name: "ci".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status: PipelineStatus::Failed,
+        url: None,
+        started_at: None,
+        finished_at: None,
+    };
+    store.report_pipeline(&bo, project_id, run).await.unwrap();
+    store
+        .edit_task(&bo, "DEMO-8", TaskEdit { title: Some("damaged".into()), ..Default::default() }, None)
+        .await
+        .unwrap();
+    let damaged = store.capture(project_id).await.unwrap();
+
+    let options = RestoreOptions { exact: true, ..Default::default() };
+    let report = store.restore_snapshot(&actor("ana"), snapshot.id, &options, &no_progress).await.unwrap();
+    for kind in ["tasks", "handoffs", "mappings", "pages", "lanes", "environments", "pipelines"] {
+        let counts = &report.kinds[kind];
+        assert_eq!((counts.deleted, counts.set_aside), (1, 0), "{kind}: {counts:?}");
+    }
+    assert_eq!(report.kinds["tasks"].restored, 2, "DEMO-4 and DEMO-8");
+
+    // Exactly the snapshot: nothing made since is left, archived or not.
+    let now = store.capture(project_id).await.unwrap();
+    assert_eq!(normalized(&now), normalized(&original));
+    assert_eq!(db.count(&format!("task WHERE id = {}", task.id)).await, 0);
+    assert_eq!(db.count("lane WHERE name = 'QA'").await, 0);
+    // Each deletion is audited with the row as it was.
+    let entries = restore_entries(&store, &report).await;
+    let deleted = |action: &str, key: &str| {
+        let entry = entries
+            .iter()
+            .find(|e| e.action == action && e.entity_key.as_deref() == Some(key))
+            .unwrap_or_else(|| panic!("no {action} of {key}"));
+        assert!(entry.after.is_none(), "{action} {key}");
+        entry.before.clone().unwrap()
+    };
+    assert_eq!(deleted("task.delete", &task.key)["title"], "made since");
+    assert_eq!(deleted("lane.delete", "QA")["name"], "QA");
+    assert_eq!(deleted("page.delete", "postmortem")["title"], "Postmortem");
+    assert_eq!(deleted("mapping.delete", "task 999")["external_id"], "999");
+    assert_eq!(deleted("environment.delete", "qa")["kind"], "preview");
+    assert_eq!(deleted("pipeline.delete", "ci run-since")["status"], "failed");
+    let handoff_id = damaged.handoffs.iter().find(|h| h.task_id == task.id).unwrap().id;
+    assert_eq!(deleted("handoff.delete", &format!("#{handoff_id}"))["reason"], "made since");
+    // Nothing is lost for good: the pre-restore snapshot holds the deleted rows.
+    let (_, pre) = store.load_snapshot(report.pre_restore_snapshot.unwrap()).await.unwrap();
+    assert_eq!(normalized(&pre), normalized(&damaged));
+    // The deleted task's key is never handed out again.
+    let next =
+        store.create_task(&bo, project_id, NewTask { title: "next".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(next.number, task.number + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lane_inserted_since_the_snapshot_is_hidden_behind_the_restored_lanes() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    // Inserted first: every snapshot lane moved one place along.
+    let triage = NewLane {
+        name: "Triage".into(),
+        category: LaneCategory::Backlog,
+        role: LaneRole::Normal,
+        position: Some(1),
+        wip_limit: None,
+    };
+    let triage = store.create_lane(&actor("bo"), project_id, triage).await.unwrap();
+    store.move_task(&actor("bo"), "DEMO-4", Some("Triage"), Position::Top, None).await.unwrap();
+
+    let report =
+        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+    assert_eq!(report.kinds["lanes"].set_aside, 1);
+    let now = store.capture(project_id).await.unwrap();
+    assert_restored(&original, &now);
+    let hidden = now.lanes.iter().find(|l| l.id == triage.id).unwrap();
+    let last = original.lanes.iter().map(|l| l.position).max().unwrap();
+    assert_eq!((hidden.visible, hidden.position), (false, last + 1), "hidden, after the snapshot's lanes");
+    let entry = restore_entries(&store, &report).await.into_iter().find(|e| e.action == "lane.hide").unwrap();
+    assert_eq!(entry.before.unwrap()["position"], 1);
+    assert_eq!(entry.after.unwrap()["position"], last + 1);
+}
+
+/// Rows in every table a restore or an import writes to.
+async fn row_counts(db: &TestDb) -> Vec<(&'static str, i64)> {
+    let mut counts = Vec::new();
+    for table in ["project", "agent", "lane", "task", "handoff", "page", "external_mapping", "snapshot", "audit_entry"]
+    {
+        counts.push((table, db.count(table).await));
+    }
+    counts
+}
+
+fn gzip(parts: &[&[u8]]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for part in parts {
+        std::io::Write::write_all(&mut encoder, part).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+/// A canonical payload with one letter of a task title changed: still JSON
+/// that decodes to a valid snapshot, so only the checksum can tell.
+fn tampered(canonical: &[u8]) -> Vec<u8> {
+    let mut payload = canonical.to_vec();
+    let marker = b"\"title\":\"";
+    let at = (payload.len() / 2..payload.len() - marker.len())
+        .find(|&i| payload[i..].starts_with(marker) && payload[i + marker.len()].is_ascii_alphabetic())
+        .expect("a title starting with a letter")
+        + marker.len();
+    payload[at] ^= 0x20;
+    mission_control::snapshot::format::decode(mission_control::snapshot::FORMAT_VERSION, &payload)
+        .expect("the tampered payload still decodes");
+    payload
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupted_snapshot_is_reported_and_never_restored() {
     let db = TestDb::new().await;
@@ -205,9 +433,20 @@ async fn a_corrupted_snapshot_is_reported_and_never_restored() {
     let project_id = demo(&store).await;
     let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
     assert!(store.verify_snapshot(snapshot.id).await.unwrap().ok);
+    let (_, intact) = store.load_snapshot(snapshot.id).await.unwrap();
     store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
     let client = db.client().await;
-    // Flip one byte in the middle of the stored payload.
+    let now = store.capture(project_id).await.unwrap();
+
+    // A payload edited behind mctl's back decompresses and decodes, but its checksum fails.
+    let edited = gzip(&[&tampered(&intact.canonical())]);
+    client.execute("UPDATE snapshot SET payload = $2 WHERE id = $1", &[&snapshot.id, &edited]).await.unwrap();
+    let problem = store.verify_snapshot(snapshot.id).await.unwrap().problem.expect("reported");
+    assert!(problem.contains("checksum mismatch"), "{problem}");
+    // A flipped bit in the stored bytes: the payload does not even decompress.
+    let compressed = gzip(&[&intact.canonical()]);
+    client.execute("UPDATE snapshot SET payload = $2 WHERE id = $1", &[&snapshot.id, &compressed]).await.unwrap();
+    assert!(store.verify_snapshot(snapshot.id).await.unwrap().ok, "the same bytes recompressed are intact");
     client
         .execute(
             "UPDATE snapshot SET payload = set_byte(payload, length(payload) / 2, get_byte(payload, length(payload) / 2) # 1) WHERE id = $1",
@@ -215,75 +454,168 @@ async fn a_corrupted_snapshot_is_reported_and_never_restored() {
         )
         .await
         .unwrap();
-    let verification = store.verify_snapshot(snapshot.id).await.unwrap();
-    assert!(!verification.ok);
-    assert!(verification.problem.unwrap().contains("corrupted"));
-    let audit_before = db.count("audit_entry").await;
-    let snapshots_before = db.count("snapshot").await;
-    let err =
-        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap_err();
-    assert!(err.to_string().contains("corrupted") && err.to_string().contains("will not be restored"), "{err}");
-    assert_eq!(db.count("audit_entry").await, audit_before, "nothing written");
-    assert_eq!(db.count("snapshot").await, snapshots_before, "not even the pre-restore snapshot");
-    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().lane, "Done");
+    let problem = store.verify_snapshot(snapshot.id).await.unwrap().problem.expect("reported");
+    assert!(problem.contains("does not decompress"), "{problem}");
 
-    // The same for an export file.
-    let good = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let mut file = store.export_snapshot(good.id).await.unwrap();
-    let middle = file.len() / 2;
-    file[middle] ^= 0x40;
-    let before = (db.count("snapshot").await, db.count("audit_entry").await);
-    let err = store.import_snapshot(&actor("ana"), file).await.unwrap_err();
-    assert!(err.to_string().contains("corrupted") || err.to_string().contains("not a snapshot export"), "{err}");
-    assert_eq!((db.count("snapshot").await, db.count("audit_entry").await), before);
+    let flipped: Vec<u8> =
+        client.query_one("SELECT payload FROM snapshot WHERE id = $1", &[&snapshot.id]).await.unwrap().get(0);
+
+    // Neither is restored, and nothing is written: not even the pre-restore snapshot.
+    for payload in [edited, flipped] {
+        client.execute("UPDATE snapshot SET payload = $2 WHERE id = $1", &[&snapshot.id, &payload]).await.unwrap();
+        let before = row_counts(&db).await;
+        let err = store
+            .restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("corrupted") && err.to_string().contains("will not be restored"), "{err}");
+        assert_eq!(row_counts(&db).await, before, "nothing written");
+        assert_eq!(normalized(&store.capture(project_id).await.unwrap()), normalized(&now));
+    }
+    assert_eq!(store.task_by_key("DEMO-4").await.unwrap().lane, "Done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_export_file_is_refused_before_anything_is_written() {
+    let source = TestDb::new().await;
+    let store = source.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let file = store.export_snapshot(snapshot.id).await.unwrap();
+    let bytes = mission_control::snapshot::storage::decompress(&file).unwrap();
+    let newline = bytes.iter().position(|b| *b == b'\n').unwrap();
+    let (header, payload) = (&bytes[..=newline], &bytes[newline + 1..]);
+
+    // Into an empty database, where a good file would create the project.
+    let target = TestDb::new().await;
+    let fresh = target.store().await;
+    let empty = row_counts(&target).await;
+
+    // The file unpacks and its header parses; the payload inside was edited.
+    let edited = gzip(&[header, &tampered(payload)]);
+    let err = fresh.import_snapshot(&actor("ana"), edited).await.unwrap_err();
+    assert!(err.to_string().contains("corrupted: checksum mismatch"), "{err}");
+    assert_eq!(row_counts(&target).await, empty, "nothing written");
+
+    // A flipped bit in the compressed file: it does not unpack.
+    let mut flipped = file.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    let err = fresh.import_snapshot(&actor("ana"), flipped).await.unwrap_err();
+    assert!(err.to_string().contains("not a snapshot export"), "{err}");
+    assert_eq!(row_counts(&target).await, empty, "nothing written");
+
+    // The untouched file imports: the refusals were the corruption's doing.
+    fresh.import_snapshot(&actor("ana"), file).await.unwrap();
+    assert_eq!(target.count("snapshot").await, 1);
+}
+
+/// A state that existed at one instant: the key counter matches the tasks,
+/// every task appears once and sits in a lane the snapshot holds, the lanes'
+/// counts add up to the total, and every reference points at a row it holds.
+#[track_caller]
+fn assert_consistent(data: &SnapshotData) {
+    let ids: BTreeSet<i64> = data.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids.len(), data.tasks.len(), "a task appears twice");
+    assert_eq!(data.tasks.len() as i64, data.project.last_task_number, "torn read: counter and tasks disagree");
+    let numbers: BTreeSet<i64> = data.tasks.iter().map(|t| t.number).collect();
+    assert_eq!(numbers, (1..=data.project.last_task_number).collect(), "a task number is missing or repeated");
+    let mut per_lane: BTreeMap<i64, usize> = data.lanes.iter().map(|l| (l.id, 0)).collect();
+    for t in &data.tasks {
+        *per_lane.get_mut(&t.lane_id).unwrap_or_else(|| panic!("{} is in a lane the snapshot lacks", t.key)) += 1;
+    }
+    assert_eq!(per_lane.values().sum::<usize>(), data.tasks.len(), "lane counts do not add up to the tasks");
+    // Every card in exactly one lane slot.
+    let mut slots = BTreeSet::new();
+    for t in data.tasks.iter().filter(|t| !t.archived) {
+        assert!(slots.insert((t.lane_id, t.rank)), "two cards share a slot");
+    }
+    // Handoffs opened on brand-new tasks only make sense with those tasks.
+    if let Err(problem) = mission_control::snapshot::export::validate(data) {
+        panic!("{problem}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshots_taken_during_heavy_writing_are_consistent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     let db = TestDb::new().await;
     let store = db.store().await;
     let project_id = demo(&store).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers = (0..8).map(|w| {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let lanes = ["Inbox", "Ready", "In Progress", "Review", "Done"];
-            let mut rng = fastrand::Rng::with_seed(w);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if w % 2 == 0 {
-                    let new =
-                        mission_control::store::tasks::NewTask { title: format!("writer {w}"), ..Default::default() };
-                    store.create_task(&actor("w"), project_id, new).await.unwrap();
-                } else {
-                    let key = format!("DEMO-{}", rng.u32(1..=62));
-                    let _ = store
-                        .move_task(&actor("w"), &key, Some(lanes[rng.usize(..lanes.len())]), Position::Top, None)
-                        .await;
+    let open: Vec<String> =
+        store.capture(project_id).await.unwrap().tasks.into_iter().filter(|t| !t.archived).map(|t| t.key).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let moves: Arc<Vec<AtomicUsize>> = Arc::new((0..8).map(|_| AtomicUsize::new(0)).collect());
+    // Eight writers move cards between lanes; every fourth round each also
+    // files a task and opens a handoff on it (two transactions that a torn
+    // read would split).
+    let writers: Vec<_> = (0..8usize)
+        .map(|w| {
+            let (store, stop, moves, mut keys) = (store.clone(), stop.clone(), moves.clone(), open.clone());
+            tokio::spawn(async move {
+                let lanes = ["Inbox", "Ready", "In Progress", "Review", "Done"];
+                let mut rng = fastrand::Rng::with_seed(w as u64);
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    let key = &keys[rng.usize(..keys.len())];
+                    let lane = lanes[rng.usize(..lanes.len())];
+                    store.move_task(&actor("w"), key, Some(lane), Position::Top, None).await.unwrap();
+                    moves[w].fetch_add(1, Ordering::Relaxed);
+                    if round % 4 == 0 {
+                        let new = NewTask { title: format!("writer {w} round {round}"), ..Default::default() };
+                        let task = store.create_task(&actor("w"), project_id, new).await.unwrap();
+                        let handoff = NewHandoff {
+                            task_key: task.key.clone(),
+                            kind: HandoffKind::Transfer,
+                            from: Some("ana".into()),
+                            to: "bo".into(),
+                            reason: format!("from writer {w}"),
+                            needs: String::new(),
+                            due_at: None,
+                        };
+                        store.open_handoff(&actor("w"), handoff).await.unwrap();
+                        keys.push(task.key);
+                    }
                 }
-            }
+            })
         })
-    });
-    let writers: Vec<_> = writers.collect();
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let data = store.capture(project_id).await.unwrap();
-        // The counter and the tasks were read at one instant.
-        assert_eq!(data.tasks.len() as i64, data.project.last_task_number, "torn read: counter and tasks disagree");
-        let mut numbers: Vec<i64> = data.tasks.iter().map(|t| t.number).collect();
-        numbers.sort_unstable();
-        assert_eq!(numbers, (1..=data.project.last_task_number).collect::<Vec<_>>());
-        // Every card in exactly one lane slot.
-        let mut slots = std::collections::BTreeSet::new();
-        for t in data.tasks.iter().filter(|t| !t.archived) {
-            assert!(slots.insert((t.lane_id, t.rank)), "two cards share a slot");
-        }
-        // The audit log agrees: as many task.create entries as tasks.
-        let _ = data;
+        .collect();
+
+    let mut checksums = BTreeSet::new();
+    let mut round = 0;
+    // At least eight rounds, and until every writer has moved cards while snapshots were taken.
+    while round < 8 || moves.iter().any(|m| m.load(Ordering::Relaxed) < 3) {
+        round += 1;
+        assert!(round < 1000, "the writers made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_consistent(&store.capture(project_id).await.unwrap());
+        // The stored path too: captured, encoded, stored, then read back and verified.
+        let meta = store.create_snapshot(&actor("ana"), project_id, "under load", Reason::Scheduled).await.unwrap();
+        assert!(store.verify_snapshot(meta.id).await.unwrap().ok, "snapshot #{} does not verify", meta.id);
+        let (_, data) = store.load_snapshot(meta.id).await.unwrap();
+        assert_consistent(&data);
+        assert_eq!(meta.counts, data.counts(), "the stored counts describe the payload");
+        checksums.insert(meta.checksum);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     for w in join_all(writers).await {
         w.unwrap();
     }
+    assert!(checksums.len() > 1, "the project changed between snapshots");
+
+    // Once the writers have stopped: the lanes' kept counts match the tasks,
+    // and the audit log has one task.create entry per task.
+    let last = store.capture(project_id).await.unwrap();
+    assert_consistent(&last);
+    for lane in store.list_lanes(project_id).await.unwrap() {
+        let n = last.tasks.iter().filter(|t| t.lane_id == lane.id && !t.archived).count();
+        assert_eq!(lane.open_count as usize, n, "{}", lane.name);
+    }
+    let creates = db.count(&format!("audit_entry WHERE project_id = {project_id} AND action = 'task.create'")).await;
+    assert_eq!(creates, last.tasks.len() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -489,11 +821,7 @@ async fn an_older_format_imports_and_restores() {
     // New tasks follow the restored keys.
     let project = store.project_by_key("OLD").await.unwrap();
     let next = store
-        .create_task(
-            &actor("ana"),
-            project.id,
-            mission_control::store::tasks::NewTask { title: "new".into(), ..Default::default() },
-        )
+        .create_task(&actor("ana"), project.id, NewTask { title: "new".into(), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(next.key, "OLD-3");
@@ -573,4 +901,82 @@ async fn the_snapshot_commands() {
     assert_eq!(pruned["pruned"].as_array().unwrap().len(), 2, "three snapshots, keep the newest");
     let missing = cli.run(&["snapshot", "show", "999"]);
     assert_eq!(missing.code, 4);
+}
+
+/// A `snapshot diff --json` kind as (added keys, removed keys, changed (key, fields)).
+type KindChanges = (Vec<String>, Vec<String>, Vec<(String, Vec<String>)>);
+
+fn kind_changes(diff: &serde_json::Value, kind: &str) -> KindChanges {
+    let Some(found) = diff["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == kind) else {
+        return Default::default();
+    };
+    let keys = |field: &str| -> Vec<String> {
+        found[field].as_array().unwrap().iter().map(|pair| pair[1].as_str().unwrap().to_string()).collect()
+    };
+    let changed = found["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let fields = c["fields"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+            (c["key"].as_str().unwrap().to_string(), fields)
+        })
+        .collect();
+    (keys("added"), keys("removed"), changed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_between_two_snapshots_and_restore_by_kind_or_exactly_from_the_cli() {
+    let db = TestDb::new().await;
+    let cli = Cli::new(&db);
+    cli.run(&["seed", "demo"]).ok();
+    let snapshot = |label: &str| {
+        cli.run(&["--json", "snapshot", "create", "--label", label]).ok().json()["id"].as_i64().unwrap().to_string()
+    };
+    let first = snapshot("first");
+    cli.run(&["task", "move", "DEMO-4", "Done"]).ok();
+    cli.run(&["task", "edit", "DEMO-8", "--title", "Renamed"]).ok();
+    let made = cli.run(&["--json", "task", "create", "--title", "Made between"]).ok().json();
+    let made = made["key"].as_str().unwrap().to_string();
+    let second = snapshot("second");
+    cli.run(&["task", "edit", "DEMO-9", "--title", "After both"]).ok();
+
+    // Between the two snapshots: what changed then, not what changed since.
+    let diff = cli.run(&["--json", "snapshot", "diff", &first, &second]).ok().json();
+    let (added, removed, changed) = kind_changes(&diff, "tasks");
+    assert_eq!((added, removed), (vec![made.clone()], vec![]));
+    let keys: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["DEMO-4", "DEMO-8"], "{changed:?}");
+    assert!(changed.contains(&("DEMO-8".into(), vec!["title".into()])), "{changed:?}");
+    // The other way round, the task made between them was removed.
+    let back = cli.run(&["--json", "snapshot", "diff", &second, &first]).ok().json();
+    assert_eq!(kind_changes(&back, "tasks").1, [made.as_str()]);
+    // Against now, the later edit shows too.
+    let since = cli.run(&["--json", "snapshot", "diff", &first, "current"]).ok().json();
+    assert!(kind_changes(&since, "tasks").2.iter().any(|(k, _)| k == "DEMO-9"));
+    let text = cli.run(&["snapshot", "diff", &first, &second]).ok().stdout;
+    assert!(text.contains("DEMO-8") && !text.contains("DEMO-9"), "{text}");
+    assert_eq!(cli.run(&["snapshot", "diff", &first, "999"]).code, 4);
+    assert_eq!(cli.run(&["snapshot", "diff", &first, "yesterday"]).code, 2);
+
+    // --kinds: only the handoffs go back.
+    let handoffs = cli.run(&["--json", "handoff", "list"]).ok().json();
+    let handoff = handoffs[0]["id"].as_i64().unwrap().to_string();
+    cli.run(&["handoff", "cancel", &handoff]).ok();
+    let report = cli.run(&["--json", "snapshot", "restore", &first, "--kinds", "handoffs", "--yes"]).ok().json();
+    let kinds: Vec<&String> = report["kinds"].as_object().unwrap().keys().collect();
+    assert_eq!(kinds, ["handoffs"]);
+    assert_eq!(report["kinds"]["handoffs"]["restored"], 1);
+    let shown = cli.run(&["--json", "handoff", "show", &handoff]).ok().json();
+    assert_ne!(shown["state"], "cancelled", "{shown}");
+    assert_eq!(cli.run(&["--json", "task", "show", "DEMO-8"]).ok().json()["task"]["title"], "Renamed");
+
+    // --exact: the task made since the first snapshot is deleted, not archived.
+    let report = cli.run(&["--json", "snapshot", "restore", &first, "--exact", "--yes"]).ok().json();
+    assert_eq!(report["kinds"]["tasks"]["deleted"], 1);
+    assert_eq!(report["kinds"]["tasks"]["set_aside"], 0);
+    assert_eq!(cli.run(&["task", "show", &made]).code, 4, "{made} is gone");
+    assert_ne!(cli.run(&["--json", "task", "show", "DEMO-8"]).ok().json()["task"]["title"], "Renamed");
+    let unknown = cli.run(&["snapshot", "restore", &first, "--kinds", "widgets", "--yes"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
 }

@@ -20,6 +20,7 @@ pub mod keymap;
 pub mod layout;
 pub mod live;
 pub mod panes;
+pub mod recovery;
 pub mod rows;
 pub mod state;
 pub mod sync;

@@ -438,24 +438,7 @@ pub fn sections(state: &AppState, screen: Screen) -> Vec<Section> {
         }
         Screen::Recovery => {
             let Some(snapshots) = &state.recovery else { return loading() };
-            let rows = snapshots
-                .iter()
-                .map(|s| {
-                    let tasks = s.counts.get("tasks").and_then(|v| v.as_i64()).unwrap_or(0);
-                    Row {
-                        cells: vec![
-                            cell(format!("#{}", s.id), 6, Tone::Muted),
-                            cell(age(now, s.created_at), 6, Tone::Normal),
-                            cell(&s.created_by, 12, Tone::Normal),
-                            cell(&s.reason, 12, Tone::Muted),
-                            cell(format!("{tasks} tasks"), 12, Tone::Normal),
-                            cell(format!("{} KB", s.size_bytes / 1024), 9, Tone::Muted),
-                            cell(&s.label, 0, Tone::Accent),
-                        ],
-                        target: Target::Snapshot(s.id),
-                    }
-                })
-                .collect();
+            let rows = snapshots.iter().map(|s| super::recovery::snapshot_row(s, now, state.width)).collect();
             filtered(
                 state,
                 screen,

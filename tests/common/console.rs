@@ -95,13 +95,11 @@ pub fn pin_clock(state: &mut AppState) {
             page.updated_at = NOW - time::Duration::hours(2);
         }
     }
-    // A snapshot's compressed size varies a little with the database-clock
-    // timestamps inside it.
-    if let Some(snapshots) = &mut state.recovery {
-        for snapshot in snapshots {
-            snapshot.created_at = NOW - time::Duration::hours(1);
-            snapshot.size_bytes = 15 * 1024;
-        }
+    // A snapshot's time comes from the database clock, and its compressed
+    // size varies with the timestamps inside.
+    for snapshot in state.recovery.iter_mut().flatten() {
+        snapshot.created_at = NOW - time::Duration::minutes(5);
+        snapshot.size_bytes = 40 * 1024;
     }
     state.conn.last_refresh = Some(NOW);
 }

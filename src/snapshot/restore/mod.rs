@@ -212,13 +212,15 @@ impl Store {
             .await?;
         }
         if options.exact {
-            // Dependents first: mappings, delivery records, handoffs, tasks, then what they point at.
-            for kind in plan.kinds.iter().rev() {
-                write::delete_extras(&tx, project_id, kind, &mut audit).await?;
+            // Rows made since are deleted once the snapshot's rows are back (a
+            // restored task may still sit in a lane made since); until then
+            // their unique values are moved out of the way.
+            for kind in &plan.kinds {
+                write::park_extras(&tx, kind).await?;
             }
         } else {
             for kind in &plan.kinds {
-                write::set_aside_extras(&tx, kind, snapshot_id, &mut audit).await?;
+                write::set_aside_extras(&tx, kind, &snapshot, snapshot_id, &mut audit).await?;
             }
         }
         let lines = lines.await.map_err(background_failed)?;
@@ -246,6 +248,12 @@ impl Store {
         }
         drop(lines);
         write::restore_memberships(&tx, &snapshot, &touched).await?;
+        if options.exact {
+            // Dependents first: mappings, delivery records, handoffs, tasks, then what they point at.
+            for kind in plan.kinds.iter().rev() {
+                write::delete_extras(&tx, project_id, kind, &mut audit).await?;
+            }
+        }
         report.flagged_mappings = write::flag_mappings(&tx, project_id, &touched).await?;
 
         progress("saving the pre-restore snapshot");

@@ -18,6 +18,7 @@ use crate::store::tasks::RANK_STEP;
 pub(super) async fn set_aside_extras(
     tx: &Transaction<'_>,
     kind: &KindPlan,
+    snapshot: &SnapshotData,
     snapshot_id: i64,
     audit: &mut AuditBatch,
 ) -> StoreResult<()> {
@@ -25,13 +26,12 @@ pub(super) async fn set_aside_extras(
     if ids.is_empty() || kind.spec.extra == Extra::Keep {
         return Ok(());
     }
+    let reason = format!("created after snapshot #{snapshot_id}");
     let (sql, verb, field, value) = match kind.spec.extra {
-        Extra::Hide => (
-            "UPDATE lane SET visible = false, updated_at = now() WHERE id = ANY ($1)",
-            "hide",
-            "visible",
-            Value::Bool(false),
-        ),
+        Extra::Hide => {
+            let last = snapshot.lanes.iter().map(|l| l.position).max().unwrap_or(0);
+            return hide_lanes(tx, kind, last, &reason, audit).await;
+        }
         Extra::Archive => (
             if kind.spec.table == "task" {
                 "UPDATE task SET archived = true, version = version + 1, updated_at = now() WHERE id = ANY ($1) AND NOT archived"
@@ -53,7 +53,6 @@ pub(super) async fn set_aside_extras(
         Extra::Keep => return Ok(()),
     };
     tx.execute(sql, &[&ids]).await?;
-    let reason = format!("created after snapshot #{snapshot_id}");
     for (id, row) in &kind.extras {
         let before = row.get(field).cloned().unwrap_or(Value::Null);
         if before == value {
@@ -71,7 +70,57 @@ pub(super) async fn set_aside_extras(
     Ok(())
 }
 
-/// With `exact`: rows made since the snapshot are deleted.
+/// Lanes made since are hidden, and moved after the snapshot's lanes: one
+/// inserted among them holds a position a restored lane takes back.
+async fn hide_lanes(
+    tx: &Transaction<'_>,
+    kind: &KindPlan,
+    last_position: i32,
+    reason: &str,
+    audit: &mut AuditBatch,
+) -> StoreResult<()> {
+    let position = |row: &Row| row.get("position").and_then(Value::as_i64).unwrap_or(0);
+    let mut lanes: Vec<&(i64, Row)> = kind.extras.iter().collect();
+    lanes.sort_by_key(|(id, row)| (position(row), *id));
+    let ids: Vec<i64> = lanes.iter().map(|(id, _)| *id).collect();
+    let positions: Vec<i32> = (1..=lanes.len() as i32).map(|n| last_position + n).collect();
+    tx.execute(
+        "UPDATE lane l SET visible = false, position = v.position, updated_at = now()
+         FROM unnest($1::bigint[], $2::int[]) AS v(id, position) WHERE l.id = v.id",
+        &[&ids, &positions],
+    )
+    .await?;
+    for ((id, row), new_position) in lanes.into_iter().zip(positions) {
+        let visible = row.get("visible").cloned().unwrap_or(Value::Null);
+        if visible == Value::Bool(false) && position(row) == i64::from(new_position) {
+            continue;
+        }
+        audit.push(
+            kind.spec.singular,
+            "lane.hide",
+            Some(*id),
+            &diff::label(kind.spec.kind, row),
+            Some(&serde_json::json!({ "visible": visible, "position": position(row) })),
+            Some(&serde_json::json!({ "visible": false, "position": new_position, "reason": reason })),
+        );
+    }
+    Ok(())
+}
+
+/// With `exact`, before the snapshot's rows go back: rows made since give up
+/// the unique values (names, slots) those rows may need.
+pub(super) async fn park_extras(tx: &Transaction<'_>, kind: &KindPlan) -> StoreResult<()> {
+    let ids: Vec<i64> = kind.extras.iter().map(|(id, _)| *id).collect();
+    if let Some(park) = kind.spec.park
+        && !ids.is_empty()
+    {
+        tx.execute(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", kind.spec.table), &[&ids]).await?;
+    }
+    Ok(())
+}
+
+/// With `exact`, after the snapshot's rows are back: rows made since the
+/// snapshot are deleted.
 pub(super) async fn delete_extras(
     tx: &Transaction<'_>,
     project_id: i64,
