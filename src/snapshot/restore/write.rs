@@ -111,6 +111,12 @@ async fn hide_lanes(
 /// the unique values (names, slots) those rows may need.
 pub(super) async fn park_extras(tx: &Transaction<'_>, kind: &KindPlan) -> StoreResult<()> {
     let ids: Vec<i64> = kind.extras.iter().map(|(id, _)| *id).collect();
+    park(tx, kind, &ids).await
+}
+
+/// Moves rows' unique values (names, slots) out of the way with the kind's
+/// `park` assignment, if it has one.
+async fn park(tx: &Transaction<'_>, kind: &KindPlan, ids: &[i64]) -> StoreResult<()> {
     if let Some(park) = kind.spec.park
         && !ids.is_empty()
     {
@@ -240,11 +246,7 @@ pub(super) async fn write_back(
         .filter(|u| u.now.as_ref().is_some_and(|now| spec.unique.iter().any(|f| now.get(*f) != u.then.get(*f))))
         .map(|u| u.id)
         .collect();
-    if let Some(park) = spec.park
-        && !parked.is_empty()
-    {
-        tx.execute(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", spec.table), &[&parked]).await?;
-    }
+    park(tx, kind, &parked).await?;
     let staging = format!("restore_{}", spec.table);
     let columns = spec.columns.join(", ");
     tx.batch_execute(&format!(
