@@ -1038,6 +1038,7 @@ fn restore_report(snapshot_id: i64) -> RestoreReport {
         correlation_id: uuid::Uuid::nil(),
         project_fields: vec![],
         kinds: [("tasks".to_string(), KindCounts { restored: 2, ..Default::default() })].into(),
+        renames: vec![],
         flagged_mappings: 0,
     }
 }

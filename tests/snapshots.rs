@@ -393,6 +393,122 @@ async fn a_lane_inserted_since_the_snapshot_is_hidden_behind_the_restored_lanes(
     assert_eq!(entry.after.unwrap()["position"], last + 1);
 }
 
+/// After the snapshot, someone renamed a lane, a page, an environment and a
+/// connection and made new ones under the old names; a pipeline and a mapping
+/// were deleted and synced in again under new ids. The default restore gives
+/// the names back to the snapshot's rows, renames the newer ones, replaces the
+/// second copies of the remote objects, and can be undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_made_since_under_a_restored_name_move_aside_and_remote_copies_are_replaced() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+
+    let rename = LaneUpdate { name: Some("Code review".into()), ..Default::default() };
+    store.update_lane(&actor("bo"), project_id, "Review", rename).await.unwrap();
+    let review = NewLane {
+        name: "REVIEW".into(),
+        category: LaneCategory::Started,
+        role: LaneRole::Review,
+        position: None,
+        wip_limit: None,
+    };
+    let new_lane = store.create_lane(&actor("bo"), project_id, review).await.unwrap();
+    let client = store.client().await.unwrap();
+    client
+        .batch_execute(
+            "UPDATE page SET slug = 'deploy-runbook-v1' WHERE slug = 'deploy-runbook';
+             UPDATE environment SET name = 'stage' WHERE name = 'staging';
+             DELETE FROM pipeline WHERE external_id = 'gh-run-88123';
+             DELETE FROM external_mapping WHERE external_id = '104';",
+        )
+        .await
+        .unwrap();
+    let new_page =
+        store.create_page(&actor("bo"), project_id, "deploy-runbook", "Deploy runbook", "new").await.unwrap();
+    store.create_environment(&actor("bo"), project_id, "staging", EnvironmentKind::Staging, None).await.unwrap();
+    let old_pipeline = original.pipelines.iter().find(|p| p.external_id == "gh-run-88123").unwrap();
+    let report = PipelineReport {
+        provider: old_pipeline.provider.clone(),
+        external_id: old_pipeline.external_id.clone(),
+        name: "ci".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status: PipelineStatus::Running,
+        url: None,
+        started_at: None,
+        finished_at: None,
+    };
+    let new_pipeline = store.report_pipeline(&actor("sync"), project_id, report).await.unwrap();
+    let task = store.task_by_key("DEMO-4").await.unwrap();
+    let mapping = NewMapping {
+        connection: "github".into(),
+        local_kind: LocalKind::Task,
+        local_id: task.id,
+        external_id: "104".into(),
+        external_key: Some("#4".into()),
+        url: None,
+    };
+    store.create_mapping(&actor("sync"), project_id, mapping).await.unwrap();
+    client.execute("UPDATE integration_connection SET connection_key = 'github-old'", &[]).await.unwrap();
+    let connection = NewConnection {
+        key: "github".into(),
+        provider: mission_control::domain::Provider::Github,
+        base_url: "https://api.github.com".into(),
+        config: serde_json::json!({"repo": "northwind/checkout-next"}),
+        secret_ref: None,
+    };
+    store.add_connection(&actor("bo"), project_id, connection).await.unwrap();
+    let damaged = store.capture(project_id).await.unwrap();
+
+    let preview = RestoreOptions { dry_run: true, ..Default::default() };
+    let preview = store.restore_snapshot(&actor("ana"), snapshot.id, &preview, &no_progress).await.unwrap();
+    let renamed: BTreeMap<&str, (&str, String)> =
+        preview.renames.iter().map(|r| (r.kind.as_str(), (r.from.as_str(), r.to.clone()))).collect();
+    let n = snapshot.id;
+    assert_eq!(
+        renamed,
+        BTreeMap::from([
+            ("connection", ("github", format!("github-since-{n}"))),
+            ("environment", ("staging", format!("staging-since-{n}"))),
+            ("lane", ("REVIEW", format!("REVIEW (since #{n})"))),
+            ("page", ("deploy-runbook", format!("deploy-runbook-since-{n}"))),
+        ])
+    );
+    assert_eq!((preview.kinds["pipelines"].deleted, preview.kinds["mappings"].deleted), (1, 1));
+    assert_eq!(store.capture(project_id).await.unwrap(), damaged, "a dry run writes nothing");
+
+    let report =
+        store.restore_snapshot(&actor("ana"), snapshot.id, &RestoreOptions::default(), &no_progress).await.unwrap();
+    assert_eq!(report.renames, preview.renames);
+    let now = store.capture(project_id).await.unwrap();
+    assert_restored(&original, &now);
+    let lane = now.lanes.iter().find(|l| l.id == new_lane.id).unwrap();
+    assert_eq!((lane.name.clone(), lane.visible), (format!("REVIEW (since #{n})"), false));
+    let page = now.pages.iter().find(|p| p.id == new_page.id).unwrap();
+    assert_eq!((page.slug.clone(), page.archived), (format!("deploy-runbook-since-{n}"), true));
+    assert!(now.environments.iter().any(|e| e.name == format!("staging-since-{n}")));
+    assert!(now.connections.iter().any(|c| c.key == format!("github-since-{n}")));
+    assert!(!now.pipelines.iter().any(|p| p.id == new_pipeline.id), "the second copy is replaced");
+    assert_eq!(now.mappings.len(), original.mappings.len());
+    let entries = restore_entries(&store, &report).await;
+    let actions: BTreeSet<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    for action in ["lane.rename", "page.rename", "environment.rename", "connection.rename"] {
+        assert!(actions.contains(action), "{action} in {actions:?}");
+    }
+    let replaced = entries.iter().find(|e| e.action == "pipeline.replace").unwrap();
+    assert_eq!(replaced.entity_id, Some(new_pipeline.id));
+    assert_eq!(replaced.before.as_ref().unwrap()["status"], "running", "the replaced row is kept in the audit log");
+    assert!(actions.contains("mapping.replace"));
+
+    // Undo: the pre-restore snapshot swaps every name back.
+    let undo = report.pre_restore_snapshot.unwrap();
+    store.restore_snapshot(&actor("ana"), undo, &RestoreOptions::default(), &no_progress).await.unwrap();
+    assert_restored(&damaged, &store.capture(project_id).await.unwrap());
+}
+
 /// Rows in every table a restore or an import writes to.
 async fn row_counts(db: &TestDb) -> Vec<(&'static str, i64)> {
     let mut counts = Vec::new();
@@ -979,4 +1095,25 @@ async fn diff_between_two_snapshots_and_restore_by_kind_or_exactly_from_the_cli(
     assert_ne!(cli.run(&["--json", "task", "show", "DEMO-8"]).ok().json()["task"]["title"], "Renamed");
     let unknown = cli.run(&["snapshot", "restore", &first, "--kinds", "widgets", "--yes"]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_which_row_made_since_gives_its_name_back() {
+    let db = TestDb::new().await;
+    let cli = Cli::new(&db);
+    cli.run(&["seed", "demo"]).ok();
+    let snapshot = cli.run(&["--json", "snapshot", "create"]).ok().json()["id"].as_i64().unwrap().to_string();
+    cli.run(&["lane", "update", "Review", "--name", "Code review"]).ok();
+    cli.run(&["lane", "create", "Review", "--category", "started"]).ok();
+
+    let preview = cli.run(&["snapshot", "restore", &snapshot, "--dry-run"]).ok().stdout;
+    let line = format!("lane \"Review\" (made since the snapshot) would be \"Review (since #{snapshot})\"");
+    assert!(preview.contains(&line), "{preview}");
+    assert!(preview.contains("RENAMED"), "{preview}");
+    let report = cli.run(&["--json", "snapshot", "restore", &snapshot, "--yes"]).ok().json();
+    assert_eq!(report["kinds"]["lanes"]["renamed"], 1);
+    assert_eq!(report["renames"][0]["to"], format!("Review (since #{snapshot})"));
+    let lanes = cli.run(&["--json", "lane", "list"]).ok().json();
+    let names: Vec<&str> = lanes.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"Review") && !names.contains(&"Code review"), "{names:?}");
 }

@@ -324,19 +324,27 @@ fn print_restore(report: &RestoreReport) {
     if !report.project_fields.is_empty() {
         output::line(format!("  project: {}", report.project_fields.join(", ")));
     }
-    let mut table = Table::new(&["KIND", "RESTORED", "RE-CREATED", "SET ASIDE", "DELETED"]);
+    let mut table = Table::new(&["KIND", "RESTORED", "RE-CREATED", "SET ASIDE", "RENAMED", "DELETED"]);
     for (kind, c) in &report.kinds {
-        if c.restored + c.created + c.set_aside + c.deleted > 0 {
+        if c.restored + c.created + c.set_aside + c.renamed + c.deleted > 0 {
             table.row([
                 kind.clone(),
                 c.restored.to_string(),
                 c.created.to_string(),
                 c.set_aside.to_string(),
+                c.renamed.to_string(),
                 c.deleted.to_string(),
             ]);
         }
     }
     table.print();
+    for rename in &report.renames {
+        let verb = if report.dry_run { "would be" } else { "is now" };
+        output::line(format!(
+            "  {} {:?} (made since the snapshot) {verb} {:?}: the restored one takes its name back",
+            rename.kind, rename.from, rename.to
+        ));
+    }
     if !report.dry_run {
         output::line(format!("mappings flagged for the sync worker: {}", report.flagged_mappings));
         if let Some(pre) = report.pre_restore_snapshot {

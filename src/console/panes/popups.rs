@@ -280,13 +280,21 @@ pub fn restore_confirm(
         lines.push(Line::from(format!("  project: {}", report.project_fields.join(", "))));
     }
     for (kind, c) in &report.kinds {
-        if c.restored + c.created + c.set_aside + c.deleted == 0 {
+        if c.restored + c.created + c.set_aside + c.renamed + c.deleted == 0 {
             continue;
         }
-        lines.push(Line::from(format!(
-            "  {kind:<12} {} restored, {} brought back, {} set aside",
-            c.restored, c.created, c.set_aside
-        )));
+        let mut line =
+            format!("  {kind:<12} {} restored, {} brought back, {} set aside", c.restored, c.created, c.set_aside);
+        if c.renamed > 0 {
+            line.push_str(&format!(", {} renamed", c.renamed));
+        }
+        if c.deleted > 0 {
+            line.push_str(&format!(", {} deleted", c.deleted));
+        }
+        lines.push(Line::from(line));
+    }
+    for rename in &report.renames {
+        lines.push(Line::from(format!("  {:?} made since becomes {:?}", safe(&rename.from), safe(&rename.to))));
     }
     lines.push(Line::default());
     lines.push(Line::from(Span::styled(

@@ -3,7 +3,8 @@
 //!
 //! Rows are matched by id. Rows the snapshot has are put back as they were
 //! (with their task keys); rows created since are archived, hidden or
-//! cancelled (or, with `exact`, deleted). The task-key counter never moves
+//! cancelled (or, with `exact`, deleted), and give up any unique name a
+//! restored row needs (see `clash`). The task-key counter never moves
 //! backwards. Every restored object gets an audit entry with source
 //! `recovery` and the restore's correlation id; mappings of restored objects
 //! are flagged for the sync worker.
@@ -11,6 +12,7 @@
 //! Locking follows the repository's rule (lanes before tasks), so a console
 //! edit racing a restore waits for it, then fails its version check cleanly.
 
+mod clash;
 mod copy;
 mod plan;
 mod write;
@@ -24,6 +26,7 @@ use serde_json::Value;
 use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
+pub use self::clash::Rename;
 use self::copy::AuditBatch;
 use self::plan::Plan;
 use super::capture::read_project;
@@ -52,6 +55,10 @@ pub struct KindCounts {
     pub created: usize,
     /// Rows made since the snapshot, archived / hidden / cancelled.
     pub set_aside: usize,
+    /// Rows made since that moved to a new name, giving theirs back.
+    pub renamed: usize,
+    /// With `exact`, rows made since; otherwise rows made since as another
+    /// copy of a remote object the snapshot has.
     pub deleted: usize,
 }
 
@@ -64,6 +71,8 @@ pub struct RestoreReport {
     pub correlation_id: Uuid,
     pub project_fields: Vec<String>,
     pub kinds: BTreeMap<String, KindCounts>,
+    /// Rows made since that gave their name back to a restored row.
+    pub renames: Vec<Rename>,
     pub flagged_mappings: u64,
 }
 
@@ -141,10 +150,8 @@ impl Store {
         tx.commit().await?;
         check_belongs(&meta, &snapshot)?;
         progress("comparing");
-        let plan = plan::plan(&current, &snapshot, options);
-        let mut report = RestoreReport::new(snapshot_id, &snapshot, actor, true);
-        report.project_fields = plan.project_fields.clone();
-        report.kinds = plan::counts_of(&plan, options.exact);
+        let plan = plan::plan(&current, &snapshot, snapshot_id, options);
+        let report = RestoreReport::new(snapshot_id, &snapshot, actor, true, &plan, options);
         Ok(report)
     }
 
@@ -182,10 +189,8 @@ impl Store {
         let current = Arc::new(current);
         remap_agents(&tx, actor, &mut snapshot).await?;
         progress("comparing");
-        let plan = Arc::new(plan::plan(&current, &snapshot, options));
-        let mut report = RestoreReport::new(snapshot_id, &snapshot, actor, false);
-        report.project_fields = plan.project_fields.clone();
-        report.kinds = plan::counts_of(&plan, options.exact);
+        let plan = Arc::new(plan::plan(&current, &snapshot, snapshot_id, options));
+        let mut report = RestoreReport::new(snapshot_id, &snapshot, actor, false, &plan, options);
         let mut audit = AuditBatch::new(project_id, actor);
         check_ids_are_ours(&tx, project_id, &plan).await?;
 
@@ -220,6 +225,7 @@ impl Store {
             }
         } else {
             for kind in &plan.kinds {
+                write::give_way(&tx, project_id, kind, snapshot_id, &mut audit).await?;
                 write::set_aside_extras(&tx, kind, &snapshot, snapshot_id, &mut audit).await?;
             }
         }
@@ -297,15 +303,23 @@ impl Store {
 }
 
 impl RestoreReport {
-    fn new(snapshot_id: i64, snapshot: &SnapshotData, actor: &Actor, dry_run: bool) -> RestoreReport {
+    fn new(
+        snapshot_id: i64,
+        snapshot: &SnapshotData,
+        actor: &Actor,
+        dry_run: bool,
+        plan: &Plan,
+        options: &RestoreOptions,
+    ) -> RestoreReport {
         RestoreReport {
             snapshot_id,
             project: snapshot.project.key.clone(),
             dry_run,
             pre_restore_snapshot: None,
             correlation_id: actor.correlation_id,
-            project_fields: Vec::new(),
-            kinds: BTreeMap::new(),
+            project_fields: plan.project_fields.clone(),
+            kinds: plan::counts_of(plan, options.exact),
+            renames: plan.kinds.iter().flat_map(|k| k.renames.iter().cloned()).collect(),
             flagged_mappings: 0,
         }
     }

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::clash::{self, Clash, Naming, Rename};
 use super::{KindCounts, RestoreOptions};
 use crate::snapshot::diff;
 use crate::snapshot::model::*;
@@ -32,6 +33,8 @@ pub(super) struct Spec {
     /// of them changes need parking.
     pub unique: &'static [&'static str],
     pub extra: Extra,
+    /// How a row made since gives up a unique value a restored row needs.
+    pub clash: Clash,
 }
 
 /// What happens to a row created after the snapshot (unless `exact`).
@@ -56,6 +59,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Hide,
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 60 }),
     },
     Spec {
         kind: "cycles",
@@ -68,6 +72,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120 }),
     },
     Spec {
         kind: "modules",
@@ -80,6 +85,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120 }),
     },
     Spec {
         kind: "tasks",
@@ -109,6 +115,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("rank = -id - 1125899906842624"),
         unique: &["lane_id", "rank", "archived"],
         extra: Extra::Archive,
+        clash: Clash::Never,
     },
     Spec {
         kind: "handoffs",
@@ -135,6 +142,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: None,
         unique: &[],
         extra: Extra::Cancel,
+        clash: Clash::Never,
     },
     Spec {
         kind: "pages",
@@ -147,6 +155,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("slug = 'zz-restore-tmp-' || id"),
         unique: &["slug"],
         extra: Extra::Archive,
+        clash: Clash::Rename(Naming { field: "slug", column: "slug", token: true, max: 100 }),
     },
     Spec {
         kind: "environments",
@@ -159,6 +168,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = 'restore.tmp.' || id"),
         unique: &["name"],
         extra: Extra::Keep,
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: true, max: 60 }),
     },
     Spec {
         kind: "releases",
@@ -183,6 +193,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120 }),
     },
     Spec {
         kind: "pipelines",
@@ -205,6 +216,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("external_id = '~restore~' || id"),
         unique: &["provider", "external_id"],
         extra: Extra::Keep,
+        clash: Clash::Replace { keys: &[&["provider", "external_id"]] },
     },
     Spec {
         kind: "deployments",
@@ -228,6 +240,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("external_id = '~restore~' || id"),
         unique: &["provider", "external_id"],
         extra: Extra::Keep,
+        clash: Clash::Replace { keys: &[&["provider", "external_id"]] },
     },
     Spec {
         kind: "connections",
@@ -240,6 +253,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("connection_key = 'restore-tmp-' || id"),
         unique: &["key"],
         extra: Extra::Keep,
+        clash: Clash::Rename(Naming { field: "key", column: "connection_key", token: true, max: 40 }),
     },
     Spec {
         kind: "mappings",
@@ -262,6 +276,9 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("external_id = '~restore~' || id"),
         unique: &["connection_id", "local_kind", "local_id", "external_id"],
         extra: Extra::Keep,
+        clash: Clash::Replace {
+            keys: &[&["connection_id", "local_kind", "local_id"], &["connection_id", "local_kind", "external_id"]],
+        },
     },
 ];
 
@@ -280,8 +297,12 @@ pub(super) struct Upsert {
 pub(super) struct KindPlan {
     pub spec: &'static Spec,
     pub upsert: Vec<Upsert>,
-    /// Rows that appeared since the snapshot.
+    /// Rows that appeared since the snapshot (and are kept, set aside or deleted).
     pub extras: Vec<(i64, Row)>,
+    /// Of the rows that appeared since, those that move to a new name.
+    pub renames: Vec<Rename>,
+    /// Rows that appeared since as another copy of a remote object the snapshot has.
+    pub replaced: Vec<(i64, Row)>,
 }
 
 pub(super) struct Plan {
@@ -296,7 +317,7 @@ pub(super) fn selected(options: &RestoreOptions, kind: &str) -> bool {
     options.kinds.is_empty() || options.kinds.iter().any(|k| k == kind)
 }
 
-pub(super) fn plan(current: &SnapshotData, target: &SnapshotData, options: &RestoreOptions) -> Plan {
+pub(super) fn plan(current: &SnapshotData, target: &SnapshotData, snapshot_id: i64, options: &RestoreOptions) -> Plan {
     let only: BTreeSet<&str> = options.only.iter().map(String::as_str).collect();
     // The task-key counter only ever moves forward, so it is never "restored".
     let mut project_fields = if selected(options, "project") && options.only.is_empty() {
@@ -305,14 +326,20 @@ pub(super) fn plan(current: &SnapshotData, target: &SnapshotData, options: &Rest
         Vec::new()
     };
     project_fields.retain(|f| f != "last_task_number");
-    let kinds = SPECS
+    let mut kinds: Vec<KindPlan> = SPECS
         .iter()
         .filter(|spec| selected(options, spec.kind))
         .map(|spec| {
             let (upsert, extras) = compare_kind(current, target, spec.kind, &only);
-            KindPlan { spec, upsert, extras }
+            let mut kind = KindPlan { spec, upsert, extras, renames: Vec::new(), replaced: Vec::new() };
+            // An exact restore deletes rows made since, whatever they hold.
+            if !options.exact {
+                clash::resolve(&mut kind, current, target, snapshot_id);
+            }
+            kind
         })
         .collect();
+    clash::replace_mappings_of_replaced(&mut kinds);
     Plan { project_fields, kinds }
 }
 
@@ -407,7 +434,8 @@ pub(super) fn counts_of(plan: &Plan, exact: bool) -> BTreeMap<String, KindCounts
                 restored: k.upsert.len() - created,
                 created,
                 set_aside: if exact { 0 } else { extras },
-                deleted: if exact { extras } else { 0 },
+                renamed: k.renames.len(),
+                deleted: if exact { extras } else { k.replaced.len() },
             };
             (k.spec.kind.to_string(), counts)
         })

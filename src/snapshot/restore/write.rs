@@ -7,12 +7,70 @@ use std::collections::{BTreeSet, HashMap};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::{Map, Value};
 
+use super::clash::Clash;
 use super::copy::{AuditBatch, Line, copy_lines};
 use super::plan::{Extra, KindPlan, Row};
 use crate::snapshot::diff;
 use crate::snapshot::model::SnapshotData;
 use crate::store::StoreResult;
 use crate::store::tasks::RANK_STEP;
+
+/// Rows made since the snapshot give up the unique values restored rows need:
+/// renamed, or (another copy of the same remote object) replaced.
+pub(super) async fn give_way(
+    tx: &Transaction<'_>,
+    project_id: i64,
+    kind: &KindPlan,
+    snapshot_id: i64,
+    audit: &mut AuditBatch,
+) -> StoreResult<()> {
+    let spec = kind.spec;
+    if let (Clash::Rename(naming), false) = (spec.clash, kind.renames.is_empty()) {
+        let ids: Vec<i64> = kind.renames.iter().map(|r| r.id).collect();
+        let names: Vec<&str> = kind.renames.iter().map(|r| r.to.as_str()).collect();
+        tx.execute(
+            &format!(
+                "UPDATE {table} t SET {column} = v.name, updated_at = now()
+                 FROM unnest($2::bigint[], $3::text[]) AS v(id, name) WHERE t.id = v.id AND t.project_id = $1",
+                table = spec.table,
+                column = naming.column,
+            ),
+            &[&project_id, &ids, &names],
+        )
+        .await?;
+        let reason = format!("its name belongs to a row restored from snapshot #{snapshot_id}");
+        for rename in &kind.renames {
+            audit.push(
+                spec.singular,
+                &format!("{}.rename", spec.singular),
+                Some(rename.id),
+                &rename.from,
+                Some(&serde_json::json!({ naming.field: rename.from })),
+                Some(&serde_json::json!({ naming.field: rename.to, "reason": reason })),
+            );
+        }
+    }
+    if !kind.replaced.is_empty() {
+        let ids: Vec<i64> = kind.replaced.iter().map(|(id, _)| *id).collect();
+        tx.execute(
+            &format!("DELETE FROM {} WHERE project_id = $1 AND id = ANY ($2)", spec.table),
+            &[&project_id, &ids],
+        )
+        .await?;
+        let reason = format!("the same remote object is restored from snapshot #{snapshot_id}");
+        for (id, row) in &kind.replaced {
+            audit.push(
+                spec.singular,
+                &format!("{}.replace", spec.singular),
+                Some(*id),
+                &diff::label(spec.kind, row),
+                Some(&Value::Object(row.clone())),
+                Some(&serde_json::json!({ "reason": reason })),
+            );
+        }
+    }
+    Ok(())
+}
 
 /// Rows made since the snapshot: archived, hidden or cancelled, never destroyed.
 pub(super) async fn set_aside_extras(
