@@ -48,7 +48,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Store(StoreError::NotFound { .. }) => exit::NOT_FOUND,
-            Error::Store(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => exit::CONFLICT,
+            Error::Store(StoreError::Conflict { .. } | StoreError::AlreadyExists(_) | StoreError::WrongState(_)) => {
+                exit::CONFLICT
+            }
             Error::Store(StoreError::Invalid(_)) | Error::Usage(_) => exit::USAGE,
             Error::NothingClaimed => exit::NOTHING_CLAIMED,
             _ => exit::FAILURE,

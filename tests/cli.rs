@@ -103,7 +103,7 @@ async fn the_command_forms_work_and_speak_json() {
     let accepted = cli.run(&["--json", "handoff", "accept", &id]).ok().json();
     assert_eq!(accepted["state"], "accepted");
     let bad = cli.run(&["handoff", "reject", &id]);
-    assert_eq!(bad.code, 2, "an impossible transition is refused: {}", bad.stderr);
+    assert_eq!(bad.code, 3, "an impossible transition is refused: {}", bad.stderr);
     cli.run(&["handoff", "resolve", &id, "--note", "creds arrived"]).ok();
     let handoffs = cli.run(&["--json", "handoff", "list", "--all"]).ok().json();
     assert_eq!(handoffs[0]["state"], "resolved");
@@ -264,7 +264,7 @@ async fn lane_lists_handoff_rejects_and_cancels_connection_removal_and_audit_sin
     assert_eq!(ids(&["--json", "handoff", "list", "--state", "rejected"]), [rejected]);
     assert_eq!(ids(&["--json", "handoff", "list", "--all"]), [rejected, cancelled]);
     let again = cli.run(&["handoff", "cancel", &cancelled.to_string()]);
-    assert_eq!(again.code, 2, "a cancelled handoff stays cancelled: {}", again.stderr);
+    assert_eq!(again.code, 3, "a cancelled handoff stays cancelled: {}", again.stderr);
     let verbs: Vec<String> = db
         .client()
         .await

@@ -190,9 +190,9 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
         (Some("resolved"), Some("token in the vault"))
     );
     assert!(resolved["closed_at"].is_string(), "{resolved}");
-    let closed =
-        protocol_error(call(&client, "update_handoff", json!({"id": handoff["id"], "state": "resolved"})).await);
-    assert!(closed.1.contains("cannot become resolved"), "{closed:?}");
+    // Understood but not possible in its state: a tool error the agent can read, not a protocol error.
+    let closed = tool_error(call(&client, "update_handoff", json!({"id": handoff["id"], "state": "resolved"})).await);
+    assert!(closed.contains("cannot become resolved"), "{closed}");
     // A second one ana rejects; only ana could.
     let second = answer(
         call(&client, "open_handoff", json!({"key": key, "to": "ana", "kind": "transfer", "reason": "on leave"})).await,

@@ -285,7 +285,9 @@ impl From<StoreError> for Failure {
             StoreError::Conflict { key, .. } => Failure::Conflict { key, message },
             StoreError::ReadOnly => Failure::ReadOnly,
             StoreError::Unavailable(reason) => Failure::Unavailable(reason),
-            StoreError::Invalid(_) | StoreError::AlreadyExists(_) => Failure::Invalid(message),
+            StoreError::Invalid(_) | StoreError::AlreadyExists(_) | StoreError::WrongState(_) => {
+                Failure::Invalid(message)
+            }
             StoreError::NotFound { .. } => Failure::NotFound(message),
             StoreError::Busy(_) => Failure::Other(message),
             _ => Failure::Other(message),

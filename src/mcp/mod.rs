@@ -8,7 +8,8 @@
 //! input that is malformed or invalid (wrong types, missing fields, text over
 //! its limit, an unknown priority) is a protocol error (`-32602 invalid
 //! params`) and writes nothing; a call that was understood but could not be
-//! done (denied by policy, a stale version, a task that does not exist) is a
+//! done (denied by policy, a stale version, a task that does not exist, a
+//! handoff whose state does not allow the transition) is a
 //! tool result with `isError: true` and a one-line message saying what to do.
 
 pub mod args;
@@ -177,6 +178,7 @@ fn failed(e: StoreError) -> Result<CallToolResult, ErrorData> {
         StoreError::NotFound { .. }
         | StoreError::Conflict { .. }
         | StoreError::AlreadyExists(_)
+        | StoreError::WrongState(_)
         | StoreError::Busy(_)
         | StoreError::ReadOnly => Ok(CallToolResult::structured_error(json!({ "error": e.to_string() }))),
         other => Err(internal(other)),

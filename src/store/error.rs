@@ -21,6 +21,11 @@ pub enum StoreError {
     #[error("{0}")]
     Invalid(String),
 
+    /// The change is well formed but the object's state does not allow it
+    /// now (a resolved handoff cannot be accepted). Nothing was changed.
+    #[error("{0}")]
+    WrongState(String),
+
     #[error("this session is read-only: the change was not made")]
     ReadOnly,
 

@@ -132,7 +132,7 @@ impl Store {
         let before = rows::handoff(&before)?;
         check_version("handoff", &format!("#{id}"), expect_version, before.version)?;
         if !before.state.can_become(next) {
-            return Err(StoreError::invalid(format!("handoff #{id} is {}: it cannot become {next}", before.state)));
+            return Err(StoreError::WrongState(format!("handoff #{id} is {}: it cannot become {next}", before.state)));
         }
         let closes = matches!(next, HandoffState::Resolved | HandoffState::Cancelled);
         tx.execute(

@@ -84,7 +84,7 @@ impl From<StoreError> for Refused {
     fn from(e: StoreError) -> Refused {
         let status = match &e {
             StoreError::NotFound { .. } => 404,
-            StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => 409,
+            StoreError::Conflict { .. } | StoreError::AlreadyExists(_) | StoreError::WrongState(_) => 409,
             StoreError::Invalid(_) => 422,
             StoreError::ReadOnly => 403,
             _ => 503,
