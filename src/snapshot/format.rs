@@ -19,15 +19,27 @@ pub fn decode(version: i32, canonical: &[u8]) -> Result<SnapshotData, String> {
     if version < 1 {
         return Err(format!("unknown snapshot format {version}"));
     }
-    let mut value: Value =
-        serde_json::from_slice(canonical).map_err(|e| format!("the snapshot payload is not valid JSON: {e}"))?;
-    if version == 1 {
-        value = v1_to_v2(value)?;
-    }
-    let mut data: SnapshotData = serde_json::from_value(value)
-        .map_err(|e| format!("the snapshot payload does not match format {FORMAT_VERSION}: {e}"))?;
+    let mut data: SnapshotData = if version == FORMAT_VERSION {
+        // Straight into the typed rows: no JSON tree in between (half the time on 100,000 tasks).
+        serde_json::from_slice(canonical).map_err(|e| not_current(canonical, e))?
+    } else {
+        let value: Value =
+            serde_json::from_slice(canonical).map_err(|e| format!("the snapshot payload is not valid JSON: {e}"))?;
+        serde_json::from_value(v1_to_v2(value)?)
+            .map_err(|e| format!("the snapshot payload does not match format {FORMAT_VERSION}: {e}"))?
+    };
     data.sort();
     Ok(data)
+}
+
+/// Says whether a payload that did not decode is not JSON at all or JSON of
+/// the wrong shape.
+fn not_current(canonical: &[u8], e: serde_json::Error) -> String {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(canonical).is_err() {
+        format!("the snapshot payload is not valid JSON: {e}")
+    } else {
+        format!("the snapshot payload does not match format {FORMAT_VERSION}: {e}")
+    }
 }
 
 /// v1 → v2: task module names become module ids.

@@ -82,11 +82,18 @@ pub fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
 /// a corrupted snapshot is never restored.
 pub fn open(version: i32, compressed: &[u8], expected_checksum: &str) -> Result<SnapshotData, String> {
     let canonical = decompress(compressed)?;
-    let actual = checksum(&canonical);
+    // Hashing and decoding run side by side; a decoded payload is used only
+    // once its checksum matched.
+    let (actual, decoded) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| checksum(&canonical));
+        let decoded = format::decode(version, &canonical);
+        (hashing.join(), decoded)
+    });
+    let actual = actual.map_err(|_| "the checksum could not be computed".to_string())?;
     if actual != expected_checksum {
         return Err(format!("checksum mismatch (stored {expected_checksum}, computed {actual})"));
     }
-    format::decode(version, &canonical)
+    decoded
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
