@@ -1168,3 +1168,27 @@ fn the_recovery_list_shows_what_each_snapshot_holds() {
     assert!(!line.contains("lanes") && !line.contains("agents") && !line.contains("cycles"), "{line}");
     assert!(line.contains("before the offsite"), "{line}");
 }
+
+#[test]
+fn the_restore_confirmation_names_each_row_that_gives_its_name_back() {
+    let mut s = with_board(&[("Ready", 1)]);
+    s.width = 100;
+    update(&mut s, ch('7'));
+    let report = RestoreReport {
+        kinds: [("lanes".to_string(), KindCounts { restored: 1, set_aside: 1, renamed: 1, ..Default::default() })]
+            .into(),
+        renames: vec![mission_control::snapshot::restore::Rename {
+            kind: "lane".into(),
+            id: 9,
+            from: "Review\u{1b}[2J".into(),
+            to: "Review\u{1b}[2J (since #3)".into(),
+        }],
+        ..restore_report(3)
+    };
+    loaded(&mut s, QueryKey::RestorePlan, Loaded::RestorePlan { report: Box::new(report), only: vec![] });
+    let screen = drawn(&s);
+    assert!(screen.contains("1 set aside, 1 renamed"), "{screen}");
+    assert!(screen.contains("lane \"Review"), "{screen}");
+    assert!(screen.contains("(since #3)\" "), "{screen}");
+    assert!(!screen.contains('\u{1b}'), "an escape sequence in a name is never drawn raw");
+}

@@ -1107,7 +1107,7 @@ async fn the_cli_says_which_row_made_since_gives_its_name_back() {
     cli.run(&["lane", "create", "Review", "--category", "started"]).ok();
 
     let preview = cli.run(&["snapshot", "restore", &snapshot, "--dry-run"]).ok().stdout;
-    let line = format!("lane \"Review\" (made since the snapshot) would be \"Review (since #{snapshot})\"");
+    let line = format!("lane \"Review\" made since the snapshot: would be renamed \"Review (since #{snapshot})\"");
     assert!(preview.contains(&line), "{preview}");
     assert!(preview.contains("RENAMED"), "{preview}");
     let report = cli.run(&["--json", "snapshot", "restore", &snapshot, "--yes"]).ok().json();

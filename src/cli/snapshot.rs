@@ -339,11 +339,8 @@ fn print_restore(report: &RestoreReport) {
     }
     table.print();
     for rename in &report.renames {
-        let verb = if report.dry_run { "would be" } else { "is now" };
-        output::line(format!(
-            "  {} {:?} (made since the snapshot) {verb} {:?}: the restored one takes its name back",
-            rename.kind, rename.from, rename.to
-        ));
+        let verb = if report.dry_run { "would be renamed" } else { "renamed" };
+        output::line(format!("  {} {:?} made since the snapshot: {verb} {:?}", rename.kind, rename.from, rename.to));
     }
     if !report.dry_run {
         output::line(format!("mappings flagged for the sync worker: {}", report.flagged_mappings));

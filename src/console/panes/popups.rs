@@ -294,7 +294,12 @@ pub fn restore_confirm(
         lines.push(Line::from(line));
     }
     for rename in &report.renames {
-        lines.push(Line::from(format!("  {:?} made since becomes {:?}", safe(&rename.from), safe(&rename.to))));
+        lines.push(Line::from(format!(
+            "  {} {:?} (made since) becomes {:?}",
+            rename.kind,
+            safe(&rename.from),
+            safe(&rename.to)
+        )));
     }
     lines.push(Line::default());
     lines.push(Line::from(Span::styled(
