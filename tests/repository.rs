@@ -387,7 +387,7 @@ async fn handoffs_follow_their_state_machine() {
     assert_eq!(accepted.version, 2);
     assert_eq!(entry.before.unwrap()["state"], "open");
     let err = store.transition_handoff(&actor("bo"), h.id, HandoffState::Rejected, "", None).await.unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(_)), "accepted cannot become rejected: {err}");
+    assert!(matches!(err, StoreError::WrongState(_)), "accepted cannot become rejected: {err}");
     let (resolved, _) = audited!(
         &store,
         "handoff.resolve",

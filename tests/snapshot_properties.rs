@@ -88,6 +88,12 @@ enum Damage {
     EditConnection(bool, String),
     /// As a sync pass leaves a mapping: another key, remote version and base.
     ResyncMapping(usize, String),
+    /// A lane renamed, then a new lane under its old name.
+    ReuseLaneName(usize, usize),
+    /// An environment renamed, then a new one under its old name.
+    ReuseEnvironmentName(usize),
+    /// A pipeline deleted and synced in again: the same run under a new id.
+    ReimportPipeline(usize),
 }
 
 fn text(max: usize) -> impl Strategy<Value = String> {
@@ -178,6 +184,9 @@ fn damage() -> impl Strategy<Value = Damage> {
         (0..3usize, 0..40usize, any::<bool>()).prop_map(|(r, t, l)| Damage::LinkRelease(r, t, l)),
         (any::<bool>(), text(40)).prop_map(|(e, n)| Damage::EditConnection(e, n)),
         (0..4usize, text(40)).prop_map(|(m, k)| Damage::ResyncMapping(m, k)),
+        (0..LANES.len(), 0..NEW_LANE_NAMES.len()).prop_map(|(l, n)| Damage::ReuseLaneName(l, n)),
+        (0..3usize).prop_map(Damage::ReuseEnvironmentName),
+        (0..4usize).prop_map(Damage::ReimportPipeline),
     ]
 }
 
@@ -470,6 +479,45 @@ async fn apply(store: &Store, built: &Built, damage: &Damage) {
                 .await
                 .unwrap();
             Ok(())
+        }
+        Damage::ReuseLaneName(l, n) => {
+            let update = LaneUpdate { name: Some(NEW_LANE_NAMES[*n].into()), ..Default::default() };
+            let lane = NewLane {
+                name: LANES[*l].into(),
+                category: LaneCategory::Unstarted,
+                role: LaneRole::Normal,
+                position: None,
+                wip_limit: None,
+            };
+            match store.update_lane(&a, project_id, LANES[*l], update).await {
+                Ok(_) => store.create_lane(&a, project_id, lane).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        Damage::ReuseEnvironmentName(e) => {
+            let name = format!("env-{}", e % built.environments);
+            let update = EnvironmentUpdate { name: Some(format!("{name}-old")), ..Default::default() };
+            match store.update_environment(&a, project_id, &name, update).await {
+                Ok(_) => {
+                    store.create_environment(&a, project_id, &name, EnvironmentKind::Other, None).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Damage::ReimportPipeline(p) => {
+            let external_id = format!("run-{}", p % built.pipelines);
+            let client = store.client().await.unwrap();
+            client
+                .execute(
+                    "DELETE FROM pipeline WHERE project_id = $1 AND external_id = $2",
+                    &[&project_id, &external_id],
+                )
+                .await
+                .unwrap();
+            store
+                .report_pipeline(&a, project_id, pipeline(external_id, PipelineStatus::Running, true))
+                .await
+                .map(|_| ())
         }
     };
 }
