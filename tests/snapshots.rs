@@ -405,6 +405,16 @@ async fn rows_made_since_under_a_restored_name_move_aside_and_remote_copies_are_
     let project_id = demo(&store).await;
     let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
     let original = store.capture(project_id).await.unwrap();
+    // Connection keys are unique across projects: another one already holds the first name tried.
+    let ops = store.create_project(&actor("ana"), "OPS", "Operations", "").await.unwrap();
+    let elsewhere = NewConnection {
+        key: format!("github-since-{}", snapshot.id),
+        provider: mission_control::domain::Provider::Github,
+        base_url: "https://api.github.com".into(),
+        config: serde_json::json!({"repo": "northwind/ops"}),
+        secret_ref: None,
+    };
+    store.add_connection(&actor("ana"), ops.id, elsewhere).await.unwrap();
 
     let rename = LaneUpdate { name: Some("Code review".into()), ..Default::default() };
     store.update_lane(&actor("bo"), project_id, "Review", rename).await.unwrap();
@@ -452,7 +462,10 @@ async fn rows_made_since_under_a_restored_name_move_aside_and_remote_copies_are_
         url: None,
     };
     store.create_mapping(&actor("sync"), project_id, mapping).await.unwrap();
-    client.execute("UPDATE integration_connection SET connection_key = 'github-old'", &[]).await.unwrap();
+    client
+        .execute("UPDATE integration_connection SET connection_key = 'github-old' WHERE connection_key = 'github'", &[])
+        .await
+        .unwrap();
     let connection = NewConnection {
         key: "github".into(),
         provider: mission_control::domain::Provider::Github,
@@ -471,7 +484,7 @@ async fn rows_made_since_under_a_restored_name_move_aside_and_remote_copies_are_
     assert_eq!(
         renamed,
         BTreeMap::from([
-            ("connection", ("github", format!("github-since-{n}"))),
+            ("connection", ("github", format!("github-since-{n}-2"))),
             ("environment", ("staging", format!("staging-since-{n}"))),
             ("lane", ("REVIEW", format!("REVIEW (since #{n})"))),
             ("page", ("deploy-runbook", format!("deploy-runbook-since-{n}"))),
@@ -490,7 +503,7 @@ async fn rows_made_since_under_a_restored_name_move_aside_and_remote_copies_are_
     let page = now.pages.iter().find(|p| p.id == new_page.id).unwrap();
     assert_eq!((page.slug.clone(), page.archived), (format!("deploy-runbook-since-{n}"), true));
     assert!(now.environments.iter().any(|e| e.name == format!("staging-since-{n}")));
-    assert!(now.connections.iter().any(|c| c.key == format!("github-since-{n}")));
+    assert!(now.connections.iter().any(|c| c.key == format!("github-since-{n}-2")));
     assert!(!now.pipelines.iter().any(|p| p.id == new_pipeline.id), "the second copy is replaced");
     assert_eq!(now.mappings.len(), original.mappings.len());
     let entries = restore_entries(&store, &report).await;

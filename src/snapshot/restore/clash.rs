@@ -13,8 +13,11 @@ use std::collections::{BTreeSet, HashSet};
 use serde::Serialize;
 use serde_json::Value;
 
+use deadpool_postgres::GenericClient;
+
 use super::plan::{KindPlan, Row};
 use crate::snapshot::model::SnapshotData;
+use crate::store::StoreResult;
 
 /// How a row made since gives up a unique value a restored row needs.
 #[derive(Clone, Copy)]
@@ -37,6 +40,24 @@ pub(super) struct Naming {
     pub token: bool,
     /// The column's length limit, in characters.
     pub max: usize,
+    /// Unique across projects (connection keys), not within one.
+    pub global: bool,
+}
+
+/// Names held outside the project that a new name must not take.
+#[derive(Debug, Default)]
+pub(super) struct TakenElsewhere {
+    /// Connection keys of other projects, lower-cased.
+    pub connection_keys: HashSet<String>,
+}
+
+impl TakenElsewhere {
+    pub async fn read(client: &impl GenericClient, project_id: i64) -> StoreResult<TakenElsewhere> {
+        let rows = client
+            .query("SELECT lower(connection_key) FROM integration_connection WHERE project_id <> $1", &[&project_id])
+            .await?;
+        Ok(TakenElsewhere { connection_keys: rows.iter().map(|r| r.get(0)).collect() })
+    }
 }
 
 /// A row made since that moves to a new name.
@@ -51,7 +72,13 @@ pub struct Rename {
 
 /// Resolves one kind's clashes: fills `kind.renames` and moves the extras the
 /// snapshot's copies replace from `kind.extras` to `kind.replaced`.
-pub(super) fn resolve(kind: &mut KindPlan, current: &SnapshotData, target: &SnapshotData, snapshot_id: i64) {
+pub(super) fn resolve(
+    kind: &mut KindPlan,
+    current: &SnapshotData,
+    target: &SnapshotData,
+    snapshot_id: i64,
+    elsewhere: &TakenElsewhere,
+) {
     if kind.extras.is_empty() || kind.upsert.is_empty() {
         return;
     }
@@ -65,6 +92,9 @@ pub(super) fn resolve(kind: &mut KindPlan, current: &SnapshotData, target: &Snap
                 .chain(names(target, kind.spec.kind))
                 .map(str::to_lowercase)
                 .collect();
+            if naming.global {
+                taken.extend(elsewhere.connection_keys.iter().cloned());
+            }
             for (id, row) in &kind.extras {
                 let Some(from) = text(row, naming.field) else { continue };
                 if !needed.contains(&from.to_lowercase()) {
@@ -157,8 +187,8 @@ fn free_name(name: &str, snapshot_id: i64, naming: Naming, taken: &HashSet<Strin
 mod tests {
     use super::*;
 
-    const LANE: Naming = Naming { field: "name", column: "name", token: false, max: 60 };
-    const SLUG: Naming = Naming { field: "slug", column: "slug", token: true, max: 100 };
+    const LANE: Naming = Naming { field: "name", column: "name", token: false, max: 60, global: false };
+    const SLUG: Naming = Naming { field: "slug", column: "slug", token: true, max: 100, global: false };
 
     #[test]
     fn a_name_moves_aside_with_the_snapshot_number() {

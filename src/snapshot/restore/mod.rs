@@ -27,6 +27,7 @@ use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
 pub use self::clash::Rename;
+use self::clash::TakenElsewhere;
 use self::copy::AuditBatch;
 use self::plan::Plan;
 use super::capture::read_project;
@@ -147,10 +148,11 @@ impl Store {
         let (snapshot, current) =
             futures_util::future::try_join(open_in_background(&meta, payload), read_project(&tx, meta.project_id))
                 .await?;
+        let elsewhere = TakenElsewhere::read(&tx, meta.project_id).await?;
         tx.commit().await?;
         check_belongs(&meta, &snapshot)?;
         progress("comparing");
-        let plan = plan::plan(&current, &snapshot, snapshot_id, options);
+        let plan = plan::plan(&current, &snapshot, snapshot_id, &elsewhere, options);
         let report = RestoreReport::new(snapshot_id, &snapshot, actor, true, &plan, options);
         Ok(report)
     }
@@ -189,7 +191,8 @@ impl Store {
         let current = Arc::new(current);
         remap_agents(&tx, actor, &mut snapshot).await?;
         progress("comparing");
-        let plan = Arc::new(plan::plan(&current, &snapshot, snapshot_id, options));
+        let elsewhere = TakenElsewhere::read(&tx, project_id).await?;
+        let plan = Arc::new(plan::plan(&current, &snapshot, snapshot_id, &elsewhere, options));
         let mut report = RestoreReport::new(snapshot_id, &snapshot, actor, false, &plan, options);
         let mut audit = AuditBatch::new(project_id, actor);
         check_ids_are_ours(&tx, project_id, &plan).await?;

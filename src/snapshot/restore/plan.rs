@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::clash::{self, Clash, Naming, Rename};
+use super::clash::{self, Clash, Naming, Rename, TakenElsewhere};
 use super::{KindCounts, RestoreOptions};
 use crate::snapshot::diff;
 use crate::snapshot::model::*;
@@ -59,7 +59,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Hide,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 60 }),
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 60, global: false }),
     },
     Spec {
         kind: "cycles",
@@ -72,7 +72,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120 }),
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120, global: false }),
     },
     Spec {
         kind: "modules",
@@ -85,7 +85,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120 }),
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120, global: false }),
     },
     Spec {
         kind: "tasks",
@@ -155,7 +155,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("slug = 'zz-restore-tmp-' || id"),
         unique: &["slug"],
         extra: Extra::Archive,
-        clash: Clash::Rename(Naming { field: "slug", column: "slug", token: true, max: 100 }),
+        clash: Clash::Rename(Naming { field: "slug", column: "slug", token: true, max: 100, global: false }),
     },
     Spec {
         kind: "environments",
@@ -168,7 +168,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = 'restore.tmp.' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: true, max: 60 }),
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: true, max: 60, global: false }),
     },
     Spec {
         kind: "releases",
@@ -193,7 +193,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120 }),
+        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120, global: false }),
     },
     Spec {
         kind: "pipelines",
@@ -253,7 +253,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("connection_key = 'restore-tmp-' || id"),
         unique: &["key"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "key", column: "connection_key", token: true, max: 40 }),
+        clash: Clash::Rename(Naming { field: "key", column: "connection_key", token: true, max: 40, global: true }),
     },
     Spec {
         kind: "mappings",
@@ -317,7 +317,13 @@ pub(super) fn selected(options: &RestoreOptions, kind: &str) -> bool {
     options.kinds.is_empty() || options.kinds.iter().any(|k| k == kind)
 }
 
-pub(super) fn plan(current: &SnapshotData, target: &SnapshotData, snapshot_id: i64, options: &RestoreOptions) -> Plan {
+pub(super) fn plan(
+    current: &SnapshotData,
+    target: &SnapshotData,
+    snapshot_id: i64,
+    elsewhere: &TakenElsewhere,
+    options: &RestoreOptions,
+) -> Plan {
     let only: BTreeSet<&str> = options.only.iter().map(String::as_str).collect();
     // The task-key counter only ever moves forward, so it is never "restored".
     let mut project_fields = if selected(options, "project") && options.only.is_empty() {
@@ -334,7 +340,7 @@ pub(super) fn plan(current: &SnapshotData, target: &SnapshotData, snapshot_id: i
             let mut kind = KindPlan { spec, upsert, extras, renames: Vec::new(), replaced: Vec::new() };
             // An exact restore deletes rows made since, whatever they hold.
             if !options.exact {
-                clash::resolve(&mut kind, current, target, snapshot_id);
+                clash::resolve(&mut kind, current, target, snapshot_id, elsewhere);
             }
             kind
         })
