@@ -14,6 +14,7 @@ use common::{Cli, TestDb, actor};
 use futures_util::future::join_all;
 use mission_control::domain::{
     AuditEntry, EnvironmentKind, HandoffKind, HandoffState, LaneCategory, LaneRole, LocalKind, PipelineStatus,
+    SnapshotMeta,
 };
 use mission_control::snapshot::{Reason, RestoreOptions, SnapshotData};
 use mission_control::store::audit::AuditQuery;
@@ -54,6 +55,25 @@ async fn demo(store: &Store) -> i64 {
 }
 
 fn no_progress(_: &str) {}
+
+/// A fresh database holding the demo project (see `demo`), a snapshot of it,
+/// and the state that snapshot holds.
+struct Snapshotted {
+    store: Store,
+    db: TestDb,
+    project_id: i64,
+    snapshot: SnapshotMeta,
+    original: SnapshotData,
+}
+
+async fn snapshotted() -> Snapshotted {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let project_id = demo(&store).await;
+    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let original = store.capture(project_id).await.unwrap();
+    Snapshotted { store, db, project_id, snapshot, original }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn restore_after_bulk_damage_and_undo_it() {
@@ -149,11 +169,7 @@ async fn restore_after_bulk_damage_and_undo_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partial_restore_touches_only_the_chosen_tasks() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let original = store.capture(project_id).await.unwrap();
+    let Snapshotted { db: _db, store, project_id, snapshot, original } = snapshotted().await;
     for n in 1..=10 {
         let edit = TaskEdit { title: Some(format!("damaged {n}")), ..Default::default() };
         store.edit_task(&actor("bo"), &format!("DEMO-{n}"), edit, None).await.unwrap();
@@ -211,11 +227,7 @@ async fn restore_entries(store: &Store, report: &mission_control::snapshot::Rest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restore_of_some_kinds_changes_only_those_kinds() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let original = store.capture(project_id).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original } = snapshotted().await;
     // Damage across kinds: tasks, a handoff, a page, a lane; and a page and a task made since.
     let bo = actor("bo");
     store
@@ -264,11 +276,7 @@ async fn a_restore_of_some_kinds_changes_only_those_kinds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_exact_restore_deletes_what_was_made_since_and_audits_each_deletion() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let original = store.capture(project_id).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original } = snapshotted().await;
     // Made since the snapshot: a task with a handoff and a mapping, a page,
     // a lane an old task moved into, an environment and a pipeline run.
     let bo = actor("bo");
@@ -364,11 +372,7 @@ async fn an_exact_restore_deletes_what_was_made_since_and_audits_each_deletion()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lane_inserted_since_the_snapshot_is_hidden_behind_the_restored_lanes() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let original = store.capture(project_id).await.unwrap();
+    let Snapshotted { db: _db, store, project_id, snapshot, original } = snapshotted().await;
     // Inserted first: every snapshot lane moved one place along.
     let triage = NewLane {
         name: "Triage".into(),
@@ -400,11 +404,7 @@ async fn a_lane_inserted_since_the_snapshot_is_hidden_behind_the_restored_lanes(
 /// second copies of the remote objects, and can be undone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rows_made_since_under_a_restored_name_move_aside_and_remote_copies_are_replaced() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let original = store.capture(project_id).await.unwrap();
+    let Snapshotted { db: _db, store, project_id, snapshot, original } = snapshotted().await;
     // Connection keys are unique across projects: another one already holds the first name tried.
     let ops = store.create_project(&actor("ana"), "OPS", "Operations", "").await.unwrap();
     let elsewhere = NewConnection {
@@ -557,10 +557,7 @@ fn tampered(canonical: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupted_snapshot_is_reported_and_never_restored() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original: _ } = snapshotted().await;
     assert!(store.verify_snapshot(snapshot.id).await.unwrap().ok);
     let (_, intact) = store.load_snapshot(snapshot.id).await.unwrap();
     store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
@@ -749,11 +746,7 @@ async fn snapshots_taken_during_heavy_writing_are_consistent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partial_restore_sends_tasks_whose_slots_are_taken_to_the_bottom_of_their_lane() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
-    let original = store.capture(project_id).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original } = snapshotted().await;
     // Two cards of one lane, and two cards of other lanes to take their slots.
     let lane = original
         .lanes
@@ -795,10 +788,7 @@ async fn a_partial_restore_sends_tasks_whose_slots_are_taken_to_the_bottom_of_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dropped_connection_mid_restore_leaves_the_project_as_it_was() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original: _ } = snapshotted().await;
     for n in 1..=20 {
         store.move_task(&actor("bo"), &format!("DEMO-{n}"), Some("Done"), Position::Top, None).await.unwrap();
     }
@@ -839,10 +829,7 @@ async fn a_dropped_connection_mid_restore_leaves_the_project_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_change_committed_while_a_restore_runs_makes_it_start_again_and_keeps_the_change_in_the_pre_restore_snapshot()
 {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original: _ } = snapshotted().await;
     let handoff = store.capture(project_id).await.unwrap().handoffs[0].clone();
     let client = db.client().await;
     client.execute("UPDATE handoff SET needs = 'damaged' WHERE id = $1", &[&handoff.id]).await.unwrap();
@@ -883,10 +870,7 @@ async fn a_change_committed_while_a_restore_runs_makes_it_start_again_and_keeps_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restore_racing_an_edit_waits_and_the_stale_edit_fails_cleanly() {
-    let db = TestDb::new().await;
-    let store = db.store().await;
-    let project_id = demo(&store).await;
-    let snapshot = store.create_snapshot(&actor("ana"), project_id, "", Reason::Manual).await.unwrap();
+    let Snapshotted { db, store, project_id, snapshot, original: _ } = snapshotted().await;
     store.move_task(&actor("bo"), "DEMO-4", Some("Done"), Position::Top, None).await.unwrap();
     let stale_version = store.task_by_key("DEMO-4").await.unwrap().version;
     // An edit in flight holds the task's lane.
