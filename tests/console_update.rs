@@ -1060,7 +1060,7 @@ fn progress_steps_show_while_a_restore_runs_and_clear_when_it_ends() {
     let report = RestoreReport { dry_run: false, pre_restore_snapshot: Some(4), ..restore_report(3) };
     update(&mut s, Action::Mutated { id, request, result: Ok(Outcome::Restored(Box::new(report))) });
     assert_eq!(s.progress, None);
-    assert_eq!(s.toasts.last().unwrap().text, "restored 1 task(s) from snapshot #3");
+    assert_eq!(s.toasts.last().unwrap().text, "restored 1 task(s) from snapshot #3 · undo: restore #4");
     // A failed restore clears the line too.
     s.progress = Some("restoring tasks".into());
     let request = Box::new(MutationRequest {
@@ -1185,10 +1185,17 @@ fn the_restore_confirmation_names_each_row_that_gives_its_name_back() {
         }],
         ..restore_report(3)
     };
-    loaded(&mut s, QueryKey::RestorePlan, Loaded::RestorePlan { report: Box::new(report), only: vec![] });
+    loaded(&mut s, QueryKey::RestorePlan, Loaded::RestorePlan { report: Box::new(report.clone()), only: vec![] });
     let screen = drawn(&s);
     assert!(screen.contains("1 set aside, 1 renamed"), "{screen}");
     assert!(screen.contains("lane \"Review"), "{screen}");
     assert!(screen.contains("(since #3)\" "), "{screen}");
     assert!(!screen.contains('\u{1b}'), "an escape sequence in a name is never drawn raw");
+
+    // Done: the toast says so, and how to undo it.
+    typed(&mut s, "MC");
+    let (id, request) = sent(update(&mut s, key(KeyCode::Enter)));
+    let report = RestoreReport { dry_run: false, pre_restore_snapshot: Some(4), ..report };
+    update(&mut s, Action::Mutated { id, request, result: Ok(Outcome::Restored(Box::new(report))) });
+    assert_eq!(s.toasts.last().unwrap().text, "restored snapshot #3, 1 row made since renamed · undo: restore #4");
 }

@@ -12,6 +12,20 @@ const COALESCE_MS: u64 = 80;
 /// Fallback poll for missed notifications, in ticks (seconds).
 const POLL_EVERY: u64 = 5;
 
+/// "restored snapshot #3, 1 row made since renamed · undo: restore #4".
+fn restored_message(label: &str, report: &crate::snapshot::RestoreReport) -> String {
+    let mut message = label.to_string();
+    match report.renames.len() {
+        0 => {}
+        1 => message.push_str(", 1 row made since renamed"),
+        n => message.push_str(&format!(", {n} rows made since renamed")),
+    }
+    if let Some(pre) = report.pre_restore_snapshot {
+        message.push_str(&format!(" · undo: restore #{pre}"));
+    }
+    message
+}
+
 pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
     match action {
         Action::Loaded { id, result } => loaded(state, id, result),
@@ -38,6 +52,7 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
                             );
                             String::new()
                         }
+                        Outcome::Restored(report) => restored_message(&request.label, report),
                         _ => request.label.clone(),
                     };
                     if !message.is_empty() {
