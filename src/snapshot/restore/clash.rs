@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use deadpool_postgres::GenericClient;
 
-use super::plan::{KindPlan, Row};
+use super::plan::{KindPlan, Row, field_name};
 use crate::snapshot::model::SnapshotData;
 use crate::store::StoreResult;
 
@@ -33,8 +33,6 @@ pub(super) enum Clash {
 /// A unique name column and the shape its values must have.
 #[derive(Clone, Copy)]
 pub(super) struct Naming {
-    /// The snapshot field the column is filled from.
-    pub field: &'static str,
     pub column: &'static str,
     /// Free text ("Review (since #12)") or a token ("runbook-since-12").
     pub token: bool,
@@ -85,8 +83,9 @@ pub(super) fn resolve(
     match kind.spec.clash {
         Clash::Never => {}
         Clash::Rename(naming) => {
+            let field = field_name(kind.spec.kind, naming.column);
             let needed: HashSet<String> =
-                kind.upsert.iter().filter_map(|u| text(&u.then, naming.field)).map(|n| n.to_lowercase()).collect();
+                kind.upsert.iter().filter_map(|u| text(&u.then, field)).map(|n| n.to_lowercase()).collect();
             let mut taken: HashSet<String> = names(current, kind.spec.kind)
                 .into_iter()
                 .chain(names(target, kind.spec.kind))
@@ -96,7 +95,7 @@ pub(super) fn resolve(
                 taken.extend(elsewhere.connection_keys.iter().cloned());
             }
             for (id, row) in &kind.extras {
-                let Some(from) = text(row, naming.field) else { continue };
+                let Some(from) = text(row, field) else { continue };
                 if !needed.contains(&from.to_lowercase()) {
                     continue;
                 }
@@ -187,8 +186,8 @@ fn free_name(name: &str, snapshot_id: i64, naming: Naming, taken: &HashSet<Strin
 mod tests {
     use super::*;
 
-    const LANE: Naming = Naming { field: "name", column: "name", token: false, max: 60, global: false };
-    const SLUG: Naming = Naming { field: "slug", column: "slug", token: true, max: 100, global: false };
+    const LANE: Naming = Naming { column: "name", token: false, max: 60, global: false };
+    const SLUG: Naming = Naming { column: "slug", token: true, max: 100, global: false };
 
     #[test]
     fn a_name_moves_aside_with_the_snapshot_number() {

@@ -59,7 +59,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Hide,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 60, global: false }),
+        clash: Clash::Rename(Naming { column: "name", token: false, max: 60, global: false }),
     },
     Spec {
         kind: "cycles",
@@ -72,7 +72,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120, global: false }),
+        clash: Clash::Rename(Naming { column: "name", token: false, max: 120, global: false }),
     },
     Spec {
         kind: "modules",
@@ -85,7 +85,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120, global: false }),
+        clash: Clash::Rename(Naming { column: "name", token: false, max: 120, global: false }),
     },
     Spec {
         kind: "tasks",
@@ -155,7 +155,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("slug = 'zz-restore-tmp-' || id"),
         unique: &["slug"],
         extra: Extra::Archive,
-        clash: Clash::Rename(Naming { field: "slug", column: "slug", token: true, max: 100, global: false }),
+        clash: Clash::Rename(Naming { column: "slug", token: true, max: 100, global: false }),
     },
     Spec {
         kind: "environments",
@@ -168,7 +168,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = 'restore.tmp.' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: true, max: 60, global: false }),
+        clash: Clash::Rename(Naming { column: "name", token: true, max: 60, global: false }),
     },
     Spec {
         kind: "releases",
@@ -193,7 +193,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("name = '~restore~' || id"),
         unique: &["name"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "name", column: "name", token: false, max: 120, global: false }),
+        clash: Clash::Rename(Naming { column: "name", token: false, max: 120, global: false }),
     },
     Spec {
         kind: "pipelines",
@@ -253,7 +253,7 @@ pub(super) const SPECS: &[Spec] = &[
         park: Some("connection_key = 'restore-tmp-' || id"),
         unique: &["key"],
         extra: Extra::Keep,
-        clash: Clash::Rename(Naming { field: "key", column: "connection_key", token: true, max: 40, global: true }),
+        clash: Clash::Rename(Naming { column: "connection_key", token: true, max: 40, global: true }),
     },
     Spec {
         kind: "mappings",
@@ -281,6 +281,15 @@ pub(super) const SPECS: &[Spec] = &[
         },
     },
 ];
+
+/// The snapshot field a column is filled from.
+pub(super) fn field_name(kind: &str, column: &'static str) -> &'static str {
+    match (kind, column) {
+        ("tasks", "task_key") | ("connections", "connection_key") => "key",
+        (_, "ref") => "git_ref",
+        _ => column,
+    }
+}
 
 /// A row as a JSON object of its snapshot fields.
 pub(super) type Row = Map<String, Value>;

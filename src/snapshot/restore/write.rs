@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::clash::Clash;
 use super::copy::{AuditBatch, Line, copy_lines};
-use super::plan::{Extra, KindPlan, Row};
+use super::plan::{Extra, KindPlan, Row, field_name};
 use crate::snapshot::diff;
 use crate::snapshot::model::SnapshotData;
 use crate::store::StoreResult;
@@ -26,6 +26,7 @@ pub(super) async fn give_way(
 ) -> StoreResult<()> {
     let spec = kind.spec;
     if let (Clash::Rename(naming), false) = (spec.clash, kind.renames.is_empty()) {
+        let field = field_name(spec.kind, naming.column);
         let ids: Vec<i64> = kind.renames.iter().map(|r| r.id).collect();
         let names: Vec<&str> = kind.renames.iter().map(|r| r.to.as_str()).collect();
         tx.execute(
@@ -45,8 +46,8 @@ pub(super) async fn give_way(
                 &format!("{}.rename", spec.singular),
                 Some(rename.id),
                 &rename.from,
-                Some(&serde_json::json!({ naming.field: rename.from })),
-                Some(&serde_json::json!({ naming.field: rename.to, "reason": reason })),
+                Some(&serde_json::json!({ field: rename.from })),
+                Some(&serde_json::json!({ field: rename.to, "reason": reason })),
             );
         }
     }
@@ -276,15 +277,6 @@ pub(super) fn copy_lines_of(kind: &KindPlan, ranks: &HashMap<i64, i64>) -> Vec<S
             line.finish()
         })
         .collect()
-}
-
-/// The snapshot field a column is filled from.
-fn field_name(kind: &str, column: &'static str) -> &'static str {
-    match (kind, column) {
-        ("tasks", "task_key") | ("connections", "connection_key") => "key",
-        (_, "ref") => "git_ref",
-        _ => column,
-    }
 }
 
 /// Writes one kind's rows back from their COPY lines: they go into a
