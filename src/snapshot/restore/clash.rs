@@ -26,8 +26,9 @@ pub(super) enum Clash {
     Never,
     /// It keeps going under a new name.
     Rename(Naming),
-    /// It is another copy of the same remote object: the snapshot's copy replaces it.
-    Replace { keys: &'static [&'static [&'static str]] },
+    /// It is another copy of the same remote object (it matches a restored
+    /// row on one of the kind's unique keys): the snapshot's copy replaces it.
+    Replace,
 }
 
 /// A unique name column and the shape its values must have.
@@ -104,7 +105,8 @@ pub(super) fn resolve(
                 kind.renames.push(Rename { kind: kind.spec.singular.to_string(), id: *id, from: from.to_string(), to });
             }
         }
-        Clash::Replace { keys } => {
+        Clash::Replace => {
+            let keys = kind.spec.unique;
             let needed: Vec<BTreeSet<Vec<String>>> =
                 keys.iter().map(|key| kind.upsert.iter().map(|u| key_of(&u.then, key)).collect()).collect();
             let (replaced, kept) = std::mem::take(&mut kind.extras)

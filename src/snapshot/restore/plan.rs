@@ -29,9 +29,10 @@ pub(super) struct Spec {
     pub versioned: bool,
     /// Moves a unique column out of the way before rows swap values.
     pub park: Option<&'static str>,
-    /// The snapshot fields that unique constraints cover: only rows where one
-    /// of them changes need parking.
-    pub unique: &'static [&'static str],
+    /// The unique constraints, each as the snapshot fields it covers: only
+    /// rows where one of them changes need parking, and a row made since
+    /// that matches a restored one on any of them clashes with it.
+    pub unique: &'static [&'static [&'static str]],
     pub extra: Extra,
     /// How a row made since gives up a unique value a restored row needs.
     pub clash: Clash,
@@ -57,7 +58,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
-        unique: &["name"],
+        unique: &[&["name"]],
         extra: Extra::Hide,
         clash: Clash::Rename(Naming { column: "name", token: false, max: 60, global: false }),
     },
@@ -70,7 +71,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
-        unique: &["name"],
+        unique: &[&["name"]],
         extra: Extra::Keep,
         clash: Clash::Rename(Naming { column: "name", token: false, max: 120, global: false }),
     },
@@ -83,7 +84,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
-        unique: &["name"],
+        unique: &[&["name"]],
         extra: Extra::Keep,
         clash: Clash::Rename(Naming { column: "name", token: false, max: 120, global: false }),
     },
@@ -113,7 +114,7 @@ pub(super) const SPECS: &[Spec] = &[
         versioned: true,
         // Ranks are unique per lane: park the rows far below any real rank first.
         park: Some("rank = -id - 1125899906842624"),
-        unique: &["lane_id", "rank", "archived"],
+        unique: &[&["lane_id", "rank", "archived"]],
         extra: Extra::Archive,
         clash: Clash::Never,
     },
@@ -153,7 +154,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: true,
         park: Some("slug = 'zz-restore-tmp-' || id"),
-        unique: &["slug"],
+        unique: &[&["slug"]],
         extra: Extra::Archive,
         clash: Clash::Rename(Naming { column: "slug", token: true, max: 100, global: false }),
     },
@@ -166,7 +167,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("name = 'restore.tmp.' || id"),
-        unique: &["name"],
+        unique: &[&["name"]],
         extra: Extra::Keep,
         clash: Clash::Rename(Naming { column: "name", token: true, max: 60, global: false }),
     },
@@ -191,7 +192,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("name = '~restore~' || id"),
-        unique: &["name"],
+        unique: &[&["name"]],
         extra: Extra::Keep,
         clash: Clash::Rename(Naming { column: "name", token: false, max: 120, global: false }),
     },
@@ -214,9 +215,9 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("external_id = '~restore~' || id"),
-        unique: &["provider", "external_id"],
+        unique: &[&["provider", "external_id"]],
         extra: Extra::Keep,
-        clash: Clash::Replace { keys: &[&["provider", "external_id"]] },
+        clash: Clash::Replace,
     },
     Spec {
         kind: "deployments",
@@ -238,9 +239,9 @@ pub(super) const SPECS: &[Spec] = &[
         json: &[],
         versioned: false,
         park: Some("external_id = '~restore~' || id"),
-        unique: &["provider", "external_id"],
+        unique: &[&["provider", "external_id"]],
         extra: Extra::Keep,
-        clash: Clash::Replace { keys: &[&["provider", "external_id"]] },
+        clash: Clash::Replace,
     },
     Spec {
         kind: "connections",
@@ -251,7 +252,7 @@ pub(super) const SPECS: &[Spec] = &[
         json: &["config"],
         versioned: false,
         park: Some("connection_key = 'restore-tmp-' || id"),
-        unique: &["key"],
+        unique: &[&["key"]],
         extra: Extra::Keep,
         clash: Clash::Rename(Naming { column: "connection_key", token: true, max: 40, global: true }),
     },
@@ -274,11 +275,9 @@ pub(super) const SPECS: &[Spec] = &[
         json: &["base"],
         versioned: false,
         park: Some("external_id = '~restore~' || id"),
-        unique: &["connection_id", "local_kind", "local_id", "external_id"],
+        unique: &[&["connection_id", "local_kind", "local_id"], &["connection_id", "local_kind", "external_id"]],
         extra: Extra::Keep,
-        clash: Clash::Replace {
-            keys: &[&["connection_id", "local_kind", "local_id"], &["connection_id", "local_kind", "external_id"]],
-        },
+        clash: Clash::Replace,
     },
 ];
 

@@ -293,7 +293,11 @@ pub(super) async fn write_back(
     let parked: Vec<i64> = kind
         .upsert
         .iter()
-        .filter(|u| u.now.as_ref().is_some_and(|now| spec.unique.iter().any(|f| now.get(*f) != u.then.get(*f))))
+        .filter(|u| {
+            u.now
+                .as_ref()
+                .is_some_and(|now| spec.unique.iter().flat_map(|key| key.iter()).any(|f| now.get(*f) != u.then.get(*f)))
+        })
         .map(|u| u.id)
         .collect();
     park(tx, kind, &parked).await?;
