@@ -44,7 +44,7 @@ pub(super) struct Naming {
 }
 
 /// Names held outside the project that a new name must not take.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct TakenElsewhere {
     /// Connection keys of other projects, lower-cased.
     pub connection_keys: HashSet<String>,
