@@ -10,10 +10,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
-
-use deadpool_postgres::GenericClient;
 
 use super::plan::{KindPlan, Row, field_name};
 use crate::snapshot::model::SnapshotData;
