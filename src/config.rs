@@ -34,6 +34,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     #[serde(default)]
     pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
     /// `[agents.HANDLE]`: what each agent may do through `mctl mcp`.
     #[serde(default)]
     pub agents: std::collections::BTreeMap<String, crate::mcp::policy::AgentPolicy>,
@@ -85,6 +87,45 @@ impl DispatchConfig {
     }
 }
 
+/// The `[sync]` table.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// How long a key that keeps failing transiently (a provider down, the
+    /// network away) is retried before it becomes a dead letter: `24h`
+    /// (the default), `90m`, `3d`; from 10 minutes to 30 days.
+    pub retry_for: Option<String>,
+}
+
+impl SyncConfig {
+    const MIN_RETRY_FOR: u64 = 10 * 60;
+    const MAX_RETRY_FOR: u64 = 30 * 24 * 3600;
+
+    pub fn retry_for(&self) -> std::time::Duration {
+        self.parsed_retry_for().ok().flatten().unwrap_or(crate::sync::retry::DEFAULT_RETRY_FOR)
+    }
+
+    fn parsed_retry_for(&self) -> std::result::Result<Option<std::time::Duration>, String> {
+        let Some(text) = &self.retry_for else { return Ok(None) };
+        let bad = || {
+            format!(
+                "[sync] retry_for = {:?}: use a span from 10m to 30d, like \"24h\"; fix the file",
+                crate::domain::text::clip(text, 40)
+            )
+        };
+        let span = crate::cli::parse::duration(text).map_err(|_| bad())?;
+        let seconds = u64::try_from(span.whole_seconds()).map_err(|_| bad())?;
+        if !(Self::MIN_RETRY_FOR..=Self::MAX_RETRY_FOR).contains(&seconds) {
+            return Err(bad());
+        }
+        Ok(Some(std::time::Duration::from_secs(seconds)))
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        self.parsed_retry_for().map(drop)
+    }
+}
+
 impl Config {
     /// Reads the file if it exists; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Config> {
@@ -111,6 +152,7 @@ impl Config {
             }
         })?;
         config.dispatch.check()?;
+        config.sync.check()?;
         Ok(config)
     }
 }
@@ -226,6 +268,18 @@ mod tests {
         assert_eq!(config.project.as_deref(), Some("OPS"));
         assert!(config.read_only);
         assert_eq!(config.pool_size, Some(4));
+    }
+
+    #[test]
+    fn sync_retry_for_defaults_and_bounds() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.sync.retry_for(), crate::sync::retry::DEFAULT_RETRY_FOR);
+        let config = Config::parse("[sync]\nretry_for = \"36h\"").unwrap();
+        assert_eq!(config.sync.retry_for(), std::time::Duration::from_secs(36 * 3600));
+        for bad in ["\"1m\"", "\"60d\"", "\"soon\""] {
+            let err = Config::parse(&format!("[sync]\nretry_for = {bad}")).unwrap_err();
+            assert!(err.contains("retry_for") && !err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

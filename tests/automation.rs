@@ -219,6 +219,59 @@ async fn a_404_from_an_inactive_workflow_is_a_dead_letter_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_from_a_workflow_that_took_deliveries_before_is_retried_not_dead() {
+    let s = setup().await;
+    // n8n answers 404 for its webhooks while it starts up again.
+    let (server, workflow) =
+        Workflow::start(vec![ResponseTemplate::new(200), ResponseTemplate::new(404), ResponseTemplate::new(404)]).await;
+    n8n(&s, "flows", &format!("{}/webhook/mc", server.uri()), &["task.created"]).await;
+    let new_task = |title: &str| NewTask { title: title.into(), ..NewTask::default() };
+    s.store.create_task(&actor("ops"), s.project_id, new_task("first")).await.unwrap();
+    assert_eq!(drain(&s).await.failed, 0);
+    s.store.create_task(&actor("ops"), s.project_id, new_task("during the restart")).await.unwrap();
+    for attempt in 1..=2 {
+        assert_eq!(drain(&s).await.failed, 1);
+        let dead: bool =
+            s.db.client()
+                .await
+                .query_one("SELECT dead FROM sync_job WHERE key LIKE 'delivery:%'", &[])
+                .await
+                .unwrap()
+                .get(0);
+        assert!(!dead, "attempt {attempt}: a webhook that answered before is coming back");
+        make_due(&s).await;
+    }
+    assert_eq!(drain(&s).await.failed, 0);
+    assert_eq!(s.db.count("automation_delivery WHERE delivered_at IS NOT NULL").await, 2);
+    assert_eq!(workflow.requests().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_status_reports_an_n8n_connections_deliveries() {
+    let s = setup().await;
+    let (server, _workflow) = Workflow::start(vec![ResponseTemplate::new(500)]).await;
+    n8n(&s, "flows", &format!("{}/webhook/mc", server.uri()), &["task.created"]).await;
+    for title in ["one", "two"] {
+        s.store
+            .create_task(&actor("ops"), s.project_id, NewTask { title: title.into(), ..NewTask::default() })
+            .await
+            .unwrap();
+    }
+    drain(&s).await;
+    let cli = common::Cli::new(&s.db);
+    let run = |args: &[&str]| common::run_from(cli.command().env("MC_PROJECT", "AU").args(args).output().unwrap());
+    let status = run(&["--json", "sync", "status"]).ok().json();
+    let flows = &status["connections"][0];
+    assert_eq!(flows["connection"], "flows");
+    assert_eq!(flows["deliveries"]["delivered"], 1, "{status}");
+    assert_eq!(flows["deliveries"]["failing"], 1, "{status}");
+    assert!(flows["deliveries"]["last_delivered_at"].is_string(), "{status}");
+    let text = run(&["sync", "status"]).ok().stdout;
+    assert!(!text.contains("never ran"), "{text}");
+    assert!(text.contains("1 delivered") && text.contains("1 failing"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overdue_handoffs_and_ready_releases_are_sent_once_each() {
     let s = setup().await;
     let (server, workflow) = Workflow::start(vec![]).await;

@@ -364,8 +364,8 @@ async fn an_operator_connects_a_github_repository_from_the_cli() {
     assert_eq!(once["failed"], 0);
     assert_eq!(run(&["--json", "task", "list"]).ok().json().as_array().unwrap().len(), 12);
     let status = run(&["--json", "sync", "status"]).ok().json();
-    assert_eq!(status[0]["connection"], "gh");
-    assert_eq!(status[0]["last_pass_ok"], true);
+    assert_eq!(status["connections"][0]["connection"], "gh");
+    assert_eq!(status["connections"][0]["last_pass_ok"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

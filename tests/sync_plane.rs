@@ -5,18 +5,18 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::plane::Fault;
-use common::sync::{Setup, drain, make_due, mapping_of, setup, setup_with, sync, tasks, worker};
+use common::sync::{Setup, crash_worker_at, drain, make_due, mapping_of, setup, setup_with, sync, tasks, worker};
 use common::{actor, github, hooks};
 use mission_control::domain::{LocalKind, Priority, Provider, SyncState};
 use mission_control::store::integrations::{ConnectionUpdate, NewConnection};
 use mission_control::store::tasks::{NewTask, Position, TaskEdit};
 use mission_control::sync::queue;
-use mission_control::sync::worker::Hook;
 use serde_json::json;
+
+const DAY: Duration = mission_control::sync::retry::DEFAULT_RETRY_FOR;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_initial_import_brings_every_work_item_in_once() {
@@ -343,42 +343,6 @@ async fn provider_failures_are_retried_and_permanent_ones_become_dead_letters() 
     assert_eq!(s.plane.item(&mapping.external_id).unwrap()["name"], "slowly");
 }
 
-/// A hook that parks the worker for good at `step` and reports that it did.
-fn crash_at(step: &'static str) -> (Hook, tokio::sync::watch::Receiver<bool>) {
-    let (reached_tx, reached_rx) = tokio::sync::watch::channel(false);
-    let reached_tx = Arc::new(reached_tx);
-    let hook: Hook = Arc::new(move |at| {
-        let reached_tx = reached_tx.clone();
-        Box::pin(async move {
-            if at == step {
-                let _ = reached_tx.send(true);
-                std::future::pending::<()>().await;
-            }
-        })
-    });
-    (hook, reached_rx)
-}
-
-/// Runs a worker until it reaches `step`, then drops it mid-flight, as a
-/// crash would; its lease is then let run out.
-async fn crash_worker_at(s: &Setup, step: &'static str) {
-    let (hook, mut reached) = crash_at(step);
-    let mut crashing = worker(s, "doomed", Some(hook));
-    crashing.schedule(true).await.unwrap();
-    let run = tokio::spawn(async move { crashing.drain().await });
-    tokio::time::timeout(Duration::from_secs(20), reached.wait_for(|r| *r))
-        .await
-        .expect("the step is reached")
-        .unwrap();
-    run.abort();
-    let _ = run.await;
-    s.db.client()
-        .await
-        .batch_execute("UPDATE sync_job SET locked_until = now() - interval '1 second' WHERE locked_by = 'doomed'")
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_at_any_step_of_a_create_leaves_one_remote_object_and_one_mapping() {
     for step in ["job.claimed", "task.before_create", "task.created_remotely", "task.linked"] {
@@ -482,7 +446,7 @@ async fn claim_task(s: &Setup, task_id: i64) -> queue::Job {
         if job.key == format!("task:{task_id}") {
             task = Some(job);
         } else {
-            queue::finish(&s.store, "w", &job, &queue::Outcome::Again(Duration::from_secs(600))).await.unwrap();
+            queue::finish(&s.store, "w", &job, &queue::Outcome::Again(Duration::from_secs(600)), DAY).await.unwrap();
         }
     }
     task.expect("the task's key was due")
@@ -523,13 +487,13 @@ async fn an_edit_reruns_a_claimed_key_and_wakes_a_waiting_or_dead_one() {
     let job = claim_task(&s, task.id).await;
     retitle(&s, &task.key, "second").await;
     assert_eq!(task_job(&s, task.id).await.0, 2);
-    assert!(queue::finish(&s.store, "w", &job, &queue::Outcome::Done).await.unwrap());
+    assert!(queue::finish(&s.store, "w", &job, &queue::Outcome::Done, DAY).await.unwrap());
     assert_eq!(s.db.count(&format!("sync_job WHERE key = 'task:{}'", task.id)).await, 1, "kept to run again");
 
     // Waiting out a backoff: an edit makes it due now.
     let job = claim_task(&s, task.id).await;
     let failed = queue::Outcome::Failed { error: "503".into(), transient: true, not_before: None };
-    queue::finish(&s.store, "w", &job, &failed).await.unwrap();
+    queue::finish(&s.store, "w", &job, &failed, DAY).await.unwrap();
     assert!(!task_job(&s, task.id).await.1, "backing off");
     retitle(&s, &task.key, "third").await;
     assert!(task_job(&s, task.id).await.1, "due again");
@@ -537,7 +501,7 @@ async fn an_edit_reruns_a_claimed_key_and_wakes_a_waiting_or_dead_one() {
     // Dead: an edit brings it back.
     let job = claim_task(&s, task.id).await;
     let refused = queue::Outcome::Failed { error: "422".into(), transient: false, not_before: None };
-    queue::finish(&s.store, "w", &job, &refused).await.unwrap();
+    queue::finish(&s.store, "w", &job, &refused, DAY).await.unwrap();
     assert!(task_job(&s, task.id).await.2, "a dead letter");
     retitle(&s, &task.key, "fourth").await;
     let (_, due, dead) = task_job(&s, task.id).await;

@@ -219,6 +219,7 @@ impl Context {
             theme: std::sync::Arc::new(theme),
             warnings,
             snapshot_before_bulk: self.config.console.snapshot_before_bulk.unwrap_or(20),
+            sync_retry_for: self.config.sync.retry_for(),
         }
     }
 

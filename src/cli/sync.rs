@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
+use futures_util::StreamExt;
 
 use super::Context;
 use super::output::{self, Table};
@@ -13,6 +14,7 @@ use crate::sync::plane::PlaneSync;
 use crate::sync::providers::http::RateLimiter;
 use crate::sync::queue;
 use crate::sync::repo::AnyRepo;
+use crate::sync::report::DrainReport;
 use crate::sync::worker::{Limiters, Worker, WorkerOptions};
 
 #[derive(Debug, Subcommand)]
@@ -93,7 +95,7 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };
             let limiters = Limiters::default();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let mut handles = Vec::new();
+            let mut running = futures_util::stream::FuturesUnordered::new();
             for n in 0..workers.clamp(1, 32) {
                 let options = WorkerOptions {
                     id: format!("{}#{n}", WorkerOptions::default().id),
@@ -102,11 +104,12 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                     full_every: std_duration(full_every),
                     // One worker is enough to keep agent status honest.
                     offline_after: (n == 0).then(|| ctx.config.dispatch.offline_after()),
+                    retry_for: ctx.config.sync.retry_for(),
                     ..WorkerOptions::default()
                 };
                 let mut worker = Worker::new(store.clone(), options, limiters.clone());
                 let mut stop = stop_rx.clone();
-                handles.push(tokio::spawn(async move {
+                running.push(tokio::spawn(async move {
                     worker
                         .run(async move {
                             let _ = stop.wait_for(|s| *s).await;
@@ -114,13 +117,22 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                         .await
                 }));
             }
-            output::line(format!("sync running with {} worker(s); stop with ctrl+c", handles.len()));
-            wait_for_stop().await;
+            output::line(format!("sync running with {} worker(s); stop with ctrl+c", running.len()));
+            // A worker ends on its own only when it cannot go on: then the
+            // process stops too, non-zero, so a supervisor restarts it.
+            let ended = tokio::select! {
+                _ = wait_for_stop() => None,
+                ended = running.next() => ended,
+            };
             let _ = stop_tx.send(true);
-            for handle in handles {
-                if let Ok(Err(e)) = handle.await {
-                    return Err(e.into());
+            let mut failure = ended.map(|ended| why_ended(&ended));
+            while let Some(ended) = running.next().await {
+                if failure.is_none() && !matches!(ended, Ok(Ok(()))) {
+                    failure = Some(why_ended(&ended));
                 }
+            }
+            if let Some(failure) = failure {
+                return Err(Error::Failed(format!("sync stopped: {failure}")));
             }
         }
         SyncCommand::Serve { listen, max_body } => {
@@ -136,7 +148,8 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
         }
         SyncCommand::Once { full, all_projects } => {
             let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };
-            let options = WorkerOptions { project_id, ..WorkerOptions::default() };
+            let options =
+                WorkerOptions { project_id, retry_for: ctx.config.sync.retry_for(), ..WorkerOptions::default() };
             let mut worker = Worker::new(store.clone(), options, Limiters::default());
             let mut connections = Vec::new();
             for provider in crate::sync::worker::SYNCED {
@@ -145,55 +158,27 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             for connection in connections {
                 queue::enqueue(&store, connection.id, if full { queue::FULL } else { queue::PULL }).await?;
             }
-            let report = worker.drain().await?;
+            let mut report = worker.drain().await?;
+            worker.leftovers(&mut report).await?;
             if ctx.json {
                 output::json(&report)?;
             } else {
-                for pass in &report.passes {
-                    output::line(format!(
-                        "{} pass: {} listed, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely, {} lanes made for states ({} requests, {} unchanged)",
-                        if pass.full { "full" } else { "incremental" },
-                        pass.listed,
-                        pass.pulled,
-                        pass.pushed,
-                        pass.created_local,
-                        pass.created_remote,
-                        pass.conflicts,
-                        pass.deleted_remotely,
-                        pass.lanes_created,
-                        pass.requests,
-                        pass.not_modified
-                    ));
-                }
-                output::line(format!("{} key(s) processed, {} failed", report.jobs, report.failed));
-                for error in &report.errors {
-                    output::line(format!("  {error}"));
-                }
+                print_drain(&report);
             }
-            if report.failed > 0 {
-                return Err(Error::Failed(format!(
-                    "{} sync key(s) failed: see `mctl sync status` and `mctl sync dead-letters`",
-                    report.failed
-                )));
+            if !report.complete() {
+                return Err(Error::Failed(unfinished(&report)));
             }
         }
         SyncCommand::Status => {
             let project = ctx.project(&store).await?;
             let health = store.sync_health(project.id).await?;
+            let workers = crate::sync::registry::workers(&store, Some(project.id)).await?;
             if ctx.json {
-                return output::json(&health);
+                return output::json(&serde_json::json!({ "connections": health, "workers": workers }));
             }
             let mut table = Table::new(&["CONNECTION", "LAST PASS", "QUEUED", "LAG", "CONFLICTS", "DEAD", "STATE"]);
+            let now = time::OffsetDateTime::now_utc();
             for h in &health {
-                let state = match (&h.paused_until, h.last_pass_ok, &h.last_error) {
-                    _ if !h.enabled => "disabled".to_string(),
-                    (Some(until), _, _) if *until > time::OffsetDateTime::now_utc() => {
-                        format!("paused until {}", super::audit::short_time(*until))
-                    }
-                    (_, Some(false), Some(error)) => format!("failing: {error}"),
-                    (_, None, _) => "never ran".into(),
-                    _ => "ok".into(),
-                };
                 table.row([
                     h.connection.clone(),
                     h.last_pass_at.map(super::audit::short_time).unwrap_or_else(|| "-".into()),
@@ -201,10 +186,11 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
                     h.lag_seconds.map(|s| format!("{s}s")).unwrap_or_else(|| "-".into()),
                     h.conflicts.to_string(),
                     h.dead_letters.to_string(),
-                    state,
+                    connection_state(h, now),
                 ]);
             }
             table.print();
+            print_workers(&workers);
         }
         SyncCommand::Plan { connection } => {
             let connection = store.connection_by_key(&connection).await?;
@@ -235,15 +221,24 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
             let fields = |pairs: &[(String, Vec<String>)]| -> Vec<String> {
                 pairs.iter().map(|(key, f)| format!("{key}  {}", f.join(", "))).collect()
             };
+            let objects = |indent: &str, objects: &crate::sync::report::ObjectPlan| {
+                list(&format!("{indent}create in {remote}"), &objects.create_remote);
+                list(&format!("{indent}create here"), &objects.create_local);
+                list(&format!("{indent}send to {remote}"), &fields(&objects.push));
+                list(&format!("{indent}take from {remote}"), &fields(&objects.pull));
+            };
             if !plan.lanes_to_create.is_empty() {
                 list(&format!("lanes for {remote} states"), &plan.lanes_to_create);
             }
-            list(&format!("create in {remote}"), &plan.create_remote);
-            list("create here", &plan.create_local);
-            list(&format!("send to {remote}"), &fields(&plan.push));
-            list(&format!("take from {remote}"), &fields(&plan.pull));
+            objects("", &plan.tasks);
             list("conflicts", &fields(&plan.conflicts));
             list(&format!("deleted in {remote}"), &plan.deleted_remotely);
+            for (kind, plan) in [("cycles", &plan.cycles), ("modules", &plan.modules), ("releases", &plan.releases)] {
+                if !plan.is_empty() {
+                    output::line(format!("{kind}:"));
+                    objects("  ", plan);
+                }
+            }
         }
         SyncCommand::Conflicts { all } => {
             let project = ctx.project(&store).await?;
@@ -324,10 +319,153 @@ pub async fn run(ctx: &Context, command: SyncCommand) -> Result<()> {
     Ok(())
 }
 
-fn sync_error(e: crate::sync::plane::SyncError) -> Error {
+/// Why a worker task ended, in one line.
+fn why_ended(ended: &std::result::Result<crate::store::StoreResult<()>, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(Ok(())) => "a worker stopped on its own".into(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) if e.is_panic() => "a worker crashed (see the log); start `mctl sync run` again".into(),
+        Err(e) => format!("a worker ended: {e}"),
+    }
+}
+
+/// One pass in a line, then its objects' failures.
+fn print_drain(report: &DrainReport) {
+    for pass in &report.passes {
+        let mut extra = String::new();
+        if pass.lanes_created > 0 {
+            extra.push_str(&format!(", {} lanes made for states", pass.lanes_created));
+        }
+        if pass.queued_creates > 0 {
+            extra.push_str(&format!(", {} queued to be created remotely", pass.queued_creates));
+        }
+        if pass.delivery > 0 {
+            extra.push_str(&format!(", {} delivery records", pass.delivery));
+        }
+        output::line(format!(
+            "{} pass: {} listed, {} unchanged, {} pulled, {} pushed, {} created here, {} created remotely, {} conflicts, {} deleted remotely{extra} ({} requests, {} answered 304)",
+            if pass.full { "full" } else { "incremental" },
+            pass.listed,
+            pass.unchanged,
+            pass.pulled,
+            pass.pushed,
+            pass.created_local,
+            pass.created_remote,
+            pass.conflicts,
+            pass.deleted_remotely,
+            pass.requests,
+            pass.not_modified
+        ));
+    }
+    let o = &report.objects;
+    if o.created_remote + o.pushed + o.pulled + o.conflicts > 0 {
+        output::line(format!(
+            "objects: {} created remotely, {} pushed, {} pulled, {} conflicts",
+            o.created_remote, o.pushed, o.pulled, o.conflicts
+        ));
+    }
+    output::line(format!("{} key(s) processed, {} failed", report.jobs, report.failed));
+    for error in &report.errors {
+        output::line(format!("  {error}"));
+    }
+    if report.deferred_passes > 0 {
+        output::line(format!("the pass was put off: {}", waiting_for(report)));
+    }
+    if report.left_queued > 0 {
+        output::line(format!("{} key(s) left queued: {}", report.left_queued, waiting_for(report)));
+    }
+    if report.dead_letters > 0 {
+        output::line(format!("{} dead letter(s) wait for an operator: `mctl sync dead-letters`", report.dead_letters));
+    }
+}
+
+/// What the keys left queued wait for.
+fn waiting_for(report: &DrainReport) -> String {
+    match (report.rate_limited_until, report.next_due) {
+        (Some(until), _) => format!("rate limited by the provider until {}", super::audit::short_time(until)),
+        (None, Some(due)) => format!("retrying, the next at {}", super::audit::short_time(due)),
+        (None, None) => "waiting".into(),
+    }
+}
+
+/// The one-line verdict of a `sync once` that did not finish everything.
+fn unfinished(report: &DrainReport) -> String {
+    let mut parts = Vec::new();
+    if report.failed > 0 {
+        parts.push(format!("{} key(s) failed", report.failed));
+    }
+    let objects: usize = report.passes.iter().map(|p| p.failed_objects).sum();
+    if objects > 0 {
+        parts.push(format!("{objects} object(s) failed inside a pass"));
+    }
+    let listings: usize = report.passes.iter().map(|p| p.failed_listings.len()).sum();
+    if listings > 0 {
+        parts.push(format!("{listings} listing(s) failed"));
+    }
+    if report.deferred_passes > 0 {
+        parts.push(format!("the pass was put off ({})", waiting_for(report)));
+    }
+    if report.left_queued > 0 {
+        parts.push(format!("{} key(s) left queued ({})", report.left_queued, waiting_for(report)));
+    }
+    format!(
+        "sync is not done: {}; run `mctl sync once` again later or keep `mctl sync run` running, and see `mctl sync status` and `mctl sync dead-letters`",
+        parts.join(", ")
+    )
+}
+
+/// A connection's state in `sync status`.
+fn connection_state(h: &crate::store::sync::SyncHealth, now: time::OffsetDateTime) -> String {
+    let retrying = if h.retrying > 0 { format!(", {} retrying", h.retrying) } else { String::new() };
+    if !h.enabled {
+        return "disabled".into();
+    }
+    if let Some(until) = h.paused_until.filter(|until| *until > now) {
+        return format!("paused until {} (rate limit){retrying}", super::audit::short_time(until));
+    }
+    if let (Some(false), Some(error)) = (h.last_pass_ok, &h.last_error) {
+        return format!("failing: {error}");
+    }
+    if let Some(d) = &h.deliveries {
+        let last = d.last_delivered_at.map(|at| format!(", last {}", super::audit::short_time(at))).unwrap_or_default();
+        let error = match (&d.last_error, d.failing) {
+            (Some(error), failing) if failing > 0 => format!(": {error}"),
+            _ => String::new(),
+        };
+        return format!(
+            "{} delivered, {} failing, {} waiting (7d){last}{retrying}{error}",
+            d.delivered, d.failing, d.waiting
+        );
+    }
+    match h.last_pass_ok {
+        None => "never ran".into(),
+        _ => format!("ok{retrying}"),
+    }
+}
+
+/// The running workers, or how to start one.
+fn print_workers(workers: &[crate::sync::registry::WorkerView]) {
+    use crate::sync::registry::WorkerState;
+    let live: Vec<_> = workers.iter().filter(|w| !matches!(w.state, WorkerState::Stopped)).collect();
+    if live.iter().all(|w| w.state == WorkerState::Gone) {
+        output::line("no sync worker is running: start one with `mctl sync run` (or `:sync start` in the console)");
+    }
+    if live.is_empty() {
+        return;
+    }
+    output::line("workers:");
+    let now = time::OffsetDateTime::now_utc();
+    for w in live {
+        let seen = (now - w.seen_at).whole_seconds().max(0);
+        let detail = w.detail.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
+        output::line(format!("  {}  {}  seen {seen}s ago{detail}", w.id, w.state));
+    }
+}
+
+fn sync_error(e: crate::sync::error::SyncError) -> Error {
     match e {
-        crate::sync::plane::SyncError::Store(e) => e.into(),
-        crate::sync::plane::SyncError::Provider(e) => Error::Failed(e.to_string()),
+        crate::sync::error::SyncError::Store(e) => e.into(),
+        crate::sync::error::SyncError::Provider(e) => Error::Failed(e.to_string()),
     }
 }
 

@@ -38,7 +38,8 @@ impl App {
         let (tx, rx) = mpsc::unbounded_channel();
         App {
             state: AppState::new(project, operator, options, now),
-            runner: Runner::new(store, operator, options.snapshot_before_bulk, tx.clone()),
+            runner: Runner::new(store, operator, options.snapshot_before_bulk, tx.clone())
+                .with_sync_retry_for(options.sync_retry_for),
             tx,
             rx,
             editor: None,

@@ -25,6 +25,8 @@ pub struct Runner {
     pending: Arc<AtomicUsize>,
     /// The sync worker started with `:sync start`, while it runs.
     sync_worker: Option<ConsoleSyncWorker>,
+    /// How long that worker retries a failing key.
+    sync_retry_for: std::time::Duration,
 }
 
 /// Decrements the pending count when a task ends, finished or aborted.
@@ -46,7 +48,13 @@ impl Runner {
             in_flight: HashMap::new(),
             pending: Arc::new(AtomicUsize::new(0)),
             sync_worker: None,
+            sync_retry_for: crate::sync::retry::DEFAULT_RETRY_FOR,
         }
+    }
+
+    pub fn with_sync_retry_for(mut self, retry_for: std::time::Duration) -> Runner {
+        self.sync_retry_for = retry_for;
+        self
     }
 
     /// Effects started and not yet reported back.
@@ -127,7 +135,7 @@ impl Runner {
                 if let Some(previous) = self.sync_worker.take() {
                     previous.stop();
                 }
-                self.sync_worker = Some(ConsoleSyncWorker::start(store, project_id, run, tx));
+                self.sync_worker = Some(ConsoleSyncWorker::start(store, project_id, run, self.sync_retry_for, tx));
             }
             Effect::StopSyncWorker { run } => {
                 match self.sync_worker.take_if(|worker| worker.run() == run) {

@@ -438,6 +438,8 @@ pub struct ConsoleOptions {
     pub warnings: Vec<String>,
     /// Bulk actions over this many tasks take a snapshot first (0: never).
     pub snapshot_before_bulk: usize,
+    /// How long the console's sync worker retries a failing key (`[sync] retry_for`).
+    pub sync_retry_for: std::time::Duration,
 }
 
 impl ConsoleOptions {
@@ -455,6 +457,7 @@ impl ConsoleOptions {
             theme: Arc::new(theme),
             warnings,
             snapshot_before_bulk: 20,
+            sync_retry_for: crate::sync::retry::DEFAULT_RETRY_FOR,
         }
     }
 }

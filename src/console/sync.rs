@@ -136,6 +136,12 @@ impl ConnectionState {
             tone = Tone::Danger;
             severity = severity.max(4);
         }
+        if long.is_empty() && c.retrying > 0 {
+            // Objects that failed and wait out a backoff: the provider is down or refusing them.
+            long.push(format!("↻{} retrying", c.retrying));
+            short.push(format!("↻{}", c.retrying));
+            (tone, severity) = (Tone::Warn, 3);
+        }
         if long.is_empty() && c.queued > 0 {
             long.push(format!("~{} queued", c.queued));
             short.push(format!("~{}", c.queued));
@@ -166,9 +172,12 @@ fn is_paused(c: &SyncHealth, now: OffsetDateTime) -> bool {
     c.paused_until.is_some_and(|until| until > now)
 }
 
-/// Connections the sync worker would serve (it syncs Plane only, so far).
+/// Whether the sync worker would serve any connection here: an enabled
+/// Plane, repository or n8n one.
 pub fn has_syncable_connection(health: &[SyncHealth]) -> bool {
-    health.iter().any(|c| c.enabled && c.provider == Provider::Plane.as_str())
+    let served =
+        |provider: &str| crate::sync::worker::SYNCED.iter().chain([&Provider::N8n]).any(|p| p.as_str() == provider);
+    health.iter().any(|c| c.enabled && served(&c.provider))
 }
 
 /// A mapping's sync state as the task detail shows it: mark, words, tone.
@@ -325,6 +334,8 @@ mod tests {
             lag_seconds: None,
             conflicts: 0,
             dead_letters: 0,
+            retrying: 0,
+            deliveries: None,
         }
     }
 
@@ -339,6 +350,7 @@ mod tests {
         assert_eq!(text_of(vec![SyncHealth { enabled: false, ..healthy("plane") }]), "sync: off");
         assert_eq!(text_of(vec![healthy("plane")]), "sync: plane ✓ 2m");
         assert_eq!(text_of(vec![SyncHealth { queued: 4, ..healthy("plane") }]), "sync: plane ~4 queued");
+        assert_eq!(text_of(vec![SyncHealth { queued: 4, retrying: 3, ..healthy("plane") }]), "sync: plane ↻3 retrying");
         let troubled = SyncHealth { conflicts: 2, dead_letters: 1, queued: 3, ..healthy("plane") };
         assert_eq!(text_of(vec![troubled.clone()]), "sync: plane ✗2 conflicts !1 dead");
         assert_eq!(text_of(vec![SyncHealth { last_pass_ok: Some(false), ..healthy("plane") }]), "sync: plane failing");

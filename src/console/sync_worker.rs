@@ -3,6 +3,8 @@
 //! project on a tokio task. It stops on `:sync stop`, on quit, or when the
 //! console goes away (dropping the handle asks it to stop), always after the
 //! key at hand, and reports `Action::SyncWorkerStopped` when it has ended.
+//! A database outage does not end it: like `mctl sync run`'s, it waits and
+//! carries on; it ends on its own only when it cannot go on, with the reason.
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
@@ -20,12 +22,22 @@ pub struct ConsoleSyncWorker {
 }
 
 impl ConsoleSyncWorker {
-    pub fn start(store: Store, project_id: i64, run: u64, tx: UnboundedSender<Action>) -> ConsoleSyncWorker {
+    pub fn start(
+        store: Store,
+        project_id: i64,
+        run: u64,
+        retry_for: std::time::Duration,
+        tx: UnboundedSender<Action>,
+    ) -> ConsoleSyncWorker {
         let (stop, stopped) = oneshot::channel::<()>();
         let defaults = WorkerOptions::default();
         // Named apart from `mctl sync run` workers in leases and logs.
-        let options =
-            WorkerOptions { id: format!("{}-console", defaults.id), project_id: Some(project_id), ..defaults };
+        let options = WorkerOptions {
+            id: format!("{}-console", defaults.id),
+            project_id: Some(project_id),
+            retry_for,
+            ..defaults
+        };
         let handle = tokio::spawn(async move {
             let mut worker = Worker::new(store, options, Limiters::default());
             let result = worker

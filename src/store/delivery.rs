@@ -758,6 +758,24 @@ impl Store {
         rows.iter().map(rows::release).collect()
     }
 
+    /// The releases a provider reported here, by its id: `(external id,
+    /// name, status, tag)` (for `sync plan`).
+    pub async fn provider_releases(
+        &self,
+        project_id: i64,
+        provider: &str,
+    ) -> StoreResult<Vec<(String, String, String, Option<String>)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT external_id, name, status, tag FROM release
+                 WHERE project_id = $1 AND provider = $2 AND external_id IS NOT NULL ORDER BY name",
+                &[&project_id, &provider],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+    }
+
     pub async fn release_by_name(&self, project_id: i64, name: &str) -> StoreResult<Release> {
         let client = self.client().await?;
         let id = release_id_by_name(&client, project_id, name).await?;

@@ -95,6 +95,18 @@ impl Store {
         if pg_config.get_connect_timeout().is_none() {
             pg_config.connect_timeout(Duration::from_secs(5));
         }
+        // A server that vanished without closing the connection (a network
+        // partition, a lost VM) is noticed within a minute or two rather
+        // than the kernel's two hours, so a waiting query fails and the
+        // caller (a sync worker, the console) can wait and reconnect.
+        if pg_config.get_keepalives_idle() == Duration::from_secs(2 * 3600) {
+            pg_config.keepalives_idle(Duration::from_secs(30));
+            pg_config.keepalives_interval(Duration::from_secs(10));
+            pg_config.keepalives_retries(3);
+        }
+        if pg_config.get_tcp_user_timeout().is_none() {
+            pg_config.tcp_user_timeout(Duration::from_secs(60));
+        }
         if options.read_only {
             pg_config.options("-c default_transaction_read_only=on");
         }

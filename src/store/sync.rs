@@ -880,6 +880,24 @@ pub struct SyncHealth {
     pub lag_seconds: Option<i64>,
     pub conflicts: i64,
     pub dead_letters: i64,
+    /// Keys that failed and wait to be tried again (not dead yet).
+    pub retrying: i64,
+    /// An n8n connection's deliveries of the last week.
+    pub deliveries: Option<DeliveryHealth>,
+}
+
+/// How an n8n connection's deliveries went over the last week.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DeliveryHealth {
+    pub delivered: i64,
+    /// Tried and not delivered yet (retried, or dead letters).
+    pub failing: i64,
+    /// Not tried yet.
+    pub waiting: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_delivered_at: Option<OffsetDateTime>,
+    /// What the last failed attempt got.
+    pub last_error: Option<String>,
 }
 
 impl Store {
@@ -895,8 +913,22 @@ impl Store {
                           WHERE j.connection_id = c.id AND NOT j.dead AND j.key NOT IN ('pull', 'full')) AS lag,
                         (SELECT count(*) FROM sync_conflict x WHERE x.connection_id = c.id AND x.resolved_at IS NULL)
                             AS conflicts,
-                        (SELECT count(*) FROM sync_job j WHERE j.connection_id = c.id AND j.dead) AS dead
+                        (SELECT count(*) FROM sync_job j WHERE j.connection_id = c.id AND j.dead) AS dead,
+                        (SELECT count(*) FROM sync_job j WHERE j.connection_id = c.id AND NOT j.dead
+                                AND j.attempts > 0) AS retrying,
+                        d.delivered, d.failing, d.waiting, d.last_delivered_at, d.last_error
                  FROM integration_connection c LEFT JOIN sync_cursor s ON s.connection_id = c.id
+                 LEFT JOIN LATERAL (
+                     SELECT count(*) FILTER (WHERE a.delivered_at IS NOT NULL) AS delivered,
+                            count(*) FILTER (WHERE a.delivered_at IS NULL AND a.attempts > 0) AS failing,
+                            count(*) FILTER (WHERE a.delivered_at IS NULL AND a.attempts = 0) AS waiting,
+                            max(a.delivered_at) AS last_delivered_at,
+                            (SELECT b.last_error FROM automation_delivery b
+                              WHERE b.connection_id = c.id AND b.delivered_at IS NULL AND b.last_error IS NOT NULL
+                              ORDER BY b.created_at DESC LIMIT 1) AS last_error
+                     FROM automation_delivery a
+                     WHERE a.connection_id = c.id AND a.created_at > now() - interval '7 days') d
+                   ON c.provider = 'n8n'
                  WHERE c.project_id = $1 ORDER BY c.connection_key",
                 &[&project_id],
             )
@@ -916,6 +948,14 @@ impl Store {
                 lag_seconds: r.get(9),
                 conflicts: r.get(10),
                 dead_letters: r.get(11),
+                retrying: r.get(12),
+                deliveries: r.get::<_, Option<i64>>(13).map(|delivered| DeliveryHealth {
+                    delivered,
+                    failing: r.get(14),
+                    waiting: r.get(15),
+                    last_delivered_at: r.get(16),
+                    last_error: r.get(17),
+                }),
             })
             .collect())
     }

@@ -23,6 +23,52 @@ pub struct Base {
     pub local: Fields,
     #[serde(default)]
     pub remote: Fields,
+    /// A push written down before it was sent and not yet recorded as done.
+    /// A crash between the provider's answer and that record leaves it here,
+    /// so the next merge knows the remote's new values are our own push,
+    /// not an edit made there (which would conflict with a later local edit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushing: Option<Pushing>,
+}
+
+/// What a push sends: the remote values, and the local values they stand for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pushing {
+    #[serde(default)]
+    pub local: Fields,
+    #[serde(default)]
+    pub remote: Fields,
+}
+
+impl Base {
+    pub fn new(local: Fields, remote: Fields) -> Base {
+        Base { local, remote, pushing: None }
+    }
+
+    /// This base with a push about to be sent written down: `sent` in remote
+    /// representation, the local values it stands for taken from `local`.
+    pub fn intending(&self, sent: &Fields, local: &Fields) -> Base {
+        let local = sent.keys().filter_map(|f| Some((f.clone(), local.get(f)?.clone()))).collect();
+        Base { pushing: Some(Pushing { local, remote: sent.clone() }), ..self.clone() }
+    }
+
+    /// The base to merge from, given the remote as it is now: a push left
+    /// unrecorded counts as done for every field where the remote holds what
+    /// was sent.
+    pub fn settled(&self, remote: &Fields) -> Base {
+        let mut base = Base::new(self.local.clone(), self.remote.clone());
+        if let Some(pushing) = &self.pushing {
+            for (field, sent) in &pushing.remote {
+                if remote.get(field) == Some(sent) {
+                    base.remote.insert(field.clone(), sent.clone());
+                    if let Some(local) = pushing.local.get(field) {
+                        base.local.insert(field.clone(), local.clone());
+                    }
+                }
+            }
+        }
+        base
+    }
 }
 
 /// How a both-sided conflict is settled.
@@ -102,7 +148,7 @@ impl MergePlan {
                 base.remote.insert(field.clone(), value.clone());
             }
         }
-        let mut pushed_only = Base { local: self.base.local.clone(), remote: base.remote.clone() };
+        let mut pushed_only = Base::new(self.base.local.clone(), base.remote.clone());
         for field in self.pull.keys() {
             if let Some(old) = local.get(field) {
                 pushed_only.local.insert(field.clone(), old.clone());
@@ -137,7 +183,7 @@ pub fn merge(
     policy: Policy,
     clocks: Clocks,
 ) -> MergePlan {
-    let mut plan = MergePlan { base: base.clone(), ..MergePlan::default() };
+    let mut plan = MergePlan { base: Base::new(base.local.clone(), base.remote.clone()), ..MergePlan::default() };
     for field in fields {
         let field = field.to_string();
         let (Some(local_value), Some(remote_value)) = (local.get(&field), remote.get(&field)) else { continue };
@@ -240,7 +286,7 @@ mod tests {
     const CLOCKS: Clocks = Clocks { local: OffsetDateTime::UNIX_EPOCH, remote: OffsetDateTime::UNIX_EPOCH };
 
     fn base(pairs: &[(&str, Value)]) -> Base {
-        Base { local: fields(pairs), remote: pairs.iter().map(|(k, v)| (k.to_string(), r(v.clone()))).collect() }
+        Base::new(fields(pairs), pairs.iter().map(|(k, v)| (k.to_string(), r(v.clone()))).collect())
     }
 
     #[test]
@@ -304,7 +350,7 @@ mod tests {
                 None
             }
         }
-        let base = Base { local: fields(&[("assignee", json!(1))]), remote: fields(&[("assignee", json!(1))]) };
+        let base = Base::new(fields(&[("assignee", json!(1))]), fields(&[("assignee", json!(1))]));
         let plan = merge(
             &["assignee"],
             &base,
@@ -349,5 +395,26 @@ mod tests {
             if l != b && x != b && l != x { prop_assert_eq!(plan.conflicts.len(), 1); }
             prop_assert_eq!(plan.base.local.get("f"), Some(&local_after));
         }
+    }
+
+    #[test]
+    fn a_push_written_down_but_not_recorded_is_our_own_change_not_theirs() {
+        let agreed = base(&[("title", json!("Old"))]);
+        let local_then = fields(&[("title", json!("First"))]);
+        let sent = fields(&[("title", r(json!("First")))]);
+        // Written down, sent, taken by the remote; the record of it was lost.
+        let written = agreed.intending(&sent, &local_then);
+        let stored: Base = serde_json::from_value(serde_json::to_value(&written).unwrap()).unwrap();
+        let remote_now = sent.clone();
+        let local_now = fields(&[("title", json!("Second"))]);
+        let plan =
+            merge(&["title"], &stored.settled(&remote_now), &local_now, &remote_now, &Wrap, Policy::Manual, CLOCKS);
+        assert!(plan.conflicts.is_empty(), "{plan:?}");
+        assert_eq!(plan.push, fields(&[("title", r(json!("Second")))]));
+        // A remote that holds something else than what was sent changed there.
+        let theirs = fields(&[("title", r(json!("Theirs")))]);
+        let plan = merge(&["title"], &stored.settled(&theirs), &local_now, &theirs, &Wrap, Policy::Manual, CLOCKS);
+        assert_eq!(plan.conflicts.len(), 1);
+        assert_eq!(stored.settled(&theirs).pushing, None);
     }
 }

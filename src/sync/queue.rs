@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::retry::{MAX_ATTEMPTS, next_attempt};
+use super::retry::{backoff, next_attempt};
 use crate::store::{Store, StoreResult};
 
 /// The channel the outbox trigger wakes workers on.
@@ -92,17 +92,33 @@ pub async fn enqueue(store: &Store, connection_id: i64, key: &str) -> StoreResul
     Ok(())
 }
 
-/// Makes sure a recurring pass is queued, without moving one that is.
-pub async fn schedule(store: &Store, connection_id: i64, key: &str, after: Duration) -> StoreResult<()> {
+/// Makes sure a recurring pass is queued, without moving one that is. A
+/// dead one (a pass that failed for good: bad credentials, say) comes back
+/// once it has been dead for `revive_after`, so a connection fixed by its
+/// operator heals without anyone retrying it.
+pub async fn schedule(
+    store: &Store,
+    connection_id: i64,
+    key: &str,
+    after: Duration,
+    revive_after: Duration,
+) -> StoreResult<()> {
     let client = store.client().await?;
     client
         .execute(
             "INSERT INTO sync_job (connection_id, key, available_at) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
-             ON CONFLICT (connection_id, key) DO NOTHING",
-            &[&connection_id, &key, &(after.as_millis() as f64)],
+             ON CONFLICT (connection_id, key) DO UPDATE
+                 SET dead = false, attempts = 0, available_at = now(), locked_by = NULL, locked_until = NULL,
+                     updated_at = now()
+                 WHERE sync_job.dead AND sync_job.updated_at <= now() - $4 * interval '1 millisecond'",
+            &[&connection_id, &key, &millis(after), &millis(revive_after)],
         )
         .await?;
     Ok(())
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_millis() as f64
 }
 
 /// Claims up to `limit` due keys for `worker` for `lease`. Keys of a
@@ -139,9 +155,17 @@ pub async fn claim(store: &Store, worker: &str, limit: i64, lease: Duration) -> 
     Ok(jobs.into_iter().map(|(_, job)| job).collect())
 }
 
-/// Records how a claimed job ended. Returns false when the worker had lost
-/// the job (its lease ran out and another worker took it).
-pub async fn finish(store: &Store, worker: &str, job: &Job, outcome: &Outcome) -> StoreResult<bool> {
+/// Records how a claimed job ended. A transient failure is retried until
+/// `retry_for` has passed since the key first failed; a final one is a dead
+/// letter at once. Returns false when the worker had lost the job (its lease
+/// ran out and another worker took it).
+pub async fn finish(
+    store: &Store,
+    worker: &str,
+    job: &Job,
+    outcome: &Outcome,
+    retry_for: Duration,
+) -> StoreResult<bool> {
     let client = store.client().await?;
     let changed = match outcome {
         Outcome::Done => {
@@ -186,20 +210,137 @@ pub async fn finish(store: &Store, worker: &str, job: &Job, outcome: &Outcome) -
         }
         Outcome::Failed { error, transient, not_before } => {
             let attempts = job.attempts + 1;
-            let dead = !transient || attempts >= MAX_ATTEMPTS;
             let at = next_attempt(OffsetDateTime::now_utc(), attempts, *not_before);
             let error = crate::domain::text::clip(error, 1000).into_owned();
             client
                 .execute(
-                    "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = $3, last_error = $4,
-                            dead = $5, available_at = $6, updated_at = now()
-                     WHERE id = $1 AND locked_by = $2",
-                    &[&job.id, &worker, &attempts, &error, &dead, &at],
+                    &format!(
+                        "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = $3, available_at = $6,
+                                {GIVE_UP}, updated_at = now()
+                         WHERE id = $1 AND locked_by = $2"
+                    ),
+                    &[&job.id, &worker, &attempts, &error, &!transient, &at, &millis(retry_for), &horizon(retry_for)],
                 )
                 .await?
         }
     };
     Ok(changed == 1)
+}
+
+/// The `SET` part that decides whether a failing key gives up: at once when
+/// the failure is final (`$5`), or once it has failed for the retry horizon
+/// (`$7` ms, named `$8`) since its first failure. Its error is `$4`.
+const GIVE_UP: &str = "dead = $5 OR coalesce(sync_job.first_failed_at, now()) <= now() - $7 * interval '1 millisecond',
+     last_error = CASE WHEN NOT $5 AND coalesce(sync_job.first_failed_at, now()) <= now() - $7 * interval '1 millisecond'
+                       THEN 'still failing after ' || $8 || ' of retries: ' || $4 ELSE $4 END";
+
+fn horizon(retry_for: Duration) -> String {
+    super::retry::span_text(retry_for)
+}
+
+/// Records the failure of an object that a pass met (it was not claimed as
+/// a key): the object's own key is queued with the failure, so it is retried
+/// with backoff there, or becomes that object's dead letter, and the pass
+/// goes on. A key another worker holds right now is left to that worker.
+pub async fn record_failure(
+    store: &Store,
+    connection_id: i64,
+    key: &str,
+    error: &str,
+    transient: bool,
+    retry_for: Duration,
+) -> StoreResult<()> {
+    let client = store.client().await?;
+    let attempts: i32 = client
+        .query_opt("SELECT attempts FROM sync_job WHERE connection_id = $1 AND key = $2", &[&connection_id, &key])
+        .await?
+        .map_or(0, |r| r.get(0))
+        + 1;
+    let at = OffsetDateTime::now_utc() + backoff(attempts);
+    let error = crate::domain::text::clip(error, 1000).into_owned();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO sync_job (connection_id, key, attempts, last_error, dead, available_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (connection_id, key) DO UPDATE
+                     SET attempts = sync_job.attempts + 1, available_at = greatest(sync_job.available_at, $6),
+                         {GIVE_UP}, updated_at = now()
+                     WHERE sync_job.locked_by IS NULL OR sync_job.locked_until < now()"
+            ),
+            &[&connection_id, &key, &attempts, &error, &!transient, &at, &millis(retry_for), &horizon(retry_for)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Queues a create for every task of the project that should be mirrored
+/// on the connection and has none there yet: the initial push of a new
+/// connection, and whatever a full pass finds missing. The rule is
+/// [`crate::sync::fields::mirrored`]'s (not archived, in a syncing lane),
+/// which `sync plan` uses too. A key already queued, or dead (refused for
+/// good), is left as it is. Returns how many were queued.
+pub async fn queue_unmapped_tasks(store: &Store, connection_id: i64, project_id: i64) -> StoreResult<usize> {
+    let client = store.client().await?;
+    let row = client
+        .query_one(
+            "WITH queued AS (
+                 INSERT INTO sync_job (connection_id, key)
+                 SELECT $1, 'task:' || t.id FROM task t JOIN lane l ON l.id = t.lane_id
+                 WHERE t.project_id = $2 AND NOT t.archived AND l.sync
+                   AND NOT EXISTS (SELECT 1 FROM external_mapping m
+                                   WHERE m.connection_id = $1 AND m.local_kind = 'task' AND m.local_id = t.id)
+                 ORDER BY t.id
+                 ON CONFLICT (connection_id, key) DO NOTHING
+                 RETURNING 1)
+             SELECT count(*) FROM queued",
+            &[&connection_id, &project_id],
+        )
+        .await?;
+    let queued: i64 = row.get(0);
+    if queued > 0 {
+        client.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
+    }
+    Ok(queued as usize)
+}
+
+/// Removes the dead letters of objects a pass has since synced (a stale
+/// dead letter would send an operator after a problem that healed).
+pub async fn clear_dead(store: &Store, connection_id: i64, keys: &[String]) -> StoreResult<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let client = store.client().await?;
+    Ok(client
+        .execute("DELETE FROM sync_job WHERE connection_id = $1 AND key = ANY($2) AND dead", &[&connection_id, &keys])
+        .await?)
+}
+
+/// What is left in the queue of some connections: keys waiting (recurring
+/// passes aside), when the first may run, the latest rate-limit pause, and
+/// dead letters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leftovers {
+    pub queued: i64,
+    pub next_due: Option<OffsetDateTime>,
+    pub paused_until: Option<OffsetDateTime>,
+    pub dead: i64,
+}
+
+pub async fn leftovers(store: &Store, connection_ids: &[i64]) -> StoreResult<Leftovers> {
+    let client = store.client().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE NOT j.dead AND j.key NOT IN ($2, $3)),
+                    min(j.available_at) FILTER (WHERE NOT j.dead AND j.key NOT IN ($2, $3)),
+                    (SELECT max(paused_until) FROM sync_cursor
+                      WHERE connection_id = ANY($1) AND paused_until > now()),
+                    count(*) FILTER (WHERE j.dead)
+             FROM sync_job j WHERE j.connection_id = ANY($1)",
+            &[&connection_ids, &PULL, &FULL],
+        )
+        .await?;
+    Ok(Leftovers { queued: row.get(0), next_due: row.get(1), paused_until: row.get(2), dead: row.get(3) })
 }
 
 /// Extends the lease of a job still being worked on.

@@ -1,19 +1,27 @@
 //! When a failed job runs again: jittered exponential backoff that honours
 //! what the provider said (`Retry-After`, rate-limit reset), and when it stops
 //! trying and becomes a dead letter.
+//!
+//! A transient failure (the provider down or restarting, the network away)
+//! is retried for a horizon of time, not a number of attempts: an upgrade or
+//! an outage of an hour must heal without an operator. The horizon is a day
+//! unless the worker is told otherwise (`[sync] retry_for`).
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-/// Attempts before a job that keeps failing becomes a dead letter.
-pub const MAX_ATTEMPTS: i32 = 8;
+/// How long a key that keeps failing transiently is retried, from its first
+/// failure, before it becomes a dead letter.
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 
 const BASE: Duration = Duration::from_secs(2);
-const CAP: Duration = Duration::from_secs(15 * 60);
+/// The longest wait between two attempts: an outage's end is noticed within
+/// this long.
+pub const CAP: Duration = Duration::from_secs(5 * 60);
 
 /// How long to wait before attempt `attempt + 1` (`attempt` ≥ 1 failures so
-/// far): 2 s doubling up to 15 minutes, with "equal jitter" (half fixed, half
+/// far): 2 s doubling up to 5 minutes, with "equal jitter" (half fixed, half
 /// random) so failed jobs of one outage do not come back in lockstep.
 pub fn backoff(attempt: i32) -> Duration {
     let exponent = attempt.clamp(1, 20) as u32 - 1;
@@ -29,6 +37,17 @@ pub fn next_attempt(now: OffsetDateTime, attempt: i32, not_before: Option<Offset
     match not_before {
         Some(at) if at > after_backoff => at,
         _ => after_backoff,
+    }
+}
+
+/// A span in the largest whole unit that fits: `45s`, `30m`, `24h`, `3d`.
+pub fn span_text(span: Duration) -> String {
+    let seconds = span.as_secs();
+    match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -55,6 +74,14 @@ mod tests {
         }
         assert!(backoff(1) <= Duration::from_secs(2));
         assert!(backoff(100) <= CAP);
+    }
+
+    #[test]
+    fn spans_read_in_their_largest_whole_unit() {
+        assert_eq!(span_text(DEFAULT_RETRY_FOR), "1d");
+        assert_eq!(span_text(Duration::from_secs(36 * 3600)), "36h");
+        assert_eq!(span_text(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(span_text(Duration::from_secs(45)), "45s");
     }
 
     #[test]

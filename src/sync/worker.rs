@@ -1,23 +1,34 @@
 //! The worker loop: claim due keys, reconcile each, record the outcome; wait
 //! for a `NOTIFY` from the outbox or the next poll. Several workers (tasks in
 //! one process, or processes) share one queue safely.
+//!
+//! A worker outlives what it depends on. When the database goes away, hangs
+//! or restarts, the turn fails, the worker says it is waiting (in its
+//! `sync_worker` row once it can write one, and in the log), waits with
+//! capped backoff and carries on by itself; a provider's outage is each
+//! key's own failure, retried by the queue. It returns an error only when
+//! it cannot go on at all (the schema is newer than this binary, the
+//! database is read-only), so the process can exit and be restarted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use serde::Serialize;
 
-use super::plane::pass::PassReport;
-use super::plane::{PlaneSync, SyncError, SyncResult};
+use super::error::{SyncError, SyncResult};
+use super::plane::PlaneSync;
 use super::providers::http::RateLimiter;
 use super::providers::plane::DEFAULT_REQUESTS_PER_MINUTE;
 use super::queue::{self, FULL, Job, Outcome, PULL, REMOTE_PREFIX};
+use super::registry::{self, WorkerState};
 use super::repo::AnyRepo;
+pub use super::report::DrainReport;
+use super::report::{ObjectOutcome, PassReport};
+use super::retry::DEFAULT_RETRY_FOR;
 use crate::domain::Provider;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 
 /// A test's window into a worker: called at named steps of a reconcile (e.g.
 /// `task.created_remotely`); a hook that never returns models a crash there.
@@ -25,7 +36,7 @@ pub type Hook = Arc<dyn Fn(&'static str) -> BoxFuture<'static, ()> + Send + Sync
 
 #[derive(Clone)]
 pub struct WorkerOptions {
-    /// Names this worker in leases (`locked_by`).
+    /// Names this worker in leases (`locked_by`) and in `sync_worker`.
     pub id: String,
     /// Only this project's connections (all projects' without).
     pub project_id: Option<i64>,
@@ -38,6 +49,12 @@ pub struct WorkerOptions {
     /// Marks agents silent for this long offline, at most once a minute
     /// (`mctl sync run` sets it from `[dispatch] offline_after_minutes`).
     pub offline_after: Option<Duration>,
+    /// How long a key that keeps failing transiently is retried before it
+    /// becomes a dead letter (`[sync] retry_for`).
+    pub retry_for: Duration,
+    /// One key taking longer than this is given up and retried later (a
+    /// hung provider or database never holds a worker for good).
+    pub job_timeout: Duration,
     pub hook: Option<Hook>,
 }
 
@@ -52,6 +69,10 @@ impl Default for WorkerOptions {
             pull_every: Duration::from_secs(60),
             full_every: Duration::from_secs(3600),
             offline_after: None,
+            retry_for: DEFAULT_RETRY_FOR,
+            // Long enough for a full pass over a large project at a provider's
+            // budget (100,000 Plane items at 60 requests a minute: ~17 min).
+            job_timeout: Duration::from_secs(3600),
             hook: None,
         }
     }
@@ -72,21 +93,16 @@ impl Limiters {
     }
 }
 
-/// What a drain did, for `mctl sync once`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DrainReport {
-    pub jobs: usize,
-    pub failed: usize,
-    /// Put off because the provider asked us to wait.
-    pub deferred: usize,
-    pub passes: Vec<PassReport>,
-    pub errors: Vec<String>,
-}
-
 /// How often a running worker looks for silent agents.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
+/// How often a running worker checks that it still knows the schema.
+const SCHEMA_CHECK_EVERY: Duration = Duration::from_secs(300);
+/// One queue statement taking longer than this means the database hangs.
+const DB_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest wait between two tries while the database is away.
+const OUTAGE_WAIT_CAP: Duration = Duration::from_secs(30);
 
-/// The providers whose connections the worker serves.
+/// The providers whose connections the worker reconciles.
 pub const SYNCED: [Provider; 4] = [Provider::Plane, Provider::Github, Provider::Gitea, Provider::Gitlab];
 
 /// One connection's context, by its provider.
@@ -100,11 +116,17 @@ impl Context {
         store: &Store,
         connection: crate::domain::Connection,
         limiter: Arc<RateLimiter>,
+        retry_for: Duration,
     ) -> SyncResult<Context> {
-        Ok(match connection.provider {
+        let mut context = match connection.provider {
             Provider::Plane => Context::Plane(Box::new(PlaneSync::load(store, connection, limiter).await?)),
             _ => Context::Repo(Box::new(AnyRepo::load(store, connection, limiter).await?)),
-        })
+        };
+        match &mut context {
+            Context::Plane(plane) => plane.retry_for = retry_for,
+            Context::Repo(repo) => repo.set_retry_for(retry_for),
+        }
+        Ok(context)
     }
 
     fn set_hook(&mut self, hook: Option<Hook>) {
@@ -114,18 +136,27 @@ impl Context {
         }
     }
 
-    async fn reconcile_task(&mut self, id: i64, remote_changed: bool) -> SyncResult<()> {
+    async fn reconcile_task(&mut self, id: i64, remote_changed: bool) -> SyncResult<ObjectOutcome> {
         match self {
-            Context::Plane(plane) => plane.reconcile_task(id, remote_changed).await.map(drop),
-            Context::Repo(repo) => repo.reconcile_task(id, remote_changed).await.map(drop),
+            Context::Plane(plane) => plane.reconcile_task(id, remote_changed).await,
+            Context::Repo(repo) => repo.reconcile_task(id, remote_changed).await,
         }
     }
 
-    /// Cycles and modules: Plane only (repositories have no counterpart).
-    async fn reconcile_planning(&mut self) -> SyncResult<()> {
+    /// One cycle or module (Plane only: repositories have no counterpart).
+    async fn reconcile_planning(&mut self, kind: &str, id: i64) -> SyncResult<()> {
         match self {
-            Context::Plane(plane) => plane.reconcile_planning().await.map(drop),
+            Context::Plane(plane) => plane.reconcile_planning_object(kind, id).await,
             Context::Repo(_) => Ok(()),
+        }
+    }
+
+    /// A remote object with no local counterpart yet that a pass could
+    /// not bring in (`import:…`), or a delivery object (`release:…`).
+    async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
+        match self {
+            Context::Plane(plane) => plane.reconcile_remote(key).await,
+            Context::Repo(repo) => repo.reconcile_remote(key).await,
         }
     }
 
@@ -135,6 +166,38 @@ impl Context {
             Context::Repo(repo) => repo.pull(full).await,
         }
     }
+}
+
+/// Why a worker's turn did not finish.
+enum TurnError {
+    /// The database failed or did not answer: wait and try again.
+    Outage(String),
+    /// The worker cannot go on.
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for TurnError {
+    fn from(e: StoreError) -> TurnError {
+        match e {
+            StoreError::SchemaTooNew { .. } | StoreError::ReadOnly => TurnError::Fatal(e),
+            other => TurnError::Outage(other.to_string()),
+        }
+    }
+}
+
+/// A queue statement bounded by [`DB_TIMEOUT`].
+async fn bounded<T>(future: impl std::future::Future<Output = StoreResult<T>>) -> Result<T, TurnError> {
+    match tokio::time::timeout(DB_TIMEOUT, future).await {
+        Ok(result) => result.map_err(TurnError::from),
+        Err(_) => Err(TurnError::Outage(format!("the database did not answer within {}s", DB_TIMEOUT.as_secs()))),
+    }
+}
+
+/// A time of a trouble the worker waited out.
+struct Outage {
+    since: Instant,
+    failures: u32,
+    error: String,
 }
 
 pub struct Worker {
@@ -149,21 +212,34 @@ impl Worker {
         Worker { store, options, limiters, contexts: HashMap::new() }
     }
 
-    /// Queues the recurring passes of every connection this worker serves;
-    /// `now` makes the incremental pull due at once.
-    pub async fn schedule(&self, now: bool) -> StoreResult<()> {
+    /// The connections this worker serves: every enabled synced or n8n one
+    /// of its project (or of every project).
+    async fn served(&self) -> StoreResult<Vec<crate::domain::Connection>> {
         let mut connections = Vec::new();
-        for provider in SYNCED {
+        for provider in SYNCED.into_iter().chain([Provider::N8n]) {
             connections.extend(self.store.enabled_connections(provider, self.options.project_id).await?);
         }
-        for connection in connections {
+        Ok(connections)
+    }
+
+    /// Queues the recurring passes of every connection this worker serves;
+    /// `now` makes the incremental pull due at once. A recurring pass that
+    /// died is revived after its interval.
+    pub async fn schedule(&self, now: bool) -> StoreResult<()> {
+        for connection in self.served().await? {
+            if connection.provider == Provider::N8n {
+                // Its periodic check re-queues itself; only a dead one needs bringing back.
+                queue::schedule(&self.store, connection.id, PULL, Duration::ZERO, self.options.pull_every).await?;
+                continue;
+            }
             if now {
                 queue::enqueue(&self.store, connection.id, PULL).await?;
             } else {
-                queue::schedule(&self.store, connection.id, PULL, Duration::ZERO).await?;
+                queue::schedule(&self.store, connection.id, PULL, Duration::ZERO, self.options.pull_every).await?;
             }
             // A connection's first pass reads everything anyway, so the full pass waits its turn.
-            queue::schedule(&self.store, connection.id, FULL, self.options.full_every).await?;
+            let full_every = self.options.full_every;
+            queue::schedule(&self.store, connection.id, FULL, full_every, full_every).await?;
         }
         Ok(())
     }
@@ -171,60 +247,177 @@ impl Worker {
     /// Processes due keys until none is left (`mctl sync once`, tests).
     pub async fn drain(&mut self) -> StoreResult<DrainReport> {
         let mut report = DrainReport::default();
+        match self.drain_into(&mut report).await {
+            Ok(()) => Ok(report),
+            Err(TurnError::Fatal(e)) => Err(e),
+            Err(TurnError::Outage(message)) => Err(StoreError::Unavailable(message)),
+        }
+    }
+
+    /// What the drain left: keys still queued, when they come due, rate
+    /// limits, dead letters (for `mctl sync once`'s verdict).
+    pub async fn leftovers(&self, report: &mut DrainReport) -> StoreResult<()> {
+        let ids: Vec<i64> = self.served().await?.iter().map(|c| c.id).collect();
+        let left = queue::leftovers(&self.store, &ids).await?;
+        report.left_queued = left.queued;
+        report.next_due = left.next_due;
+        report.rate_limited_until = left.paused_until;
+        report.dead_letters = left.dead;
+        Ok(())
+    }
+
+    async fn drain_into(&mut self, report: &mut DrainReport) -> Result<(), TurnError> {
         loop {
-            let jobs = queue::claim(&self.store, &self.options.id, self.options.batch, self.options.lease).await?;
+            let (id, batch, lease) = (self.options.id.clone(), self.options.batch, self.options.lease);
+            let jobs = bounded(queue::claim(&self.store, &id, batch, lease)).await?;
             if jobs.is_empty() {
-                return Ok(report);
+                return Ok(());
             }
             for job in jobs {
-                let (outcome, pass) = self.process(&job).await;
+                let (outcome, done) = self.process_bounded(&job).await;
                 report.jobs += 1;
-                if let Some(pass) = pass {
-                    report.passes.push(pass);
+                match done {
+                    Done::Pass(pass) => {
+                        report.errors.extend(pass.errors.iter().map(|e| format!("{}: {e}", job.key)));
+                        report.passes.push(pass);
+                    }
+                    Done::Object(outcome) => report.objects.count(outcome),
+                    Done::Nothing => {}
                 }
                 match &outcome {
                     Outcome::Failed { error, .. } => {
                         report.failed += 1;
                         report.errors.push(format!("{}: {error}", job.key));
                     }
-                    Outcome::Deferred(_) => report.deferred += 1,
+                    Outcome::Deferred(_) => {
+                        report.deferred += 1;
+                        if matches!(Key::parse(&job.key), Key::Pass { .. }) {
+                            report.deferred_passes += 1;
+                        }
+                    }
                     _ => {}
                 }
-                queue::finish(&self.store, &self.options.id, &job, &outcome).await?;
+                let retry_for = self.options.retry_for;
+                bounded(queue::finish(&self.store, &id, &job, &outcome, retry_for)).await?;
             }
         }
     }
 
     /// Runs until `shutdown` resolves: drains, then sleeps until a
-    /// notification or the poll interval.
+    /// notification or the poll interval. Returns an error only when the
+    /// worker cannot go on; everything else it waits out.
     pub async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) -> StoreResult<()> {
         tokio::pin!(shutdown);
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
         let listener = tokio::spawn(listen(self.store.clone(), wake_tx));
-        let mut last_expiry: Option<std::time::Instant> = None;
-        let result = async {
-            loop {
-                self.schedule(false).await?;
-                let report = self.drain().await?;
-                if let Some(after) = self.options.offline_after
-                    && last_expiry.is_none_or(|t| t.elapsed() >= EXPIRY_EVERY)
-                {
-                    last_expiry = Some(std::time::Instant::now());
-                    self.expire_silent_agents(after).await;
+        let mut last_expiry: Option<Instant> = None;
+        let mut schema_checked: Option<Instant> = None;
+        let mut outage: Option<Outage> = None;
+        // The last trouble waited out, shown with the worker until the next one.
+        let mut recovered: Option<String> = None;
+        let result = loop {
+            let check_schema = outage.is_some() || schema_checked.is_none_or(|t| t.elapsed() >= SCHEMA_CHECK_EVERY);
+            let turn = self.turn(&mut last_expiry, check_schema).await;
+            let wait = match turn {
+                Ok(()) => {
+                    if check_schema {
+                        schema_checked = Some(Instant::now());
+                    }
+                    if let Some(gone) = outage.take() {
+                        let note = format!(
+                            "recovered at {} after waiting {}s for the database ({})",
+                            crate::domain::text::utc_time(time::OffsetDateTime::now_utc()),
+                            gone.since.elapsed().as_secs(),
+                            gone.error
+                        );
+                        tracing::info!(worker = %self.options.id, "sync: {note}");
+                        recovered = Some(note);
+                    }
+                    self.report_state(WorkerState::Idle, recovered.as_deref()).await;
+                    self.options.poll
                 }
-                for error in &report.errors {
-                    tracing::warn!(worker = %self.options.id, "sync: {error}");
+                Err(TurnError::Fatal(e)) => {
+                    tracing::error!(worker = %self.options.id, error = %e, "sync: the worker cannot go on");
+                    self.report_state(WorkerState::Stopped, Some(&e.to_string())).await;
+                    break Err(e);
                 }
-                tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
-                    _ = wake_rx.recv() => {}
-                    _ = tokio::time::sleep(self.options.poll) => {}
+                Err(TurnError::Outage(error)) => {
+                    let gone = outage.get_or_insert_with(|| Outage {
+                        since: Instant::now(),
+                        failures: 0,
+                        error: String::new(),
+                    });
+                    gone.failures += 1;
+                    gone.error = error.clone();
+                    // Reference data may be stale after the database comes back.
+                    self.contexts.clear();
+                    let wait = outage_wait(gone.failures);
+                    if gone.failures == 1 || gone.failures.is_multiple_of(20) {
+                        tracing::warn!(
+                            worker = %self.options.id,
+                            failures = gone.failures,
+                            "sync: waiting for the database: {error}"
+                        );
+                    }
+                    let detail = format!("waiting for the database since {}s: {error}", gone.since.elapsed().as_secs());
+                    self.report_state(WorkerState::Waiting, Some(&detail)).await;
+                    wait
                 }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                _ = wake_rx.recv() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
+        };
+        if result.is_ok() {
+            self.report_state(WorkerState::Stopped, None).await;
         }
-        .await;
         listener.abort();
         result
+    }
+
+    /// One turn of `run`: the schema check when due, scheduling, the drain,
+    /// and agent expiry.
+    async fn turn(&mut self, last_expiry: &mut Option<Instant>, check_schema: bool) -> Result<(), TurnError> {
+        if check_schema {
+            let found = bounded(self.store.schema_version()).await?;
+            let known = crate::store::migrate::latest_known_version();
+            if found > known {
+                return Err(TurnError::Fatal(StoreError::SchemaTooNew { found, known }));
+            }
+        }
+        bounded(self.schedule(false)).await?;
+        self.report_state(WorkerState::Working, None).await;
+        let mut report = DrainReport::default();
+        let drained = self.drain_into(&mut report).await;
+        for error in &report.errors {
+            tracing::warn!(worker = %self.options.id, "sync: {error}");
+        }
+        drained?;
+        if let Some(after) = self.options.offline_after
+            && last_expiry.is_none_or(|t| t.elapsed() >= EXPIRY_EVERY)
+        {
+            *last_expiry = Some(Instant::now());
+            self.expire_silent_agents(after).await;
+        }
+        Ok(())
+    }
+
+    /// Writes the worker's row; a failure here is the database's, which the
+    /// turn itself will meet and report.
+    async fn report_state(&self, state: WorkerState, detail: Option<&str>) {
+        let written = tokio::time::timeout(
+            Duration::from_secs(5),
+            registry::report(&self.store, &self.options.id, self.options.project_id, state, detail),
+        )
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::debug!(worker = %self.options.id, error = %e, "sync: could not write the worker's state");
+        }
+        if state == WorkerState::Stopped {
+            let _ = tokio::time::timeout(Duration::from_secs(5), registry::forget_old(&self.store)).await;
+        }
     }
 
     /// Keeps agent status honest between console visits. A failure is logged,
@@ -241,33 +434,50 @@ impl Worker {
         }
     }
 
+    /// One job within [`WorkerOptions::job_timeout`].
+    async fn process_bounded(&mut self, job: &Job) -> (Outcome, Done) {
+        let limit = self.options.job_timeout;
+        match tokio::time::timeout(limit, self.process(job)).await {
+            Ok(done) => done,
+            Err(_) => {
+                // Whatever it held may be mid-way: read the connection afresh next time.
+                self.contexts.remove(&job.connection_id);
+                let error = format!("gave up after {}s without an answer (provider or database hung)", limit.as_secs());
+                (Outcome::Failed { error, transient: true, not_before: None }, Done::Nothing)
+            }
+        }
+    }
+
     /// One job; never fails itself: errors become the job's outcome.
-    async fn process(&mut self, job: &Job) -> (Outcome, Option<PassReport>) {
+    async fn process(&mut self, job: &Job) -> (Outcome, Done) {
         if let Some(hook) = &self.options.hook {
             hook("job.claimed").await;
         }
         // n8n automation (deliveries, periodic checks) lives in its own module.
         if let Some(outcome) = super::n8n::process_job(&self.store, job, &self.limiters).await {
-            return (outcome, None);
+            return (outcome, Done::Nothing);
         }
         let (pull_every, full_every) = (self.options.pull_every, self.options.full_every);
         let context = match self.context(job.connection_id).await {
             Ok(context) => context,
-            Err(e) => return (failed(&e), None),
+            Err(e) => return (failed(&e), Done::Nothing),
         };
-        let (remote_changed, key) = match job.key.strip_prefix(REMOTE_PREFIX) {
-            Some(key) => (true, key),
-            None => (false, job.key.as_str()),
-        };
-        let (kind, id) = key.split_once(':').unwrap_or((key, ""));
-        let result = match (kind, id.parse::<i64>()) {
-            ("task", Ok(id)) => context.reconcile_task(id, remote_changed).await.map(|_| (Outcome::Done, None)),
-            ("cycle" | "module", Ok(_)) => context.reconcile_planning().await.map(|_| (Outcome::Done, None)),
-            (PULL, _) => context.pull(false).await.map(|r| (Outcome::Again(pull_every), Some(r))),
-            (FULL, _) => context.pull(true).await.map(|r| (Outcome::Again(full_every), Some(r))),
-            _ => {
+        let key = Key::parse(&job.key);
+        let result = match key {
+            Key::Task { id, remote_changed } => {
+                context.reconcile_task(id, remote_changed).await.map(|o| (Outcome::Done, Done::Object(o)))
+            }
+            Key::Planning { kind, id } => {
+                context.reconcile_planning(kind, id).await.map(|()| (Outcome::Done, Done::Nothing))
+            }
+            Key::Remote(key) => context.reconcile_remote(key).await.map(|()| (Outcome::Done, Done::Nothing)),
+            Key::Pass { full } => context.pull(full).await.map(|pass| {
+                let again = if full { full_every } else { pull_every };
+                (Outcome::Again(again), Done::Pass(pass))
+            }),
+            Key::Unknown => {
                 let error = format!("unknown sync key {:?}", job.key);
-                return (Outcome::Failed { error, transient: false, not_before: None }, None);
+                return (Outcome::Failed { error, transient: false, not_before: None }, Done::Nothing);
             }
         };
         match result {
@@ -276,12 +486,11 @@ impl Worker {
                 if let Some(until) = e.not_before() {
                     let _ = super::cursor::pause(&self.store, job.connection_id, until).await;
                 }
-                let outcome = failed(&e);
-                if matches!(kind, PULL | FULL) {
+                if matches!(key, Key::Pass { .. }) || e.is_database_outage() {
                     // Reference data may be stale: read it again next time.
                     self.contexts.remove(&job.connection_id);
                 }
-                (outcome, None)
+                (failed(&e), Done::Nothing)
             }
         }
     }
@@ -295,11 +504,64 @@ impl Worker {
                 .and_then(serde_json::Value::as_u64)
                 .map_or(DEFAULT_REQUESTS_PER_MINUTE, |n| n.min(100_000) as u32);
             let limiter = self.limiters.of(connection_id, per_minute);
-            let mut context = Context::load(&self.store, connection, limiter).await?;
+            let mut context = Context::load(&self.store, connection, limiter, self.options.retry_for).await?;
             context.set_hook(self.options.hook.clone());
             self.contexts.insert(connection_id, context);
         }
         Ok(self.contexts.get_mut(&connection_id).expect("just inserted"))
+    }
+}
+
+/// What a finished job adds to the drain's report.
+enum Done {
+    Pass(PassReport),
+    Object(ObjectOutcome),
+    Nothing,
+}
+
+/// A queue key, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key<'a> {
+    /// `task:ID`, or `remote:task:ID` when the remote copy changed.
+    Task {
+        id: i64,
+        remote_changed: bool,
+    },
+    /// `cycle:ID`, `module:ID` (with or without `remote:`).
+    Planning {
+        kind: &'static str,
+        id: i64,
+    },
+    /// `import:…` or a delivery object's `release:…`, `pipeline:…`, `deployment:…`.
+    Remote(&'a str),
+    /// `pull`, `full`.
+    Pass {
+        full: bool,
+    },
+    Unknown,
+}
+
+impl<'a> Key<'a> {
+    fn parse(key: &'a str) -> Key<'a> {
+        match key {
+            PULL => return Key::Pass { full: false },
+            FULL => return Key::Pass { full: true },
+            _ => {}
+        }
+        let (remote_changed, bare) = match key.strip_prefix(REMOTE_PREFIX) {
+            Some(bare) => (true, bare),
+            None => (false, key),
+        };
+        let (kind, rest) = bare.split_once(':').unwrap_or((bare, ""));
+        match (kind, rest.parse::<i64>()) {
+            ("task", Ok(id)) => Key::Task { id, remote_changed },
+            ("cycle", Ok(id)) => Key::Planning { kind: "cycle", id },
+            ("module", Ok(id)) => Key::Planning { kind: "module", id },
+            ("import" | "release" | "pipeline" | "deployment", _) if !remote_changed && !rest.is_empty() => {
+                Key::Remote(key)
+            }
+            _ => Key::Unknown,
+        }
     }
 }
 
@@ -310,19 +572,24 @@ fn failed(error: &SyncError) -> Outcome {
     }
 }
 
+/// 1 s doubling up to [`OUTAGE_WAIT_CAP`].
+fn outage_wait(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(5)).min(OUTAGE_WAIT_CAP)
+}
+
 /// Forwards outbox notifications; reconnects after a pause when the
 /// connection drops (the poll covers the gap).
 async fn listen(store: Store, wake: tokio::sync::mpsc::Sender<()>) {
     loop {
         if let Ok((client, mut connection)) = store.dedicated_connection().await {
-            let wake = wake.clone();
+            let notified = wake.clone();
             // The connection is driven on its own task so the LISTEN below gets its answer.
             let driver = tokio::spawn(async move {
                 let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(message) = messages.next().await {
                     match message {
                         Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                            let _ = wake.try_send(());
+                            let _ = notified.try_send(());
                         }
                         Ok(_) => {}
                         Err(_) => return,
@@ -330,11 +597,42 @@ async fn listen(store: Store, wake: tokio::sync::mpsc::Sender<()>) {
                 }
             });
             if client.batch_execute(&format!("LISTEN {}", queue::WAKE_CHANNEL)).await.is_ok() {
+                // Back from an outage: look for work at once.
+                let _ = wake.try_send(());
                 let _ = driver.await;
             } else {
                 driver.abort();
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_by_kind() {
+        assert_eq!(Key::parse("pull"), Key::Pass { full: false });
+        assert_eq!(Key::parse("full"), Key::Pass { full: true });
+        assert_eq!(Key::parse("task:12"), Key::Task { id: 12, remote_changed: false });
+        assert_eq!(Key::parse("remote:task:12"), Key::Task { id: 12, remote_changed: true });
+        assert_eq!(Key::parse("remote:cycle:3"), Key::Planning { kind: "cycle", id: 3 });
+        assert_eq!(Key::parse("module:4"), Key::Planning { kind: "module", id: 4 });
+        assert_eq!(Key::parse("import:cycle:abc"), Key::Remote("import:cycle:abc"));
+        assert_eq!(Key::parse("release:5001"), Key::Remote("release:5001"));
+        assert_eq!(Key::parse("task:x"), Key::Unknown);
+        assert_eq!(Key::parse("import:"), Key::Unknown);
+        assert_eq!(Key::parse("remote:import:1"), Key::Unknown);
+    }
+
+    #[test]
+    fn an_outage_is_retried_ever_slower_up_to_a_cap() {
+        assert_eq!(outage_wait(1), Duration::from_secs(1));
+        assert_eq!(outage_wait(2), Duration::from_secs(2));
+        assert_eq!(outage_wait(5), Duration::from_secs(16));
+        assert_eq!(outage_wait(6), OUTAGE_WAIT_CAP);
+        assert_eq!(outage_wait(1000), OUTAGE_WAIT_CAP);
     }
 }

@@ -142,7 +142,10 @@ fn start(state: &mut AppState) -> Vec<Effect> {
         && !view::has_syncable_connection(health)
     {
         let key = state.project.key.clone();
-        state.toast(ToastLevel::Error, format!("nothing to sync: {key} has no enabled Plane connection"));
+        state.toast(
+            ToastLevel::Error,
+            format!("nothing to sync: {key} has no enabled connection to sync (Plane, GitHub, Gitea, GitLab, n8n)"),
+        );
         return Vec::new();
     }
     let run = state.requests.next_id();

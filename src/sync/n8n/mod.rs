@@ -121,10 +121,15 @@ pub async fn process(store: &Store, connection: &Connection, key: &str, limiters
                 Outcome::Failed { error: format!("invalid delivery key {key:?}"), transient: false, not_before: None }
             }
         },
-        None if key == PULL => match check(store, connection).await {
-            Ok(_) => Outcome::Again(check_every(connection)),
-            Err(e) => transient(e),
-        },
+        None if key == PULL => {
+            let checked = check(store, connection).await;
+            let error = checked.as_ref().err().map(ToString::to_string);
+            let _ = super::cursor::save_pass(store, connection.id, false, checked.is_ok(), error.as_deref()).await;
+            match checked {
+                Ok(_) => Outcome::Again(check_every(connection)),
+                Err(e) => transient(e),
+            }
+        }
         None if key == FULL => Outcome::Again(Duration::from_secs(3600)),
         _ => Outcome::Failed { error: format!("unknown automation key {key:?}"), transient: false, not_before: None },
     }
@@ -372,6 +377,13 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
                 .and_then(|v| parse_retry_after(v, now));
             let outcome = match status {
                 200..=299 => Outcome::Done,
+                404 if took_deliveries_before(store, connection.id).await => fail(
+                    format!(
+                        "n8n answered 404 for {event} at a webhook that worked before: n8n may be starting up; retrying"
+                    ),
+                    true,
+                    retry_after,
+                ),
                 404 => fail(format!("{}, then retry this dead letter", refusal(status, &event)), false, None),
                 429 => {
                     let until = retry_after.unwrap_or(now + Duration::from_secs(60));
@@ -407,6 +419,23 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
         tracing::warn!(connection = %connection.key, "automation: recording a delivery attempt failed: {e}");
     }
     outcome
+}
+
+/// Whether the connection's webhook ever took a delivery (then a 404 is n8n
+/// restarting, not a wrong URL). A database error counts as yes: retrying
+/// costs little, a dead letter costs an operator.
+async fn took_deliveries_before(store: &Store, connection_id: i64) -> bool {
+    let found = async {
+        let client = store.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM automation_delivery WHERE connection_id = $1 AND delivered_at IS NOT NULL)",
+                &[&connection_id],
+            )
+            .await?;
+        Ok::<bool, crate::store::StoreError>(row.get(0))
+    };
+    found.await.unwrap_or(true)
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::error::{SyncError, SyncResult};
+use super::fields::{clean_title, local_label};
 use super::merge::{Convert, Policy};
 use super::providers::http::{ProviderError, RateLimiter};
 use super::providers::plane::{Label, Member, Plane, State};
@@ -27,37 +29,6 @@ use crate::store::{Actor, Store, StoreError};
 /// The shared fields of a task, in merge order.
 pub const TASK_FIELDS: &[&str] =
     &["title", "description", "priority", "lane", "assignee", "labels", "due", "cycle", "modules"];
-
-/// A sync failure: the provider's, or the local store's.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("{0}")]
-    Provider(#[from] ProviderError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-}
-
-impl SyncError {
-    /// Whether trying again later can succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Provider(e) => e.is_transient(),
-            SyncError::Store(e) => matches!(
-                e,
-                StoreError::Conflict { .. } | StoreError::Retry(_) | StoreError::Busy(_) | StoreError::Unavailable(_)
-            ),
-        }
-    }
-
-    pub fn not_before(&self) -> Option<time::OffsetDateTime> {
-        match self {
-            SyncError::Provider(e) => e.not_before(),
-            SyncError::Store(_) => None,
-        }
-    }
-}
-
-pub type SyncResult<T> = Result<T, SyncError>;
 
 /// One Plane connection's context.
 pub struct PlaneSync {
@@ -81,6 +52,11 @@ pub struct PlaneSync {
     pub identifier: Option<String>,
     /// Called at each step of a reconcile (tests stop a worker there).
     pub hook: Option<crate::sync::worker::Hook>,
+    /// How long an object's transient failure is retried (the worker's setting).
+    pub retry_for: std::time::Duration,
+    /// When the reference data was last read (a full pass right after
+    /// loading does not read it again: that budget is the provider's).
+    refreshed_at: Option<std::time::Instant>,
     /// Whether members matching an agent by name are linked on sight.
     link_members: bool,
 }
@@ -138,6 +114,8 @@ impl PlaneSync {
             modules: Links::default(),
             identifier: None,
             hook: None,
+            retry_for: crate::sync::retry::DEFAULT_RETRY_FOR,
+            refreshed_at: None,
             link_members: link,
         };
         sync.refresh().await?;
@@ -171,7 +149,16 @@ impl PlaneSync {
         self.lane_overrides = self.overrides();
         self.link_agents(&members).await?;
         self.refresh_links().await?;
+        self.refreshed_at = Some(std::time::Instant::now());
         Ok(())
+    }
+
+    /// Re-reads the reference data unless it was read within the last minute.
+    pub async fn refresh_if_stale(&mut self) -> SyncResult<()> {
+        match self.refreshed_at {
+            Some(at) if at.elapsed() < std::time::Duration::from_secs(60) => Ok(()),
+            _ => self.refresh().await,
+        }
     }
 
     /// Cycle and module links, after a pass created some.
@@ -372,28 +359,4 @@ impl Convert for PlaneSync {
             _ => None,
         }
     }
-}
-
-/// A remote title as the store keeps it: one line, trimmed, at most 500
-/// characters, never empty.
-pub fn clean_title(name: &str) -> String {
-    let one_line: String = name.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let clipped: String = one_line.trim().chars().take(crate::domain::text::MAX_TITLE_CHARS).collect();
-    let trimmed = clipped.trim();
-    if trimmed.is_empty() { "(untitled)".into() } else { trimmed.to_string() }
-}
-
-/// A remote label name as a local label: lowercase, one word (spaces become
-/// dashes), at most 40 characters.
-pub fn local_label(name: &str) -> String {
-    let word: String = name
-        .trim()
-        .trim_start_matches('#')
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_whitespace() { '-' } else { c })
-        .filter(|c| !c.is_control() && *c != ',')
-        .take(40)
-        .collect();
-    word
 }

@@ -3,8 +3,13 @@
 //! An incremental pass lists work items newest first and stops at the
 //! watermark (less an overlap window, so items committed out of order are not
 //! missed; re-reading them is a no-op). A full pass lists everything,
-//! including cycle and module membership, and infers remote deletions — but
-//! only when every page was read.
+//! including cycle and module membership, infers remote deletions — but only
+//! when every page was read — and queues a create for every local task that
+//! should be mirrored and has no work item yet (the initial push).
+//!
+//! One object that fails is recorded on its own key and the pass goes on
+//! (see [`crate::sync::contain`]); only a listing or the reference data
+//! failing is the pass's failure.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,43 +17,22 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::tasks::{Membership, TaskOutcome, local_fields, remote_fields};
-use super::{PlaneSync, SyncError, SyncResult};
+use super::PlaneSync;
+use super::tasks::{Membership, remote_fields};
 use crate::domain::{LocalKind, Priority, SyncState};
 use crate::store::StoreResult;
 use crate::store::sync::{ImportedTask, MappingUpdate, SyncMapping, SyncedTask};
+use crate::sync::contain::{Containment, stops_pass};
+use crate::sync::error::{SyncResult, is_store_outage};
 use crate::sync::merge::{Base, Convert};
 use crate::sync::providers::plane::{EXTERNAL_SOURCE, WorkItem};
+use crate::sync::report::{ObjectOutcome, PassReport};
 
 /// Items changed up to this long before the watermark are read again.
 pub const OVERLAP: time::Duration = time::Duration::minutes(2);
 
 /// New remote items are created locally in batches of this many.
 const IMPORT_BATCH: usize = 500;
-
-/// What one pass did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PassReport {
-    pub full: bool,
-    /// HTTP requests the listings took.
-    pub requests: usize,
-    /// Listing requests answered 304 (unchanged since last read).
-    pub not_modified: usize,
-    pub listed: usize,
-    pub unchanged: usize,
-    pub created_local: usize,
-    pub created_remote: usize,
-    pub pulled: usize,
-    pub pushed: usize,
-    pub conflicts: usize,
-    pub deleted_remotely: usize,
-    pub planning_changes: usize,
-    /// Lanes made for Plane states on a connection's first pass.
-    pub lanes_created: usize,
-    /// Pipelines, deployments and releases read (repository providers).
-    pub delivery: usize,
-    pub errors: Vec<String>,
-}
 
 /// The pass's resting point: the newest `updated_at` fully handled.
 #[derive(Debug, Clone, Default, serde::Deserialize, Serialize)]
@@ -62,12 +46,13 @@ impl PlaneSync {
     pub async fn pull(&mut self, full: bool) -> SyncResult<PassReport> {
         let mut report = PassReport { full, ..PassReport::default() };
         let result = self.pull_inner(full, &mut report).await;
-        let ok = result.is_ok() && report.errors.is_empty();
         let error = match &result {
             Err(e) => Some(e.to_string()),
-            Ok(()) => report.errors.first().cloned(),
+            Ok(()) => report.listing_error().map(str::to_string),
         };
-        self.save_pass(full, ok, error.as_deref()).await?;
+        if !matches!(&result, Err(e) if e.is_database_outage()) {
+            self.save_pass(report.full, error.is_none(), error.as_deref()).await?;
+        }
         result.map(|()| report)
     }
 
@@ -77,7 +62,7 @@ impl PlaneSync {
         let full = full || cursor.work_items.is_none();
         report.full = full;
         if full {
-            self.refresh().await?;
+            self.refresh_if_stale().await?;
             if cursor.work_items.is_none() {
                 report.lanes_created = self.import_states_as_lanes().await?;
             }
@@ -85,9 +70,12 @@ impl PlaneSync {
             self.identifier = capabilities.identifier.clone();
             self.save_capabilities(&serde_json::to_value(&capabilities).unwrap_or_default()).await?;
         }
-        let (planning, requests) = self.reconcile_planning().await?;
-        report.requests += requests;
-        report.planning_changes = planning.created_local + planning.created_remote + planning.updated;
+        let mut contain = Containment::new(&self.store, self.connection.id, self.retry_for);
+        match self.reconcile_planning(report, &mut contain).await {
+            Ok(requests) => report.requests += requests,
+            Err(e) if stops_pass(&e) => return Err(e),
+            Err(e) => report.listing_failed("cycles and modules", &e),
+        }
 
         let since = if full { None } else { cursor.work_items.map(|w| w - OVERLAP) };
         let listing = self.plane.work_items_since(since).await?;
@@ -107,40 +95,34 @@ impl PlaneSync {
         let mut items = listing.items;
         items.sort_by_key(|i| i.updated_at);
         let mut watermark = cursor.work_items;
-        let mut blocked = false;
         let mut new_items = Vec::new();
         for item in &items {
             let member =
                 membership.as_ref().map(|m: &HashMap<String, Membership>| m.get(&item.id).cloned().unwrap_or_default());
-            let outcome = match mappings.get(&item.id) {
-                Some(mapping) => self.reconcile_item(mapping, item, member.as_ref()).await,
+            let (key, outcome) = match mappings.get(&item.id) {
+                Some(mapping) => (remote_key(mapping), self.reconcile_item(mapping, item, member.as_ref()).await),
                 None => match self.adopt(item, member.as_ref()).await {
-                    Ok(Some(outcome)) => Ok(outcome),
+                    Ok(Some(outcome)) => (import_key(item), Ok(outcome)),
                     Ok(None) => {
                         new_items.push((item.clone(), member));
+                        watermark = watermark.max(Some(item.updated_at));
                         continue;
                     }
-                    Err(e) => Err(e),
+                    Err(e) => (import_key(item), Err(e)),
                 },
             };
             match outcome {
-                Ok(outcome) => count(report, outcome),
-                Err(e) => {
-                    report
-                        .errors
-                        .push(format!("{}: {e}", self.item_key(item.sequence_id).unwrap_or_else(|| item.id.clone())));
-                    blocked |= e.is_transient();
-                    if matches!(e, SyncError::Provider(ref p) if p.not_before().is_some()) {
-                        return Err(e);
-                    }
+                Ok(outcome) => {
+                    report.count(outcome);
+                    contain.synced(key);
                 }
+                Err(e) => contain.failed(report, &key, &self.item_label(item), e).await?,
             }
-            if !blocked {
-                watermark = watermark.max(Some(item.updated_at));
-            }
+            // A failure waits on the object's own key, so the pass can move past it.
+            watermark = watermark.max(Some(item.updated_at));
         }
         if !new_items.is_empty() {
-            report.created_local += self.import(&new_items).await?;
+            report.created_local += self.import(&new_items, report, &contain).await?;
         }
         if full && listing.complete {
             let listed: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
@@ -149,13 +131,59 @@ impl PlaneSync {
                     continue;
                 }
                 // Confirm before acting: a listing is offset paging and can skip a row.
-                if self.plane.work_item(&mapping.external_id).await?.is_none() {
-                    self.store.sync_remote_deleted(&self.actor, mapping).await?;
-                    report.deleted_remotely += 1;
+                match self.confirm_deleted(mapping).await {
+                    Ok(true) => report.deleted_remotely += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        let label = mapping.external_key.clone().unwrap_or_else(|| mapping.external_id.clone());
+                        contain.failed(report, &remote_key(mapping), &label, e).await?;
+                    }
                 }
             }
         }
+        if full {
+            report.queued_creates =
+                crate::sync::queue::queue_unmapped_tasks(&self.store, self.connection.id, self.connection.project_id)
+                    .await?;
+        }
+        contain.finish().await?;
         self.save_watermark(watermark).await?;
+        Ok(())
+    }
+
+    /// A mapped item missing from a complete listing: gone, if a read of it
+    /// says so.
+    async fn confirm_deleted(&mut self, mapping: &SyncMapping) -> SyncResult<bool> {
+        if self.plane.work_item(&mapping.external_id).await?.is_some() {
+            return Ok(false);
+        }
+        self.store.sync_remote_deleted(&self.actor, mapping).await?;
+        Ok(true)
+    }
+
+    /// `FAKE-12 "title"`, as an operator reads a work item.
+    fn item_label(&self, item: &WorkItem) -> String {
+        self.item_key(item.sequence_id).unwrap_or_else(|| item.id.clone())
+    }
+
+    /// `import:ID` and Plane's planning objects (`import:cycle:ID`): a
+    /// remote object a pass could not bring in, tried again on its own.
+    pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
+        let Some(rest) = key.strip_prefix("import:") else { return Ok(()) };
+        if let Some((kind @ ("cycle" | "module"), id)) = rest.split_once(':') {
+            return self.import_planning_object(kind, id).await;
+        }
+        let Some(item) = self.plane.work_item(rest).await? else { return Ok(()) };
+        let mapped = self.store.sync_mappings_for(self.connection.id, LocalKind::Task, &[item.id.as_str()]).await?;
+        if let Some(mapping) = mapped.first() {
+            return self.reconcile_item(mapping, &item, None).await.map(drop);
+        }
+        if self.adopt(&item, None).await?.is_some() {
+            return Ok(());
+        }
+        let Some(imported) = self.imported(&item, None) else { return Ok(()) };
+        let (project_id, connection_id) = (self.connection.project_id, self.connection.id);
+        self.store.sync_import_tasks(&self.actor, project_id, connection_id, &[imported]).await?;
         Ok(())
     }
 
@@ -185,7 +213,7 @@ impl PlaneSync {
     /// An unmapped item that we created (its external id is one of our
     /// tasks): the create's answer was lost before the mapping was saved.
     /// Link it and converge.
-    async fn adopt(&mut self, item: &WorkItem, membership: Option<&Membership>) -> SyncResult<Option<TaskOutcome>> {
+    async fn adopt(&mut self, item: &WorkItem, membership: Option<&Membership>) -> SyncResult<Option<ObjectOutcome>> {
         if item.external_source.as_deref() != Some(EXTERNAL_SOURCE) {
             return Ok(None);
         }
@@ -196,86 +224,93 @@ impl PlaneSync {
         {
             return Ok(None);
         }
-        // Linked with the item as the base: both sides are taken as agreeing,
-        // then local fields that differ are pushed on the next reconcile.
-        let base =
-            Base { local: local_fields(&task, &modules), remote: remote_fields(item, membership, &Base::default()) };
-        let link = MappingUpdate {
-            connection_id: self.connection.id,
-            local_kind: LocalKind::Task,
-            external_id: item.id.clone(),
-            external_key: self.item_key(item.sequence_id),
-            url: Some(self.plane.item_url(&item.id)),
-            base: serde_json::to_value(&base).unwrap_or_default(),
-            remote_version: Some(item.updated_at.to_string()),
-            state: SyncState::Pending,
-            error: None,
-        };
-        self.store.sync_save_link(&self.actor, task.project_id, task.id, &link).await?;
-        crate::sync::queue::enqueue(&self.store, self.connection.id, &format!("task:{task_id}")).await?;
-        Ok(Some(TaskOutcome::Adopted))
+        self.adopt_item(task, modules, item, membership).await.map(Some)
     }
 
-    /// Creates local tasks for work items made in Plane, in batches.
-    async fn import(&mut self, items: &[(WorkItem, Option<Membership>)]) -> SyncResult<usize> {
+    /// Creates local tasks for work items made in Plane, in batches. A batch
+    /// the store refuses is brought in one by one, so only the item at fault
+    /// fails (recorded on its `import:ID` key).
+    async fn import(
+        &mut self,
+        items: &[(WorkItem, Option<Membership>)],
+        report: &mut PassReport,
+        contain: &Containment,
+    ) -> SyncResult<usize> {
         let mut created = 0;
-        let fallback = self.lanes.iter().filter(|l| l.sync).min_by_key(|l| l.position).map(|l| l.id);
+        let (project_id, connection_id) = (self.connection.project_id, self.connection.id);
         for chunk in items.chunks(IMPORT_BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for (item, membership) in chunk {
-                let remote = remote_fields(item, membership.as_ref(), &Base::default());
-                let mut local = crate::sync::merge::Fields::new();
-                for (field, value) in &remote {
-                    if let Some(converted) = self.to_local(field, value) {
-                        local.insert(field.clone(), converted);
+            let batch: Vec<ImportedTask> =
+                chunk.iter().filter_map(|(item, membership)| self.imported(item, membership.as_ref())).collect();
+            match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &batch).await {
+                Ok(n) => created += n,
+                Err(e) if is_store_outage(&e) => return Err(e.into()),
+                Err(_) => {
+                    for (item, membership) in chunk {
+                        let Some(one) = self.imported(item, membership.as_ref()) else { continue };
+                        match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &[one]).await {
+                            Ok(n) => created += n,
+                            Err(e) => {
+                                contain.failed(report, &import_key(item), &self.item_label(item), e.into()).await?
+                            }
+                        }
                     }
                 }
-                let Some(lane_id) = local.get("lane").and_then(Value::as_i64).or(fallback) else { continue };
-                local.insert("lane".into(), Value::from(lane_id));
-                let fields = SyncedTask {
-                    description: local.get("description").and_then(Value::as_str).map(str::to_string),
-                    priority: local.get("priority").and_then(Value::as_str).and_then(|p| p.parse::<Priority>().ok()),
-                    assignee_id: Some(local.get("assignee").and_then(Value::as_i64)),
-                    labels: local
-                        .get("labels")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()),
-                    due_on: Some(local.get("due").and_then(Value::as_str).and_then(|d| {
-                        time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
-                    })),
-                    cycle_id: Some(local.get("cycle").and_then(Value::as_i64)),
-                    module_ids: local
-                        .get("modules")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_i64).collect()),
-                    ..SyncedTask::default()
-                };
-                let title = local.get("title").and_then(Value::as_str).unwrap_or("(untitled)").to_string();
-                normalise_local(&mut local, &fields);
-                let base = Base { local, remote };
-                batch.push(ImportedTask {
-                    title,
-                    lane_id,
-                    fields,
-                    link: MappingUpdate {
-                        connection_id: self.connection.id,
-                        local_kind: LocalKind::Task,
-                        external_id: item.id.clone(),
-                        external_key: self.item_key(item.sequence_id),
-                        url: Some(self.plane.item_url(&item.id)),
-                        base: serde_json::to_value(&base).unwrap_or_default(),
-                        remote_version: Some(item.updated_at.to_string()),
-                        state: SyncState::InSync,
-                        error: None,
-                    },
-                });
             }
-            created += self
-                .store
-                .sync_import_tasks(&self.actor, self.connection.project_id, self.connection.id, &batch)
-                .await?;
         }
         Ok(created)
+    }
+
+    /// A work item as a new local task with its mapping; `None` when no lane
+    /// can hold it.
+    fn imported(&self, item: &WorkItem, membership: Option<&Membership>) -> Option<ImportedTask> {
+        let fallback = self.lanes.iter().filter(|l| l.sync).min_by_key(|l| l.position).map(|l| l.id);
+        let remote = remote_fields(item, membership, &Base::default());
+        let mut local = crate::sync::merge::Fields::new();
+        for (field, value) in &remote {
+            if let Some(converted) = self.to_local(field, value) {
+                local.insert(field.clone(), converted);
+            }
+        }
+        let lane_id = local.get("lane").and_then(Value::as_i64).or(fallback)?;
+        local.insert("lane".into(), Value::from(lane_id));
+        let fields =
+            SyncedTask {
+                description: local.get("description").and_then(Value::as_str).map(str::to_string),
+                priority: local.get("priority").and_then(Value::as_str).and_then(|p| p.parse::<Priority>().ok()),
+                assignee_id: Some(local.get("assignee").and_then(Value::as_i64)),
+                labels: local
+                    .get("labels")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()),
+                due_on: Some(local.get("due").and_then(Value::as_str).and_then(|d| {
+                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]")).ok()
+                })),
+                cycle_id: Some(local.get("cycle").and_then(Value::as_i64)),
+                module_ids: local
+                    .get("modules")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_i64).collect()),
+                ..SyncedTask::default()
+            };
+        let title = local.get("title").and_then(Value::as_str).unwrap_or("(untitled)").to_string();
+        normalise_local(&mut local, &fields);
+        let base = Base::new(local, remote);
+        Some(ImportedTask {
+            title,
+            lane_id,
+            fields,
+            link: MappingUpdate {
+                connection_id: self.connection.id,
+                local_kind: LocalKind::Task,
+                external_id: item.id.clone(),
+                external_key: self.item_key(item.sequence_id),
+                url: Some(self.plane.item_url(&item.id)),
+                base: serde_json::to_value(&base).unwrap_or_default(),
+                remote_version: Some(item.updated_at.to_string()),
+                state: SyncState::InSync,
+                error: None,
+            },
+        })
     }
 
     pub(super) async fn load_cursor(&self) -> StoreResult<Watermarks> {
@@ -302,19 +337,14 @@ impl PlaneSync {
     }
 }
 
-fn count(report: &mut PassReport, outcome: TaskOutcome) {
-    match outcome {
-        TaskOutcome::Unchanged | TaskOutcome::Skipped => report.unchanged += 1,
-        TaskOutcome::Created | TaskOutcome::Adopted => report.created_remote += 1,
-        TaskOutcome::Pushed => report.pushed += 1,
-        TaskOutcome::Pulled => report.pulled += 1,
-        TaskOutcome::PushedAndPulled => {
-            report.pushed += 1;
-            report.pulled += 1;
-        }
-        TaskOutcome::Conflict => report.conflicts += 1,
-        TaskOutcome::RemoteDeleted => report.deleted_remotely += 1,
-    }
+/// The key a mapped task's remote change is retried on.
+fn remote_key(mapping: &SyncMapping) -> String {
+    format!("{}task:{}", crate::sync::queue::REMOTE_PREFIX, mapping.local_id)
+}
+
+/// The key a work item with no task yet is retried on.
+fn import_key(item: &WorkItem) -> String {
+    format!("import:{}", item.id)
 }
 
 /// Fills the local base with what the import writes for fields the

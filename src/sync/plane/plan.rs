@@ -3,39 +3,27 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
-
+use super::planning::{Cycles, Modules};
 use super::tasks::{local_fields, remote_fields};
-use super::{PlaneSync, SyncResult, TASK_FIELDS};
+use super::{PlaneSync, TASK_FIELDS};
 use crate::domain::{LocalKind, SyncState};
 use crate::store::tasks::TaskFilter;
+use crate::sync::error::SyncResult;
+use crate::sync::fields::{clean_title, mirrored};
 use crate::sync::merge::{self, Base, Clocks};
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct SyncPlan {
-    /// Local tasks that would get a work item.
-    pub create_remote: Vec<String>,
-    /// Work items that would become tasks (`PROJ-12 title`).
-    pub create_local: Vec<String>,
-    /// Task key → fields that would be sent to Plane.
-    pub push: Vec<(String, Vec<String>)>,
-    /// Task key → fields that would be written here.
-    pub pull: Vec<(String, Vec<String>)>,
-    /// Task key → fields changed differently on both sides.
-    pub conflicts: Vec<(String, Vec<String>)>,
-    /// Tasks whose work item is gone.
-    pub deleted_remotely: Vec<String>,
-    /// Plane states that would become lanes (`name (group)`) on the first pass.
-    pub lanes_to_create: Vec<String>,
-    pub requests: usize,
-}
+use crate::sync::report::SyncPlan;
 
 impl PlaneSync {
     pub async fn plan(&self) -> SyncResult<SyncPlan> {
         let mut plan = SyncPlan::default();
         let listing = self.plane.work_items_since(None).await?;
         plan.requests = listing.requests;
-        let filter = TaskFilter { project_id: self.connection.project_id, limit: 1_000_000, ..TaskFilter::default() };
+        let filter = TaskFilter {
+            project_id: self.connection.project_id,
+            limit: 1_000_000,
+            include_archived: true,
+            ..TaskFilter::default()
+        };
         let tasks = self.store.list_tasks(&filter).await?;
         let modules: HashMap<String, i64> =
             self.store.list_modules(self.connection.project_id).await?.into_iter().map(|m| (m.name, m.id)).collect();
@@ -45,9 +33,8 @@ impl PlaneSync {
         for task in &tasks {
             let module_ids: Vec<i64> = task.modules.iter().filter_map(|m| modules.get(m)).copied().collect();
             let Some(mapping) = by_local.get(&task.id) else {
-                let syncs = self.lanes.iter().find(|l| l.id == task.lane_id).is_none_or(|l| l.sync);
-                if syncs {
-                    plan.create_remote.push(task.key.clone());
+                if mirrored(task, &self.lanes) {
+                    plan.tasks.create_remote.push(format!("{} {}", task.key, task.title));
                 }
                 continue;
             };
@@ -58,16 +45,17 @@ impl PlaneSync {
                 plan.deleted_remotely.push(task.key.clone());
                 continue;
             };
-            let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+            let stored: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
             let local = local_fields(task, &module_ids);
-            let remote = remote_fields(item, None, &base);
+            let remote = remote_fields(item, None, &stored);
+            let base = stored.settled(&remote);
             let clocks = Clocks { local: task.updated_at, remote: item.updated_at };
             let merged = merge::merge(TASK_FIELDS, &base, &local, &remote, self, self.policy, clocks);
             if !merged.push.is_empty() {
-                plan.push.push((task.key.clone(), merged.push.keys().cloned().collect()));
+                plan.tasks.push.push((task.key.clone(), merged.push.keys().cloned().collect()));
             }
             if !merged.pull.is_empty() {
-                plan.pull.push((task.key.clone(), merged.pull.keys().cloned().collect()));
+                plan.tasks.pull.push((task.key.clone(), merged.pull.keys().cloned().collect()));
             }
             if !merged.conflicts.is_empty() {
                 plan.conflicts.push((task.key.clone(), merged.conflicts.iter().map(|c| c.field.clone()).collect()));
@@ -83,9 +71,14 @@ impl PlaneSync {
         for item in &listing.items {
             if !mapped.contains(item.id.as_str()) {
                 let key = self.item_key(item.sequence_id).unwrap_or_else(|| item.id.clone());
-                plan.create_local.push(format!("{key} {}", super::clean_title(&item.name)));
+                plan.tasks.create_local.push(format!("{key} {}", clean_title(&item.name)));
             }
         }
+        let cycles = self.plane.cycles().await?;
+        let modules = self.plane.modules().await?;
+        plan.requests += cycles.requests + modules.requests;
+        plan.cycles = self.plan_kind::<Cycles>(&cycles.items).await?;
+        plan.modules = self.plan_kind::<Modules>(&modules.items).await?;
         Ok(plan)
     }
 }

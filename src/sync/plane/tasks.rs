@@ -5,33 +5,24 @@
 //! work item against the mapping's base; what changed remotely is written
 //! locally through the repository, what changed locally is sent as one PATCH
 //! (and cycle/module membership calls).
+//!
+//! Adopting a work item (one we created, whose mapping was never saved)
+//! takes the item as the agreed copy and the task as changed since, so
+//! whatever the task gained after the create — an edit made while a worker
+//! was down — is pushed, not lost.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::{PlaneSync, SyncResult, TASK_FIELDS};
+use super::{PlaneSync, TASK_FIELDS};
 use crate::domain::{LocalKind, Priority, SyncState, Task};
 use crate::store::StoreError;
 use crate::store::sync::{MappingUpdate, SyncMapping, SyncedTask};
-use crate::sync::merge::{self, Base, Clocks, Fields, MergePlan};
+use crate::sync::error::SyncResult;
+use crate::sync::merge::{self, Base, Clocks, Convert, Fields, MergePlan};
 use crate::sync::providers::plane::WorkItem;
-
-/// What one reconcile did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskOutcome {
-    Unchanged,
-    Created,
-    Adopted,
-    Pushed,
-    Pulled,
-    PushedAndPulled,
-    /// Some field needs an operator.
-    Conflict,
-    RemoteDeleted,
-    /// Not synced (archived, or in a lane that does not sync).
-    Skipped,
-}
+use crate::sync::report::ObjectOutcome;
 
 /// A work item's cycle and modules, when a pass listed them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -158,28 +149,31 @@ impl PlaneSync {
     /// Nothing is asked of Plane when the task is as last synced.
     /// Converges a task with its remote copy; unless `remote_changed`, the
     /// remote read is skipped when no synced field changed locally.
-    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<TaskOutcome> {
+    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<ObjectOutcome> {
         let (task, modules) = match self.store.sync_read_task(task_id).await {
             Ok(found) => found,
-            Err(StoreError::NotFound { .. }) => return Ok(TaskOutcome::Skipped),
+            Err(StoreError::NotFound { .. }) => return Ok(ObjectOutcome::Skipped),
             Err(e) => return Err(e.into()),
         };
+        if task.project_id != self.connection.project_id {
+            return Ok(ObjectOutcome::Skipped);
+        }
         let mapping = self.store.sync_mapping(self.connection.id, LocalKind::Task, task_id).await?;
         let Some(mapping) = mapping else {
             return self.create_remote(&task, &modules).await;
         };
         if mapping.sync_state == SyncState::Deleted {
-            return Ok(TaskOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
         if local_fields(&task, &modules) == base.local && mapping.sync_state == SyncState::InSync && !remote_changed {
-            return Ok(TaskOutcome::Unchanged);
+            return Ok(ObjectOutcome::Unchanged);
         }
         match self.plane.work_item(&mapping.external_id).await? {
             Some(item) => self.converge(task, modules, &mapping, &item, None).await,
             None => {
                 self.store.sync_remote_deleted(&self.actor, &mapping).await?;
-                Ok(TaskOutcome::RemoteDeleted)
+                Ok(ObjectOutcome::RemoteDeleted)
             }
         }
     }
@@ -190,13 +184,13 @@ impl PlaneSync {
         mapping: &SyncMapping,
         item: &WorkItem,
         membership: Option<&Membership>,
-    ) -> SyncResult<TaskOutcome> {
+    ) -> SyncResult<ObjectOutcome> {
         if mapping.sync_state == SyncState::Deleted {
-            return Ok(TaskOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         let (task, modules) = match self.store.sync_read_task(mapping.local_id).await {
             Ok(found) => found,
-            Err(StoreError::NotFound { .. }) => return Ok(TaskOutcome::Skipped),
+            Err(StoreError::NotFound { .. }) => return Ok(ObjectOutcome::Skipped),
             Err(e) => return Err(e.into()),
         };
         let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
@@ -205,7 +199,7 @@ impl PlaneSync {
             && membership.is_none_or(|m| remote_fields(item, Some(m), &base) == base.remote)
             && local_fields(&task, &modules) == base.local
         {
-            return Ok(TaskOutcome::Unchanged);
+            return Ok(ObjectOutcome::Unchanged);
         }
         self.converge(task, modules, mapping, item, membership).await
     }
@@ -217,18 +211,25 @@ impl PlaneSync {
         mapping: &SyncMapping,
         item: &WorkItem,
         membership: Option<&Membership>,
-    ) -> SyncResult<TaskOutcome> {
-        let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+    ) -> SyncResult<ObjectOutcome> {
+        let stored: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
         self.ensure_labels(&task.labels).await?;
         let local = local_fields(&task, &modules);
-        let remote = remote_fields(item, membership, &base);
+        let remote = remote_fields(item, membership, &stored);
+        let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: item.updated_at };
         let plan = merge::merge(TASK_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
         let open_conflicts = self.record_conflicts(mapping, &task, &plan).await?;
         let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
-        let mut base = plan.base.clone();
         let mut item = item.clone();
         let pushed = !plan.push.is_empty();
+        if pushed {
+            // Written down before it is sent, so a crash after Plane took it
+            // cannot make our own push look like an edit made in Plane.
+            let intent = base.intending(&plan.push, &local);
+            self.store.sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &intent, state)).await?;
+        }
+        let mut base = plan.base.clone();
         if pushed {
             self.step("task.before_push").await;
             item = self.push(&item, &remote, &plan.push).await?;
@@ -249,11 +250,11 @@ impl PlaneSync {
             self.store.sync_save_link(&self.actor, task.project_id, task.id, &link).await?;
         }
         Ok(match (pushed, pulled) {
-            _ if open_conflicts => TaskOutcome::Conflict,
-            (true, true) => TaskOutcome::PushedAndPulled,
-            (true, false) => TaskOutcome::Pushed,
-            (false, true) => TaskOutcome::Pulled,
-            (false, false) => TaskOutcome::Unchanged,
+            _ if open_conflicts => ObjectOutcome::Conflict,
+            (true, true) => ObjectOutcome::PushedAndPulled,
+            (true, false) => ObjectOutcome::Pushed,
+            (false, true) => ObjectOutcome::Pulled,
+            (false, false) => ObjectOutcome::Unchanged,
         })
     }
 
@@ -291,10 +292,10 @@ impl PlaneSync {
     }
 
     /// Creates the work item of a task that has none.
-    async fn create_remote(&mut self, task: &Task, modules: &[i64]) -> SyncResult<TaskOutcome> {
+    async fn create_remote(&mut self, task: &Task, modules: &[i64]) -> SyncResult<ObjectOutcome> {
         let lane = self.lanes.iter().find(|l| l.id == task.lane_id);
         if task.archived || lane.is_some_and(|l| !l.sync) {
-            return Ok(TaskOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         self.ensure_labels(&task.labels).await?;
         let local = local_fields(task, modules);
@@ -314,6 +315,11 @@ impl PlaneSync {
         self.step("task.before_create").await;
         let (item, adopted) = self.plane.create_work_item(task.id, &body).await?;
         self.step("task.created_remotely").await;
+        if adopted {
+            // Made by an earlier create whose answer was lost: what it holds
+            // is that create's, and the task may have changed since.
+            return self.adopt_item(task.clone(), modules.to_vec(), &item, None).await;
+        }
         let empty = Base::default();
         let pushed_membership = Membership {
             cycle: remote.get("cycle").and_then(Value::as_str).map(str::to_string),
@@ -324,7 +330,7 @@ impl PlaneSync {
                 .unwrap_or_default(),
         };
         // The base: the task as it is, and the item as Plane answered (membership as we are about to set it).
-        let base = Base { local: local.clone(), remote: remote_fields(&item, Some(&pushed_membership), &empty) };
+        let base = Base::new(local.clone(), remote_fields(&item, Some(&pushed_membership), &empty));
         // Saved first: if membership calls fail, the retry finds the mapping and converges.
         let mut pending = base.clone();
         pending.remote.insert("cycle".into(), Value::Null);
@@ -344,7 +350,35 @@ impl PlaneSync {
                 .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &base, SyncState::InSync))
                 .await?;
         }
-        Ok(if adopted { TaskOutcome::Adopted } else { TaskOutcome::Created })
+        Ok(ObjectOutcome::Created)
+    }
+
+    /// Links a task to a work item an earlier create made for it, then
+    /// converges: the item is taken as the last agreed copy (in both
+    /// representations), so every field the task holds differently now is
+    /// pushed, and nothing of the task is overwritten by the item's older values.
+    pub async fn adopt_item(
+        &mut self,
+        task: Task,
+        modules: Vec<i64>,
+        item: &WorkItem,
+        membership: Option<&Membership>,
+    ) -> SyncResult<ObjectOutcome> {
+        let remote = remote_fields(item, membership, &Base::default());
+        let local = remote.iter().filter_map(|(f, v)| Some((f.clone(), self.to_local(f, v)?))).collect();
+        let base = Base::new(local, remote);
+        let link = self.link(item, &base, SyncState::Pending);
+        self.store.sync_save_link(&self.actor, task.project_id, task.id, &link).await?;
+        self.step("task.adopted").await;
+        let mapping = self
+            .store
+            .sync_mapping(self.connection.id, LocalKind::Task, task.id)
+            .await?
+            .ok_or_else(|| StoreError::not_found("mapping of task", &task.key))?;
+        match self.converge(task, modules, &mapping, item, membership).await? {
+            ObjectOutcome::Conflict => Ok(ObjectOutcome::Conflict),
+            _ => Ok(ObjectOutcome::Adopted),
+        }
     }
 }
 

@@ -166,7 +166,7 @@ impl RepoProvider for Gitea {
     async fn issue(&self, number: i64) -> ProviderResult<Option<Issue>> {
         match self.http.send(Method::GET, &self.url(&format!("issues/{number}")), None).await {
             Ok(value) => issue_of(&value),
-            Err(ProviderError::NotFound) => Ok(None),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -205,7 +205,7 @@ impl RepoProvider for Gitea {
         }
         let body = self.write_body(write, false).await?;
         if body.as_object().is_some_and(Map::is_empty) {
-            return self.issue(number).await?.ok_or(ProviderError::NotFound);
+            return self.issue(number).await?.ok_or_else(|| ProviderError::not_found(format!("GET issues/{number}")));
         }
         self.pacer.wait().await;
         Self::issue_answer(&self.http.send(Method::PATCH, &url, Some(&body)).await?)

@@ -293,7 +293,7 @@ impl RepoProvider for GitHub {
                 Ok(None)
             }
             Ok(value) => issue_of(&value),
-            Err(ProviderError::NotFound) => Ok(None),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -336,7 +336,7 @@ impl RepoProvider for GitHub {
         let body = match self.feed(&self.url(&format!("deployments?per_page={DEPLOYMENTS}"))).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound) => return Ok(Feed::Unavailable),
+            Err(ProviderError::NotFound { .. }) => return Ok(Feed::Unavailable),
             Err(e) => return Err(e),
         };
         let mut deployments = Vec::new();

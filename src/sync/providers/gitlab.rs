@@ -216,7 +216,7 @@ impl RepoProvider for GitLab {
     async fn issue(&self, number: i64) -> ProviderResult<Option<Issue>> {
         match self.http.send(Method::GET, &self.url(&format!("issues/{number}")), None).await {
             Ok(value) => issue_of(&value).map(Some),
-            Err(ProviderError::NotFound) => Ok(None),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -251,7 +251,9 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound | ProviderError::Unauthorized { status: 403 }) => return Ok(Feed::Unavailable),
+            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+                return Ok(Feed::Unavailable);
+            }
             Err(e) => return Err(e),
         };
         let mut runs = Vec::new();
@@ -280,7 +282,9 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound | ProviderError::Unauthorized { status: 403 }) => return Ok(Feed::Unavailable),
+            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+                return Ok(Feed::Unavailable);
+            }
             Err(e) => return Err(e),
         };
         let mut deployments = Vec::new();
@@ -317,7 +321,9 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound | ProviderError::Unauthorized { status: 403 }) => return Ok(Feed::Unavailable),
+            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+                return Ok(Feed::Unavailable);
+            }
             Err(e) => return Err(e),
         };
         let mut releases = Vec::new();

@@ -13,46 +13,61 @@ use tokio::time::Instant;
 
 use crate::sync::retry::parse_retry_after;
 
-/// A request that did not give a usable answer.
+/// A request that did not give a usable answer. Errors that come from an
+/// exchange say what the provider answered first (its status and its own
+/// words, which fit a narrow screen), then name the request (`GET
+/// /api/v1/…/work-items/`: the method and the path, never the query or a
+/// header), so an operator can tell which call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProviderError {
-    /// No answer: connection refused, reset, timed out.
-    #[error("{0}")]
-    Network(String),
+    /// No answer: connection refused or reset, timed out, DNS or TLS failure.
+    #[error("{detail} ({request})")]
+    Network { request: String, detail: String },
     /// The provider is throttling us until then.
     #[error("rate limited by the provider until {until}")]
     RateLimited { until: OffsetDateTime },
     /// 5xx: worth another try later.
-    #[error("the provider failed with HTTP {status}: {message}")]
-    Unavailable { status: u16, message: String },
-    #[error("not found")]
-    NotFound,
+    #[error("the provider failed with HTTP {status}: {message} ({request})")]
+    Unavailable { request: String, status: u16, message: String },
+    /// 404 or 410.
+    #[error("not found: HTTP {status} ({request})")]
+    NotFound { request: String, status: u16 },
     /// 409 naming the object that already exists (Plane's idempotent create).
     #[error("already exists as {existing}")]
     AlreadyExists { existing: String },
     /// 401/403: the token is wrong or lacks rights; retrying will not help.
     #[error(
-        "the provider refused the credentials (HTTP {status}): check the token the connection's secret reference points at"
+        "the provider refused the credentials (HTTP {status}, {request}): check the token the connection's secret reference points at"
     )]
-    Unauthorized { status: u16 },
-    /// 4xx that will not heal by retrying.
-    #[error("the provider rejected the request (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
+    Unauthorized { request: String, status: u16 },
+    /// 4xx that will not heal by retrying, with the provider's own words.
+    #[error("rejected with HTTP {status}: {message} ({request})")]
+    Rejected { request: String, status: u16, message: String },
     /// An answer that is not what the API documents.
     #[error("unexpected answer from the provider: {0}")]
     Malformed(String),
+    /// The connection's own settings are unusable (no request was made).
+    #[error("{0}")]
+    Config(String),
     /// The secret could not be read.
     #[error("{0}")]
     Secret(String),
 }
 
 impl ProviderError {
-    /// Whether trying again later can succeed.
+    /// Whether trying again later can succeed: no answer, a server error, a
+    /// throttle, or an answer garbled on the way (a proxy's error page).
+    /// 408 (request timeout) and 425 (too early) are the provider asking
+    /// for a later try too.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::Network(_) | ProviderError::RateLimited { .. } | ProviderError::Unavailable { .. }
-        ) || matches!(self, ProviderError::Malformed(_))
+        match self {
+            ProviderError::Network { .. }
+            | ProviderError::RateLimited { .. }
+            | ProviderError::Unavailable { .. }
+            | ProviderError::Malformed(_) => true,
+            ProviderError::Rejected { status, .. } => matches!(status, 408 | 425),
+            _ => false,
+        }
     }
 
     /// The provider's "not before", when it said one.
@@ -61,6 +76,23 @@ impl ProviderError {
             ProviderError::RateLimited { until } => Some(*until),
             _ => None,
         }
+    }
+
+    /// The HTTP status the provider answered with, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProviderError::Unavailable { status, .. }
+            | ProviderError::NotFound { status, .. }
+            | ProviderError::Unauthorized { status, .. }
+            | ProviderError::Rejected { status, .. } => Some(*status),
+            ProviderError::AlreadyExists { .. } => Some(409),
+            _ => None,
+        }
+    }
+
+    /// A 404 for `request` (providers that answer "gone" without a status).
+    pub fn not_found(request: impl Into<String>) -> ProviderError {
+        ProviderError::NotFound { request: request.into(), status: 404 }
     }
 }
 
@@ -173,7 +205,7 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("mission-control/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ProviderError::Network(format!("cannot set up HTTP: {e}")))?;
+            .map_err(|e| ProviderError::Config(format!("cannot set up HTTP: {e}")))?;
         Ok(Http { client, limiter, auth: (auth_header.to_string(), secret), headers: Vec::new() })
     }
 
@@ -202,6 +234,7 @@ impl Http {
         if let Err(wait) = self.limiter.acquire().await {
             return Err(ProviderError::RateLimited { until: OffsetDateTime::now_utc() + wait });
         }
+        let call = request_line(&method, url);
         let mut request = self.client.request(method, url).header(&self.auth.0, &self.auth.1);
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.as_str());
@@ -212,7 +245,8 @@ impl Http {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ProviderError::Network(describe(&e)))?;
+        let network = |e: reqwest::Error| ProviderError::Network { request: call.clone(), detail: describe(&e) };
+        let response = request.send().await.map_err(network)?;
         let status = response.status();
         let headers = response.headers().clone();
         let now = OffsetDateTime::now_utc();
@@ -239,30 +273,32 @@ impl Http {
         if status == StatusCode::NOT_MODIFIED {
             return Ok(answer);
         }
-        let bytes = response.bytes().await.map_err(|e| ProviderError::Network(describe(&e)))?;
+        let bytes = response.bytes().await.map_err(network)?;
         if bytes.len() > MAX_BODY {
-            return Err(ProviderError::Malformed(format!("an answer of {} bytes", bytes.len())));
+            return Err(ProviderError::Malformed(format!("{call} answered {} bytes", bytes.len())));
         }
         let json = || -> ProviderResult<Value> {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Null);
             }
-            serde_json::from_slice(&bytes).map_err(|e| ProviderError::Malformed(format!("not JSON ({e})")))
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ProviderError::Malformed(format!("{call} answered not JSON ({e})")))
         };
         if status.is_success() {
             answer.body = json()?;
             return Ok(answer);
         }
         let message = json().ok().map(|v| error_message(&v)).unwrap_or_else(|| "no details".into());
+        let request = call.clone();
         Err(match status.as_u16() {
-            401 | 403 => ProviderError::Unauthorized { status: status.as_u16() },
-            404 | 410 => ProviderError::NotFound,
+            status @ (401 | 403) => ProviderError::Unauthorized { request, status },
+            status @ (404 | 410) => ProviderError::NotFound { request, status },
             409 => match json().ok().as_ref().and_then(|v| v.get("id")).and_then(Value::as_str) {
                 Some(existing) => ProviderError::AlreadyExists { existing: existing.to_string() },
-                None => ProviderError::Rejected { status: 409, message },
+                None => ProviderError::Rejected { request, status: 409, message },
             },
-            s if s >= 500 => ProviderError::Unavailable { status: s, message },
-            s => ProviderError::Rejected { status: s, message },
+            status if status >= 500 => ProviderError::Unavailable { request, status, message },
+            status => ProviderError::Rejected { request, status, message },
         })
     }
 }
@@ -298,11 +334,26 @@ impl Answer {
     }
 }
 
+/// `GET /api/v1/…/work-items/`: the method and the URL's path (no host, no
+/// query), for error messages.
+pub fn request_line(method: &Method, url: &str) -> String {
+    let path = reqwest::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| "?".into());
+    format!("{method} {}", crate::domain::text::clip(&path, 200))
+}
+
 /// A transport error in one line, without the URL's query (which never holds
 /// secrets here, but keeps messages short).
 fn describe(error: &reqwest::Error) -> String {
+    let chain = std::iter::successors(std::error::Error::source(error), |e| e.source())
+        .map(|e| e.to_string().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(": ");
     let what = if error.is_timeout() {
         "timed out"
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+        "the TLS handshake failed"
+    } else if chain.contains("dns") || chain.contains("resolve") || chain.contains("lookup") {
+        "could not resolve the host name"
     } else if error.is_connect() {
         "could not connect"
     } else {

@@ -42,22 +42,18 @@ fn default_rate() -> u32 {
 impl PlaneConfig {
     pub fn of(connection: &Connection) -> ProviderResult<PlaneConfig> {
         let config: PlaneConfig = serde_json::from_value(connection.config.clone()).map_err(|_| {
-            ProviderError::Rejected {
-                status: 0,
-                message: format!(
-                    "connection {} lacks its Plane workspace or project: set them with `mctl connection update {} --workspace SLUG --project ID`",
-                    connection.key, connection.key
-                ),
-            }
+            ProviderError::Config(format!(
+                "connection {} lacks its Plane workspace or project: set them with `mctl connection update {} --workspace SLUG --project ID`",
+                connection.key, connection.key
+            ))
         })?;
         let safe = |s: &str| {
             !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
         };
         if !safe(&config.workspace) || !safe(&config.project) {
-            return Err(ProviderError::Rejected {
-                status: 0,
-                message: "the Plane workspace slug and project id may only hold letters, digits, '-' and '_'".into(),
-            });
+            return Err(ProviderError::Config(
+                "the Plane workspace slug and project id may only hold letters, digits, '-' and '_'".into(),
+            ));
         }
         Ok(config)
     }
@@ -250,7 +246,7 @@ impl Plane {
     pub async fn work_item(&self, id: &str) -> ProviderResult<Option<WorkItem>> {
         match self.call(Method::GET, &format!("work-items/{}/", path_id(id)?), None).await {
             Ok(item) => Ok(Some(item)),
-            Err(ProviderError::NotFound) => Ok(None),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -264,7 +260,10 @@ impl Plane {
         match self.call(Method::POST, "work-items/", Some(&body)).await {
             Ok(item) => Ok((item, false)),
             Err(ProviderError::AlreadyExists { existing }) => {
-                let item = self.work_item(&existing).await?.ok_or(ProviderError::NotFound)?;
+                let item = self
+                    .work_item(&existing)
+                    .await?
+                    .ok_or_else(|| ProviderError::not_found(format!("GET work-items/{existing}/")))?;
                 Ok((item, true))
             }
             Err(e) => Err(e),
@@ -355,7 +354,7 @@ impl Plane {
         let sub = if kind == "cycles" { "cycle-issues" } else { "module-issues" };
         let url = format!("{}{kind}/{}/{sub}/{}/", self.base, path_id(id)?, path_id(item)?);
         match self.http.send(Method::DELETE, &url, None).await {
-            Ok(_) | Err(ProviderError::NotFound) => Ok(()),
+            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -367,7 +366,7 @@ impl Plane {
         let identifier = project.get("identifier").and_then(Value::as_str).map(str::to_string);
         let pages = match self.http.send(Method::GET, &format!("{}pages/", self.base), None).await {
             Ok(_) => true,
-            Err(ProviderError::NotFound) => false,
+            Err(ProviderError::NotFound { .. }) => false,
             Err(ProviderError::Rejected { status: 405, .. }) => false,
             Err(e) => return Err(e),
         };

@@ -105,7 +105,7 @@ impl<T> Feed<T> {
         match read {
             Ok(Some(body)) => Ok(Feed::Items(parse(&body)?)),
             Ok(None) => Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound) => Ok(Feed::Unavailable),
+            Err(ProviderError::NotFound { .. }) => Ok(Feed::Unavailable),
             Err(e) => Err(e),
         }
     }
@@ -352,13 +352,10 @@ pub fn repo_path(connection: &Connection, nested: bool) -> ProviderResult<Vec<St
     };
     let count_ok = if nested { parts.len() >= 2 && parts.len() <= 20 } else { parts.len() == 2 };
     if !count_ok || !parts.iter().all(|p| safe(p)) {
-        return Err(ProviderError::Rejected {
-            status: 0,
-            message: format!(
-                "connection {} needs its repository as OWNER/NAME: set it with `mctl connection update {} --set repo=OWNER/NAME`",
-                connection.key, connection.key
-            ),
-        });
+        return Err(ProviderError::Config(format!(
+            "connection {} needs its repository as OWNER/NAME: set it with `mctl connection update {} --set repo=OWNER/NAME`",
+            connection.key, connection.key
+        )));
     }
     Ok(parts)
 }

@@ -16,10 +16,12 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::error::{SyncError, SyncResult};
+use super::fields::{clean_title, local_label};
 use super::merge::{Convert, Policy};
-use super::plane::{SyncError, SyncResult, clean_title, local_label};
 use super::providers::http::{ProviderError, RateLimiter};
 use super::providers::repo::RepoProvider;
+use super::report::{ObjectOutcome, PassReport, SyncPlan};
 use crate::domain::{Connection, Lane, LaneCategory, LocalKind, Source};
 use crate::store::{Actor, Store};
 
@@ -38,6 +40,8 @@ pub struct RepoSync<P: RepoProvider> {
     pub login_of_agent: HashMap<i64, String>,
     pub agent_of_login: HashMap<String, i64>,
     pub hook: Option<crate::sync::worker::Hook>,
+    /// How long an object's transient failure is retried (the worker's setting).
+    pub retry_for: std::time::Duration,
 }
 
 impl<P: RepoProvider> RepoSync<P> {
@@ -61,6 +65,7 @@ impl<P: RepoProvider> RepoSync<P> {
             login_of_agent: HashMap::new(),
             agent_of_login: HashMap::new(),
             hook: None,
+            retry_for: crate::sync::retry::DEFAULT_RETRY_FOR,
         };
         sync.refresh().await?;
         Ok(sync)
@@ -210,10 +215,9 @@ impl AnyRepo {
             Provider::Gitea => AnyRepo::Gitea(RepoSync::load(store, connection, limiter).await?),
             Provider::Gitlab => AnyRepo::GitLab(RepoSync::load(store, connection, limiter).await?),
             other => {
-                return Err(SyncError::Provider(ProviderError::Rejected {
-                    status: 0,
-                    message: format!("{other} is not a repository provider"),
-                }));
+                return Err(SyncError::Provider(ProviderError::Config(format!(
+                    "{other} is not a repository provider"
+                ))));
             }
         })
     }
@@ -222,15 +226,23 @@ impl AnyRepo {
         each!(self, sync => sync.hook = hook)
     }
 
-    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<tasks::IssueOutcome> {
+    pub fn set_retry_for(&mut self, retry_for: std::time::Duration) {
+        each!(self, sync => sync.retry_for = retry_for)
+    }
+
+    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<ObjectOutcome> {
         each!(self, sync => sync.reconcile_task(task_id, remote_changed).await)
     }
 
-    pub async fn pull(&mut self, full: bool) -> SyncResult<super::plane::pass::PassReport> {
+    pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
+        each!(self, sync => sync.reconcile_remote(key).await)
+    }
+
+    pub async fn pull(&mut self, full: bool) -> SyncResult<PassReport> {
         each!(self, sync => sync.pull(full).await)
     }
 
-    pub async fn plan(&self) -> SyncResult<super::plane::plan::SyncPlan> {
+    pub async fn plan(&self) -> SyncResult<SyncPlan> {
         each!(self, sync => sync.plan().await)
     }
 }

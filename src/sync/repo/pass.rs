@@ -2,9 +2,14 @@
 //!
 //! An incremental pass lists issues changed since the watermark less an
 //! overlap; a full pass (and a connection's first) lists all of them, imports
-//! the open ones it has never seen, and infers remote deletions only from a
-//! complete listing, confirming each with a `GET`. Listing pages carry their
-//! last ETag, so an idle pass is answered with 304s.
+//! the open ones it has never seen, infers remote deletions only from a
+//! complete listing, confirming each with a `GET`, and queues a create for
+//! every local task that has no issue yet (the initial push). Listing pages
+//! carry their last ETag, so an idle pass is answered with 304s.
+//!
+//! One issue, pipeline, deployment or release that fails is that object's
+//! failure, recorded on its own key (see [`crate::sync::contain`]); the pass
+//! goes on.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,16 +18,18 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::RepoSync;
-use super::tasks::{IssueOutcome, local_changes, local_fields, remote_fields};
+use super::tasks::{local_changes, local_fields, remote_fields};
 use crate::domain::{LocalKind, SyncState};
 use crate::store::StoreError;
 use crate::store::sync::{ImportedTask, SyncMapping, SyncedTask};
 use crate::store::tasks::TaskFilter;
+use crate::sync::contain::{Containment, stops_pass};
+use crate::sync::error::{SyncError, SyncResult, is_store_outage};
+use crate::sync::fields::mirrored;
 use crate::sync::merge::{self, Base, Clocks, Convert, Fields};
-use crate::sync::plane::pass::PassReport;
-use crate::sync::plane::plan::SyncPlan;
-use crate::sync::plane::{SyncError, SyncResult};
+use crate::sync::providers::http::ProviderError;
 use crate::sync::providers::repo::{self, Feed, Issue, RepoProvider};
+use crate::sync::report::{ObjectOutcome, ObjectPlan, PassReport, SyncPlan};
 
 /// Issues changed up to this long before the watermark are read again.
 pub const OVERLAP: time::Duration = time::Duration::minutes(2);
@@ -53,23 +60,30 @@ pub struct Capabilities {
     pub releases: Option<bool>,
 }
 
+/// One delivery object's upsert: its key (`release:ID`), how an operator
+/// reads it, and how it went.
+type DeliveryResult = (String, String, SyncResult<()>);
+
 impl<P: RepoProvider> RepoSync<P> {
     /// One pass: delivery state, then issues (all of them when `full`).
     pub async fn pull(&mut self, full: bool) -> SyncResult<PassReport> {
         let mut report = PassReport { full, ..PassReport::default() };
         let result = self.pull_inner(full, &mut report).await;
-        let ok = result.is_ok() && report.errors.is_empty();
-        if ok {
+        if result.is_ok() && report.errors.is_empty() {
             let memos = self.provider.etags().commit(!report.full);
             crate::sync::cursor::save_etags(&self.store, self.connection.id, &memos).await?;
         } else {
+            // Something failed: read it all again next time rather than trust a 304.
             self.provider.etags().discard();
         }
         let error = match &result {
             Err(e) => Some(e.to_string()),
-            Ok(()) => report.errors.first().cloned(),
+            Ok(()) => report.listing_error().map(str::to_string),
         };
-        crate::sync::cursor::save_pass(&self.store, self.connection.id, report.full, ok, error.as_deref()).await?;
+        if !matches!(&result, Err(e) if e.is_database_outage()) {
+            let (id, full) = (self.connection.id, report.full);
+            crate::sync::cursor::save_pass(&self.store, id, full, error.is_none(), error.as_deref()).await?;
+        }
         result.map(|()| report)
     }
 
@@ -82,7 +96,13 @@ impl<P: RepoProvider> RepoSync<P> {
         if full {
             self.refresh().await?;
         }
-        self.pull_delivery(report).await?;
+        let mut contain = Containment::new(&self.store, self.connection.id, self.retry_for);
+        for (key, label, result) in self.pull_delivery(report).await? {
+            match result {
+                Ok(()) => contain.synced(key),
+                Err(e) => contain.failed(report, &key, &label, e).await?,
+            }
+        }
 
         let since = if full { None } else { cursor.issues.map(|w| w - OVERLAP) };
         let listing = self.provider.issues(since).await?;
@@ -99,41 +119,40 @@ impl<P: RepoProvider> RepoSync<P> {
         let mut issues = listing.issues.clone();
         issues.sort_by_key(|i| i.updated_at);
         let mut watermark = cursor.issues;
-        let mut blocked = false;
         let mut new_issues = Vec::new();
         for issue in &issues {
-            let outcome = match mappings.get(&issue.number.to_string()) {
-                Some(mapping) => self.reconcile_issue(mapping, issue).await,
-                None => match self.adopt_marked(issue).await {
-                    Ok(Marked::Adopted) => Ok(IssueOutcome::Adopted),
-                    // A copy of one of our tasks' issues: never imported as a second task.
-                    Ok(Marked::Known) => Ok(IssueOutcome::Skipped),
-                    Ok(Marked::No) => {
-                        // Closed issues never seen are history, not work.
-                        if !issue.closed {
-                            new_issues.push(issue.clone());
+            let (key, outcome) = match mappings.get(&issue.number.to_string()) {
+                Some(mapping) => (remote_key(mapping), self.reconcile_issue(mapping, issue).await),
+                None => {
+                    let marked = self.adopt_marked(issue).await;
+                    let outcome = match marked {
+                        Ok(Marked::Adopted) => Ok(ObjectOutcome::Adopted),
+                        // A copy of one of our tasks' issues: never imported as a second task.
+                        Ok(Marked::Known) => Ok(ObjectOutcome::Skipped),
+                        Ok(Marked::No) => {
+                            // Closed issues never seen are history, not work.
+                            if !issue.closed {
+                                new_issues.push(issue.clone());
+                            }
+                            Ok(ObjectOutcome::Skipped)
                         }
-                        Ok(IssueOutcome::Skipped)
-                    }
-                    Err(e) => Err(e),
-                },
+                        Err(e) => Err(e),
+                    };
+                    (import_key(issue), outcome)
+                }
             };
             match outcome {
-                Ok(outcome) => count(report, outcome),
-                Err(e) => {
-                    report.errors.push(format!("#{}: {e}", issue.number));
-                    blocked |= e.is_transient();
-                    if e.not_before().is_some() {
-                        return Err(e);
-                    }
+                Ok(outcome) => {
+                    report.count(outcome);
+                    contain.synced(key);
                 }
+                Err(e) => contain.failed(report, &key, &format!("#{}", issue.number), e).await?,
             }
-            if !blocked {
-                watermark = watermark.max(Some(issue.updated_at));
-            }
+            // A failure waits on the object's own key, so the pass can move past it.
+            watermark = watermark.max(Some(issue.updated_at));
         }
         if !new_issues.is_empty() {
-            report.created_local += self.import(&new_issues).await?;
+            report.created_local += self.import(&new_issues, report, &contain).await?;
         }
         if full && listing.complete {
             let listed: HashSet<String> = issues
@@ -147,15 +166,61 @@ impl<P: RepoProvider> RepoSync<P> {
                 }
                 let Ok(number) = mapping.external_id.parse::<i64>() else { continue };
                 // Confirm before acting: a listing can skip a row when another moves.
-                if self.provider.issue(number).await?.is_none() {
-                    self.store.sync_remote_deleted(&self.actor, mapping).await?;
-                    report.deleted_remotely += 1;
+                match self.confirm_deleted(mapping, number).await {
+                    Ok(true) => report.deleted_remotely += 1,
+                    Ok(false) => {}
+                    Err(e) => contain.failed(report, &remote_key(mapping), &format!("#{number}"), e).await?,
                 }
             }
         }
+        if full {
+            report.queued_creates =
+                crate::sync::queue::queue_unmapped_tasks(&self.store, self.connection.id, self.connection.project_id)
+                    .await?;
+        }
+        contain.finish().await?;
         let value = serde_json::to_value(Watermarks { issues: watermark }).unwrap_or_default();
         crate::sync::cursor::save_watermarks(&self.store, self.connection.id, &value).await?;
         Ok(())
+    }
+
+    /// A mapped issue missing from a complete listing: gone, if a read of it
+    /// says so.
+    async fn confirm_deleted(&mut self, mapping: &SyncMapping, number: i64) -> SyncResult<bool> {
+        if self.provider.issue(number).await?.is_some() {
+            return Ok(false);
+        }
+        self.store.sync_remote_deleted(&self.actor, mapping).await?;
+        Ok(true)
+    }
+
+    /// A remote object a pass could not bring in, tried on its own:
+    /// `import:NUMBER` (an issue with no task yet) or a delivery object
+    /// (`release:ID`, `pipeline:ID`, `deployment:ID`, read with its feed).
+    pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
+        if let Some(text) = key.strip_prefix("import:") {
+            let Ok(number) = text.parse::<i64>() else { return Ok(()) };
+            let Some(issue) = self.provider.issue(number).await? else { return Ok(()) };
+            let mapped = self.store.sync_mappings_for(self.connection.id, LocalKind::Task, &[text]).await?;
+            if let Some(mapping) = mapped.first() {
+                return self.reconcile_issue(mapping, &issue).await.map(drop);
+            }
+            if !matches!(self.adopt_marked(&issue).await?, Marked::No) || issue.closed {
+                return Ok(());
+            }
+            let Some(imported) = self.imported(&issue) else { return Ok(()) };
+            let (project_id, connection_id) = (self.connection.project_id, self.connection.id);
+            self.store.sync_import_tasks(&self.actor, project_id, connection_id, &[imported]).await?;
+            return Ok(());
+        }
+        let mut report = PassReport::default();
+        let results = self.pull_delivery(&mut report).await;
+        // Validators seen here are not a pass's: the next pass reads afresh.
+        self.provider.etags().discard();
+        if let Some(listing) = report.listing_error() {
+            return Err(ProviderError::Malformed(listing.to_string()).into());
+        }
+        results?.into_iter().filter(|(k, _, _)| k == key).try_for_each(|(_, _, result)| result)
     }
 
     /// An unmapped issue with our marker for a task of this project that has
@@ -177,104 +242,125 @@ impl<P: RepoProvider> RepoSync<P> {
         Ok(Marked::Adopted)
     }
 
-    /// Creates local tasks for open issues made in the repository.
-    async fn import(&mut self, issues: &[Issue]) -> SyncResult<usize> {
+    /// Creates local tasks for open issues made in the repository. A batch
+    /// the store refuses is brought in one by one, so only the issue at
+    /// fault fails (recorded on its `import:NUMBER` key).
+    async fn import(&mut self, issues: &[Issue], report: &mut PassReport, contain: &Containment) -> SyncResult<usize> {
         let mut created = 0;
+        let (project_id, connection_id) = (self.connection.project_id, self.connection.id);
         for chunk in issues.chunks(IMPORT_BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for issue in chunk {
-                let remote = remote_fields(issue);
-                let mut local = Fields::new();
-                for (field, value) in &remote {
-                    if let Some(converted) = self.to_local(field, value) {
-                        local.insert(field.clone(), converted);
+            let batch: Vec<ImportedTask> = chunk.iter().filter_map(|issue| self.imported(issue)).collect();
+            match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &batch).await {
+                Ok(n) => created += n,
+                Err(e) if is_store_outage(&e) => return Err(e.into()),
+                Err(_) => {
+                    for issue in chunk {
+                        let Some(one) = self.imported(issue) else { continue };
+                        match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &[one]).await {
+                            Ok(n) => created += n,
+                            Err(e) => {
+                                let label = format!("#{}", issue.number);
+                                contain.failed(report, &import_key(issue), &label, e.into()).await?;
+                            }
+                        }
                     }
                 }
-                let Some(lane_id) = local.get("lane").and_then(Value::as_i64) else { continue };
-                local.entry("assignee".into()).or_insert(Value::Null);
-                let changes = local_changes(&local);
-                let title = local.get("title").and_then(Value::as_str).unwrap_or("(untitled)").to_string();
-                let base = Base { local, remote };
-                batch.push(ImportedTask {
-                    title,
-                    lane_id,
-                    fields: SyncedTask {
-                        description: changes.description,
-                        assignee_id: Some(changes.assignee_id.flatten()),
-                        labels: changes.labels,
-                        ..SyncedTask::default()
-                    },
-                    link: self.link(issue, &base, SyncState::InSync),
-                });
             }
-            created += self
-                .store
-                .sync_import_tasks(&self.actor, self.connection.project_id, self.connection.id, &batch)
-                .await?;
         }
         Ok(created)
     }
 
-    /// Pipelines, deployments and releases, upserted with source `sync`.
-    /// A listing the server does not offer is a capability, not a failure.
-    async fn pull_delivery(&mut self, report: &mut PassReport) -> SyncResult<()> {
-        let project = self.connection.project_id;
-        let mut capabilities = Capabilities { provider: P::NAME.into(), ..Capabilities::default() };
-        let pipelines = self.provider.pipelines().await;
-        match feed(pipelines, "pipelines", report)? {
-            None => {}
-            Some(Feed::Unavailable) => capabilities.actions = Some(false),
-            Some(Feed::Unchanged) => capabilities.actions = Some(true),
-            Some(Feed::Items(runs)) => {
-                capabilities.actions = Some(true);
-                for run in runs {
-                    let id = run.external_id.clone();
-                    skip_invalid(self.store.report_pipeline(&self.actor, project, run).await, "pipeline", &id)?;
-                    report.delivery += 1;
-                }
+    /// An open issue as a new local task with its mapping; `None` when no
+    /// lane can hold it.
+    fn imported(&self, issue: &Issue) -> Option<ImportedTask> {
+        let remote = remote_fields(issue);
+        let mut local = Fields::new();
+        for (field, value) in &remote {
+            if let Some(converted) = self.to_local(field, value) {
+                local.insert(field.clone(), converted);
             }
         }
+        let lane_id = local.get("lane").and_then(Value::as_i64)?;
+        local.entry("assignee".into()).or_insert(Value::Null);
+        let changes = local_changes(&local);
+        let title = local.get("title").and_then(Value::as_str).unwrap_or("(untitled)").to_string();
+        let base = Base::new(local, remote);
+        Some(ImportedTask {
+            title,
+            lane_id,
+            fields: SyncedTask {
+                description: changes.description,
+                assignee_id: Some(changes.assignee_id.flatten()),
+                labels: changes.labels,
+                ..SyncedTask::default()
+            },
+            link: self.link(issue, &base, SyncState::InSync),
+        })
+    }
+
+    /// Pipelines, deployments and releases, upserted with source `sync`, one
+    /// result per object. A listing the server does not offer is a
+    /// capability, not a failure; one that fails is the pass's (recorded in
+    /// `report`), and the others still come; a rate limit stops the pass.
+    async fn pull_delivery(&mut self, report: &mut PassReport) -> SyncResult<Vec<DeliveryResult>> {
+        let project = self.connection.project_id;
+        let mut results = Vec::new();
+        let mut capabilities = Capabilities { provider: P::NAME.into(), ..Capabilities::default() };
+        let pipelines = self.provider.pipelines().await;
+        capabilities.actions = match feed(pipelines, "pipelines", report)? {
+            None => None,
+            Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Unchanged) => Some(true),
+            Some(Feed::Items(runs)) => {
+                for run in runs {
+                    let (key, label) = (format!("pipeline:{}", run.external_id), format!("pipeline run {}", run.name));
+                    let result = self.store.report_pipeline(&self.actor, project, run).await.map(drop);
+                    results.push(delivered(key, label, result, report)?);
+                }
+                Some(true)
+            }
+        };
         let deployments = self.provider.deployments().await;
-        match feed(deployments, "deployments", report)? {
-            None => {}
-            Some(Feed::Unavailable) => capabilities.deployments = Some(false),
-            Some(Feed::Unchanged) => capabilities.deployments = Some(true),
+        capabilities.deployments = match feed(deployments, "deployments", report)? {
+            None => None,
+            Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(deployments)) => {
-                capabilities.deployments = Some(true);
                 for deployment in deployments {
                     let env = &deployment.environment;
+                    let key = format!("deployment:{}", deployment.report.external_id);
+                    let label = format!("deployment to {}", env.name);
                     let ensured = self
                         .store
                         .sync_ensure_environment(&self.actor, project, &env.name, env.kind, env.url.as_deref())
                         .await;
-                    let id = deployment.report.external_id.clone();
-                    skip_invalid(ensured, "environment", &env.name)?;
-                    skip_invalid(
-                        self.store.report_deployment(&self.actor, project, deployment.report).await,
-                        "deployment",
-                        &id,
-                    )?;
-                    report.delivery += 1;
+                    let result = match ensured {
+                        Ok(()) => self.store.report_deployment(&self.actor, project, deployment.report).await.map(drop),
+                        Err(e) => Err(e),
+                    };
+                    results.push(delivered(key, label, result, report)?);
                 }
+                Some(true)
             }
-        }
+        };
         let releases = self.provider.releases().await;
-        match feed(releases, "releases", report)? {
-            None => {}
-            Some(Feed::Unavailable) => capabilities.releases = Some(false),
-            Some(Feed::Unchanged) => capabilities.releases = Some(true),
+        capabilities.releases = match feed(releases, "releases", report)? {
+            None => None,
+            Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(releases)) => {
-                capabilities.releases = Some(true);
                 for release in releases {
-                    let id = release.external_id.clone();
-                    skip_invalid(self.store.sync_report_release(&self.actor, project, release).await, "release", &id)?;
-                    report.delivery += 1;
+                    let (key, label) =
+                        (format!("release:{}", release.external_id), format!("release {:?}", release.name));
+                    let result = self.store.sync_report_release(&self.actor, project, release).await.map(drop);
+                    results.push(delivered(key, label, result, report)?);
                 }
+                Some(true)
             }
-        }
+        };
         let value = serde_json::to_value(&capabilities).unwrap_or_default();
         crate::sync::cursor::save_capabilities(&self.store, self.connection.id, &value).await?;
-        Ok(())
+        Ok(results)
     }
 
     /// What a full pass would do, reading both sides and writing nothing.
@@ -282,7 +368,12 @@ impl<P: RepoProvider> RepoSync<P> {
         let mut plan = SyncPlan::default();
         let listing = self.provider.issues(None).await?;
         plan.requests = listing.requests;
-        let filter = TaskFilter { project_id: self.connection.project_id, limit: 1_000_000, ..TaskFilter::default() };
+        let filter = TaskFilter {
+            project_id: self.connection.project_id,
+            limit: 1_000_000,
+            include_archived: true,
+            ..TaskFilter::default()
+        };
         let tasks = self.store.list_tasks(&filter).await?;
         let mappings = self.store.sync_mappings(self.connection.id, LocalKind::Task).await?;
         let by_local: HashMap<i64, &SyncMapping> = mappings.iter().map(|m| (m.local_id, m)).collect();
@@ -296,29 +387,31 @@ impl<P: RepoProvider> RepoSync<P> {
         for issue in &listing.issues {
             match by_remote.get(issue.number.to_string().as_str()) {
                 None if !issue.closed && repo::marked_task(&issue.body).is_none() => {
-                    plan.create_local.push(format!("#{} {}", issue.number, issue.title))
+                    plan.tasks.create_local.push(format!("#{} {}", issue.number, issue.title))
                 }
                 None => {}
                 Some(mapping) if mapping.sync_state == SyncState::Deleted => {}
                 Some(mapping) => {
                     let Some(task) = tasks.iter().find(|t| t.id == mapping.local_id) else { continue };
-                    let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+                    let stored: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+                    let remote = remote_fields(issue);
+                    let base = stored.settled(&remote);
                     let clocks = Clocks { local: task.updated_at, remote: issue.updated_at };
                     let merged = merge::merge(
                         super::ISSUE_FIELDS,
                         &base,
                         &local_fields(task),
-                        &remote_fields(issue),
+                        &remote,
                         self,
                         self.policy,
                         clocks,
                     );
                     let names = |f: &Fields| f.keys().cloned().collect::<Vec<_>>();
                     if !merged.push.is_empty() {
-                        plan.push.push((task.key.clone(), names(&merged.push)));
+                        plan.tasks.push.push((task.key.clone(), names(&merged.push)));
                     }
                     if !merged.pull.is_empty() {
-                        plan.pull.push((task.key.clone(), names(&merged.pull)));
+                        plan.tasks.pull.push((task.key.clone(), names(&merged.pull)));
                     }
                     if !merged.conflicts.is_empty() {
                         plan.conflicts
@@ -328,9 +421,10 @@ impl<P: RepoProvider> RepoSync<P> {
             }
         }
         for task in &tasks {
-            let lane_syncs = self.lanes.iter().find(|l| l.id == task.lane_id).is_none_or(|l| l.sync);
             match by_local.get(&task.id) {
-                None if !task.archived && lane_syncs => plan.create_remote.push(format!("{} {}", task.key, task.title)),
+                None if mirrored(task, &self.lanes) => {
+                    plan.tasks.create_remote.push(format!("{} {}", task.key, task.title))
+                }
                 Some(m)
                     if m.sync_state != SyncState::Deleted && listing.complete && !listed.contains(&m.external_id) =>
                 {
@@ -339,51 +433,76 @@ impl<P: RepoProvider> RepoSync<P> {
                 _ => {}
             }
         }
+        plan.releases = self.plan_releases().await?;
+        Ok(plan)
+    }
+
+    /// The provider's releases against those recorded here.
+    async fn plan_releases(&self) -> SyncResult<ObjectPlan> {
+        let mut plan = ObjectPlan::default();
+        let Feed::Items(releases) = self.provider.releases().await? else { return Ok(plan) };
+        let known = self.store.provider_releases(self.connection.project_id, P::NAME).await?;
+        for release in releases {
+            match known.iter().find(|(id, ..)| *id == release.external_id) {
+                None => plan.create_local.push(release.name.clone()),
+                Some((_, name, status, tag)) => {
+                    let mut fields = Vec::new();
+                    if *name != release.name {
+                        fields.push("name".to_string());
+                    }
+                    if status != release.status.as_str() {
+                        fields.push("status".to_string());
+                    }
+                    if release.tag.is_some() && *tag != release.tag {
+                        fields.push("tag".to_string());
+                    }
+                    if !fields.is_empty() {
+                        plan.pull.push((release.name.clone(), fields));
+                    }
+                }
+            }
+        }
         Ok(plan)
     }
 }
 
 /// A delivery listing that failed does not stop the pass (issues still
-/// sync); it is an error of the pass, so it is retried. A rate limit stops it.
-fn feed<T>(
-    result: Result<Feed<T>, crate::sync::providers::http::ProviderError>,
-    what: &str,
-    report: &mut PassReport,
-) -> SyncResult<Option<Feed<T>>> {
+/// sync); it is the pass's error, so the connection shows it. A rate limit
+/// stops the pass.
+fn feed<T>(result: Result<Feed<T>, ProviderError>, what: &str, report: &mut PassReport) -> SyncResult<Option<Feed<T>>> {
     match result {
         Ok(feed) => Ok(Some(feed)),
         Err(e) if e.not_before().is_some() => Err(e.into()),
         Err(e) => {
-            report.errors.push(format!("{what}: {e}"));
+            report.listing_failed(what, &e);
             Ok(None)
         }
     }
 }
 
-/// A delivery row the store refuses (a provider's odd value) is skipped and
-/// logged; anything else stops the pass.
-fn skip_invalid<T>(result: Result<T, StoreError>, what: &str, id: &str) -> SyncResult<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(StoreError::Invalid(message)) => {
-            tracing::warn!("sync: skipped {what} {id}: {message}");
-            Ok(())
+/// One delivery object's result; the database going away ends the pass.
+fn delivered(
+    key: String,
+    label: String,
+    result: Result<(), StoreError>,
+    report: &mut PassReport,
+) -> SyncResult<DeliveryResult> {
+    match result.map_err(SyncError::from) {
+        Err(e) if stops_pass(&e) => Err(e),
+        Ok(()) => {
+            report.delivery += 1;
+            Ok((key, label, Ok(())))
         }
-        Err(e) => Err(SyncError::Store(e)),
+        failed => Ok((key, label, failed)),
     }
 }
 
-fn count(report: &mut PassReport, outcome: IssueOutcome) {
-    match outcome {
-        IssueOutcome::Unchanged | IssueOutcome::Skipped => report.unchanged += 1,
-        IssueOutcome::Created | IssueOutcome::Adopted => report.created_remote += 1,
-        IssueOutcome::Pushed => report.pushed += 1,
-        IssueOutcome::Pulled => report.pulled += 1,
-        IssueOutcome::PushedAndPulled => {
-            report.pushed += 1;
-            report.pulled += 1;
-        }
-        IssueOutcome::Conflict => report.conflicts += 1,
-        IssueOutcome::RemoteDeleted => report.deleted_remotely += 1,
-    }
+/// The key a mapped task's remote change is retried on.
+fn remote_key(mapping: &SyncMapping) -> String {
+    format!("{}task:{}", crate::sync::queue::REMOTE_PREFIX, mapping.local_id)
+}
+
+/// The key an issue with no task yet is retried on.
+fn import_key(issue: &Issue) -> String {
+    format!("import:{}", issue.number)
 }

@@ -11,23 +11,10 @@ use super::{ISSUE_FIELDS, RepoSync};
 use crate::domain::{LocalKind, SyncState, Task};
 use crate::store::StoreError;
 use crate::store::sync::{MappingUpdate, SyncMapping, SyncedTask};
+use crate::sync::error::SyncResult;
 use crate::sync::merge::{self, Base, Clocks, Convert, Fields};
-use crate::sync::plane::SyncResult;
 use crate::sync::providers::repo::{self, Issue, IssueWrite, RepoProvider};
-
-/// What one reconcile did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IssueOutcome {
-    Unchanged,
-    Created,
-    Adopted,
-    Pushed,
-    Pulled,
-    PushedAndPulled,
-    Conflict,
-    RemoteDeleted,
-    Skipped,
-}
+use crate::sync::report::ObjectOutcome;
 
 /// A task's shared fields, in local representation.
 pub fn local_fields(task: &Task) -> Fields {
@@ -111,43 +98,43 @@ impl<P: RepoProvider> RepoSync<P> {
     /// Reconciles a task after a local change (the outbox key `task:ID`).
     /// Converges a task with its remote copy; unless `remote_changed`, the
     /// remote read is skipped when no synced field changed locally.
-    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<IssueOutcome> {
+    pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<ObjectOutcome> {
         let task = match self.store.sync_read_task(task_id).await {
             Ok((task, _)) => task,
-            Err(StoreError::NotFound { .. }) => return Ok(IssueOutcome::Skipped),
+            Err(StoreError::NotFound { .. }) => return Ok(ObjectOutcome::Skipped),
             Err(e) => return Err(e.into()),
         };
         if task.project_id != self.connection.project_id {
-            return Ok(IssueOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         let Some(mapping) = self.store.sync_mapping(self.connection.id, LocalKind::Task, task_id).await? else {
             return self.create_remote(&task).await;
         };
         if mapping.sync_state == SyncState::Deleted {
-            return Ok(IssueOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
         if local_fields(&task) == base.local && mapping.sync_state == SyncState::InSync && !remote_changed {
-            return Ok(IssueOutcome::Unchanged);
+            return Ok(ObjectOutcome::Unchanged);
         }
-        let Ok(number) = mapping.external_id.parse::<i64>() else { return Ok(IssueOutcome::Skipped) };
+        let Ok(number) = mapping.external_id.parse::<i64>() else { return Ok(ObjectOutcome::Skipped) };
         match self.provider.issue(number).await? {
             Some(issue) => self.converge(task, &mapping, &issue).await,
             None => {
                 self.store.sync_remote_deleted(&self.actor, &mapping).await?;
-                Ok(IssueOutcome::RemoteDeleted)
+                Ok(ObjectOutcome::RemoteDeleted)
             }
         }
     }
 
     /// Reconciles a mapped task with its issue as a pass listed it.
-    pub async fn reconcile_issue(&mut self, mapping: &SyncMapping, issue: &Issue) -> SyncResult<IssueOutcome> {
+    pub async fn reconcile_issue(&mut self, mapping: &SyncMapping, issue: &Issue) -> SyncResult<ObjectOutcome> {
         if mapping.sync_state == SyncState::Deleted {
-            return Ok(IssueOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         let task = match self.store.sync_read_task(mapping.local_id).await {
             Ok((task, _)) => task,
-            Err(StoreError::NotFound { .. }) => return Ok(IssueOutcome::Skipped),
+            Err(StoreError::NotFound { .. }) => return Ok(ObjectOutcome::Skipped),
             Err(e) => return Err(e.into()),
         };
         let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
@@ -155,23 +142,32 @@ impl<P: RepoProvider> RepoSync<P> {
         if mapping.remote_version.as_deref() == Some(issue.updated_at.to_string().as_str())
             && local_fields(&task) == base.local
         {
-            return Ok(IssueOutcome::Unchanged);
+            return Ok(ObjectOutcome::Unchanged);
         }
         self.converge(task, mapping, issue).await
     }
 
-    async fn converge(&mut self, task: Task, mapping: &SyncMapping, issue: &Issue) -> SyncResult<IssueOutcome> {
-        let base: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+    async fn converge(&mut self, task: Task, mapping: &SyncMapping, issue: &Issue) -> SyncResult<ObjectOutcome> {
+        let stored: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
         let local = local_fields(&task);
         let remote = remote_fields(issue);
+        let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: issue.updated_at };
         let plan = merge::merge(ISSUE_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
         let open_conflicts =
             crate::sync::cursor::record_conflicts(&self.store, &self.actor, mapping, &task.key, &plan).await?;
         let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
-        let mut base = plan.base.clone();
         let mut issue = issue.clone();
         let pushed = !plan.push.is_empty();
+        if pushed {
+            // Written down before it is sent, so a crash after the server took
+            // it cannot make our own push look like an edit made there.
+            let intent = base.intending(&plan.push, &local);
+            self.store
+                .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&issue, &intent, state))
+                .await?;
+        }
+        let mut base = plan.base.clone();
         if pushed {
             self.step("task.before_push").await;
             issue = self.provider.update_issue(issue.number, &issue_write(&plan.push, task.id)).await?;
@@ -191,25 +187,25 @@ impl<P: RepoProvider> RepoSync<P> {
             self.store.sync_save_link(&self.actor, task.project_id, task.id, &link).await?;
         }
         Ok(match (pushed, pulled) {
-            _ if open_conflicts => IssueOutcome::Conflict,
-            (true, true) => IssueOutcome::PushedAndPulled,
-            (true, false) => IssueOutcome::Pushed,
-            (false, true) => IssueOutcome::Pulled,
-            (false, false) => IssueOutcome::Unchanged,
+            _ if open_conflicts => ObjectOutcome::Conflict,
+            (true, true) => ObjectOutcome::PushedAndPulled,
+            (true, false) => ObjectOutcome::Pushed,
+            (false, true) => ObjectOutcome::Pulled,
+            (false, false) => ObjectOutcome::Unchanged,
         })
     }
 
     /// Creates the issue of a task that has none, unless a recent issue
     /// already carries its marker (a create whose answer was lost).
-    async fn create_remote(&mut self, task: &Task) -> SyncResult<IssueOutcome> {
+    async fn create_remote(&mut self, task: &Task) -> SyncResult<ObjectOutcome> {
         let lane = self.lanes.iter().find(|l| l.id == task.lane_id);
         if task.archived || lane.is_some_and(|l| !l.sync) {
-            return Ok(IssueOutcome::Skipped);
+            return Ok(ObjectOutcome::Skipped);
         }
         let recent = self.provider.recent_issues().await?;
         if let Some(found) = recent.iter().find(|i| repo::marked_task(&i.body) == Some(task.id)) {
             self.adopt(task, found).await?;
-            return Ok(IssueOutcome::Adopted);
+            return Ok(ObjectOutcome::Adopted);
         }
         let local = local_fields(task);
         let mut remote = Fields::new();
@@ -223,12 +219,12 @@ impl<P: RepoProvider> RepoSync<P> {
         self.step("task.before_create").await;
         let issue = self.provider.create_issue(&issue_write(&remote, task.id)).await?;
         self.step("task.created_remotely").await;
-        let base = Base { local, remote: remote_fields(&issue) };
+        let base = Base::new(local, remote_fields(&issue));
         self.store
             .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&issue, &base, SyncState::InSync))
             .await?;
         self.step("task.linked").await;
-        Ok(IssueOutcome::Created)
+        Ok(ObjectOutcome::Created)
     }
 
     /// Links a task to an issue carrying its marker. The issue is taken as
@@ -242,7 +238,7 @@ impl<P: RepoProvider> RepoSync<P> {
                 local.insert(field.clone(), converted);
             }
         }
-        let base = Base { local, remote };
+        let base = Base::new(local, remote);
         self.store
             .sync_save_link(&self.actor, task.project_id, task.id, &self.link(issue, &base, SyncState::Pending))
             .await?;

@@ -6,7 +6,7 @@
 //! | `POST /hooks/{connection}` | a provider's webhook, verified the provider's way |
 //! | `POST /automation/{connection}` | a signed command from an n8n workflow |
 //! | `GET /healthz` | the process is up |
-//! | `GET /readyz` | the database answers and its schema is current |
+//! | `GET /readyz` | the database answers and its schema is current; lists the sync workers and what they wait for |
 //!
 //! The raw body is verified before it is parsed. An accepted delivery is
 //! stored in the inbox (deduplicated) and queues reconcile keys; the answer
@@ -192,7 +192,15 @@ async fn handle(state: &State, peer: SocketAddr, request: Request<Incoming>) -> 
 async fn ready(store: &Store) -> Answer {
     let known = crate::store::migrate::latest_known_version();
     match tokio::time::timeout(Duration::from_secs(3), store.schema_version()).await {
-        Ok(Ok(version)) if version == known => answer(StatusCode::OK, json!({ "status": "ready", "schema": version })),
+        Ok(Ok(version)) if version == known => {
+            // What the sync workers are doing is not this receiver's readiness, but it is what an operator asks next.
+            let workers =
+                match tokio::time::timeout(Duration::from_secs(3), super::registry::workers(store, None)).await {
+                    Ok(Ok(workers)) => json!(workers),
+                    _ => Value::Null,
+                };
+            answer(StatusCode::OK, json!({ "status": "ready", "schema": version, "workers": workers }))
+        }
         Ok(Ok(version)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the database schema is at version {version}, this mctl expects {known}: run `mctl migrate`"),

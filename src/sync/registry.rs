@@ -1,0 +1,134 @@
+//! The running sync workers, as they report themselves in `sync_worker`:
+//! what each is doing and what it waits for, so `mctl sync status`,
+//! `/readyz` and the console can say so. A worker writes its row every
+//! turn; a row not written for [`GONE_AFTER`] belongs to a worker that is
+//! gone (killed, or its machine lost).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::store::{Store, StoreResult};
+
+/// A worker silent this long is gone.
+pub const GONE_AFTER: Duration = Duration::from_secs(180);
+/// Rows of workers stopped or gone this long are removed.
+const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// What a worker is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    Working,
+    Idle,
+    /// Cannot go on until something comes back (the database).
+    Waiting,
+    Stopped,
+    /// Not heard from for [`GONE_AFTER`].
+    Gone,
+}
+
+impl WorkerState {
+    fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Working => "working",
+            WorkerState::Idle => "idle",
+            WorkerState::Waiting => "waiting",
+            WorkerState::Stopped => "stopped",
+            WorkerState::Gone => "gone",
+        }
+    }
+
+    fn from_db(state: &str) -> WorkerState {
+        match state {
+            "working" => WorkerState::Working,
+            "idle" => WorkerState::Idle,
+            "waiting" => WorkerState::Waiting,
+            _ => WorkerState::Stopped,
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One worker as `sync status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerView {
+    pub id: String,
+    /// The project's key, or none for a worker of every project.
+    pub project: Option<String>,
+    pub state: WorkerState,
+    pub detail: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub seen_at: OffsetDateTime,
+}
+
+/// Writes a worker's row (creating it on first report).
+pub async fn report(
+    store: &Store,
+    id: &str,
+    project_id: Option<i64>,
+    state: WorkerState,
+    detail: Option<&str>,
+) -> StoreResult<()> {
+    let client = store.client().await?;
+    let detail = detail.map(|d| crate::domain::text::clip(d, 500).into_owned());
+    client
+        .execute(
+            "INSERT INTO sync_worker (id, project_id, state, detail) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET state = $3, detail = $4, seen_at = now(),
+                 started_at = CASE WHEN sync_worker.state = 'stopped' THEN now() ELSE sync_worker.started_at END",
+            &[&id, &project_id, &state.as_str(), &detail],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Forgets workers that stopped or went silent a day ago.
+pub async fn forget_old(store: &Store) -> StoreResult<u64> {
+    let client = store.client().await?;
+    Ok(client
+        .execute(
+            "DELETE FROM sync_worker WHERE seen_at < now() - $1 * interval '1 second'",
+            &[&(FORGET_AFTER.as_secs() as f64)],
+        )
+        .await?)
+}
+
+/// The workers that serve `project_id` (theirs, and those of every
+/// project), or every worker without one; newest first.
+pub async fn workers(store: &Store, project_id: Option<i64>) -> StoreResult<Vec<WorkerView>> {
+    let client = store.client().await?;
+    let rows = client
+        .query(
+            "SELECT w.id, p.key, w.state, w.detail, w.started_at, w.seen_at,
+                    w.seen_at < now() - $2 * interval '1 second' AS silent
+             FROM sync_worker w LEFT JOIN project p ON p.id = w.project_id
+             WHERE $1::bigint IS NULL OR w.project_id = $1 OR w.project_id IS NULL
+             ORDER BY w.state = 'stopped', w.seen_at DESC, w.id",
+            &[&project_id, &(GONE_AFTER.as_secs() as f64)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let state = WorkerState::from_db(r.get(2));
+            let silent: bool = r.get(6);
+            WorkerView {
+                id: r.get(0),
+                project: r.get(1),
+                state: if silent && state != WorkerState::Stopped { WorkerState::Gone } else { state },
+                detail: r.get(3),
+                started_at: r.get(4),
+                seen_at: r.get(5),
+            }
+        })
+        .collect())
+}
