@@ -369,6 +369,24 @@ impl Store {
         Ok(())
     }
 
+    /// Writes down a push about to be sent: the mapping's base with the
+    /// push's intent (see `merge::Base::pushing`). One statement, committed
+    /// without waiting for the disk: a push is on the path of every local
+    /// edit, and losing the intent to a crash of the database itself (not
+    /// of mctl) costs at most a conflict to settle, never data.
+    pub async fn sync_save_intent(&self, mapping_id: i64, base: &Value) -> StoreResult<()> {
+        self.refuse_if_read_only()?;
+        let client = self.client().await?;
+        client
+            .execute(
+                "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true))
+                 UPDATE external_mapping SET base = $2, updated_at = now() FROM unflushed WHERE id = $1",
+                &[&mapping_id, base],
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn sync_set_mapping_state(
         &self,
         mapping_id: i64,

@@ -227,7 +227,7 @@ impl PlaneSync {
             // Written down before it is sent, so a crash after Plane took it
             // cannot make our own push look like an edit made in Plane.
             let intent = base.intending(&plan.push, &local);
-            self.store.sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &intent, state)).await?;
+            self.store.sync_save_intent(mapping.id, &serde_json::to_value(&intent).unwrap_or_default()).await?;
         }
         let mut base = plan.base.clone();
         if pushed {

@@ -163,9 +163,7 @@ impl<P: RepoProvider> RepoSync<P> {
             // Written down before it is sent, so a crash after the server took
             // it cannot make our own push look like an edit made there.
             let intent = base.intending(&plan.push, &local);
-            self.store
-                .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&issue, &intent, state))
-                .await?;
+            self.store.sync_save_intent(mapping.id, &serde_json::to_value(&intent).unwrap_or_default()).await?;
         }
         let mut base = plan.base.clone();
         if pushed {
