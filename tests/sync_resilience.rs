@@ -494,3 +494,24 @@ async fn the_plan_covers_cycles_and_modules_and_the_pass_agrees() {
     assert_eq!(s.store.list_cycles(s.project_id, today).await.unwrap().len(), 2);
     assert_eq!(s.store.sync_mappings(s.connection_id, LocalKind::Module).await.unwrap().len(), 2);
 }
+
+// 5''. A pass that cannot even start says why on its connection, not only in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_that_cannot_start_says_why_on_its_connection() {
+    let s = setup(0).await;
+    s.db.client()
+        .await
+        .execute(
+            "UPDATE integration_connection SET secret_ref = 'env:MCTL_TEST_NO_SUCH_TOKEN' WHERE id = $1",
+            &[&s.connection_id],
+        )
+        .await
+        .unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 1, "{:?}", report.errors);
+    let health = s.store.sync_health(s.project_id).await.unwrap();
+    assert_eq!(health[0].last_pass_ok, Some(false));
+    let error = health[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("MCTL_TEST_NO_SUCH_TOKEN"), "{error}");
+    assert_eq!(health[0].dead_letters, 1, "a missing secret will not heal by retrying: the pull is dead until revived");
+}

@@ -209,7 +209,8 @@ pub enum Loaded {
         report: Box<crate::snapshot::RestoreReport>,
         only: Vec<String>,
     },
-    SyncHealth(Vec<SyncHealth>),
+    /// Each connection's health, and the sync workers serving the project.
+    SyncHealth(Vec<SyncHealth>, Vec<crate::sync::registry::WorkerView>),
 }
 
 /// Marks silent agents offline, so the status Today and Risks show is honest
@@ -343,6 +344,9 @@ pub async fn fetch(store: &Store, actor: &Actor, project_id: i64, query: Query) 
             let report = store.restore_snapshot(&actor, id, &options, &|_| {}).await?;
             Loaded::RestorePlan { report: Box::new(report), only }
         }
-        Query::SyncHealth => Loaded::SyncHealth(store.sync_health(project_id).await?),
+        Query::SyncHealth => Loaded::SyncHealth(
+            store.sync_health(project_id).await?,
+            crate::sync::registry::workers(store, Some(project_id)).await?,
+        ),
     })
 }

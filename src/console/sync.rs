@@ -13,6 +13,7 @@ use super::state::AppState;
 use crate::domain::{Provider, SyncState, text};
 use crate::store::sync::{ConflictView, SyncHealth};
 use crate::sync::queue::DeadLetter;
+use crate::sync::registry::{WorkerState, WorkerView};
 
 /// A last good pass older than this means nothing has synced for a while.
 const STALE_AFTER_SECONDS: i64 = 15 * 60;
@@ -26,6 +27,8 @@ pub struct SyncView {
     /// One entry per connection of the project; `None` until first loaded.
     pub health: Option<Vec<SyncHealth>>,
     pub worker: LocalWorker,
+    /// The sync workers serving the project, as they report themselves.
+    pub workers: Vec<WorkerView>,
 }
 
 /// The sync worker a single-operator setup runs inside the console. `run`
@@ -233,6 +236,9 @@ pub fn risk_sections(state: &AppState) -> Vec<Section> {
             empty: "",
         });
     }
+    if let Some(section) = workers_section(&state.conn.sync, now) {
+        sections.push(section);
+    }
     let Some(issues) = &state.sync_issues else { return sections };
     let hint = |command| state.key_hint(Context::List, command);
     if !issues.conflicts.is_empty() {
@@ -265,6 +271,46 @@ pub fn risk_sections(state: &AppState) -> Vec<Section> {
         });
     }
     sections
+}
+
+/// Workers that wait for something or went silent, or — when the project
+/// has connections to sync and nothing serves them — that no worker runs.
+fn workers_section(view: &SyncView, now: OffsetDateTime) -> Option<Section> {
+    let syncable = view.health.as_deref().is_some_and(has_syncable_connection);
+    let troubled: Vec<&WorkerView> =
+        view.workers.iter().filter(|w| matches!(w.state, WorkerState::Waiting | WorkerState::Gone)).collect();
+    let serving = view.workers.iter().any(|w| matches!(w.state, WorkerState::Working | WorkerState::Idle))
+        || view.worker != LocalWorker::Off;
+    let mut rows: Vec<Row> = troubled.iter().map(|w| worker_row(w, now)).collect();
+    if syncable && !serving {
+        rows.insert(
+            0,
+            Row {
+                cells: vec![cell(
+                    "no sync worker is running: start `mctl sync run`, or :sync start here",
+                    0,
+                    Tone::Warn,
+                )],
+                target: Target::None,
+            },
+        );
+    }
+    (!rows.is_empty()).then(|| Section { title: format!("Sync workers ({})", rows.len()), rows, empty: "" })
+}
+
+fn worker_row(w: &WorkerView, now: OffsetDateTime) -> Row {
+    let (what, tone) = match w.state {
+        WorkerState::Gone => (format!("gone, seen {}", age(now, w.seen_at)), Tone::Muted),
+        _ => ("waiting".to_string(), Tone::Warn),
+    };
+    Row {
+        cells: vec![
+            cell(&w.id, 18, Tone::Accent),
+            cell(what, 14, tone),
+            cell(w.detail.clone().unwrap_or_default(), 0, Tone::Normal),
+        ],
+        target: Target::None,
+    }
 }
 
 fn several_connections<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
@@ -340,7 +386,7 @@ mod tests {
     }
 
     fn text_of(health: Vec<SyncHealth>) -> String {
-        summary(&SyncView { health: Some(health), worker: LocalWorker::Off }, NOW).long
+        summary(&SyncView { health: Some(health), worker: LocalWorker::Off, workers: vec![] }, NOW).long
     }
 
     #[test]
@@ -359,8 +405,11 @@ mod tests {
         let never = SyncHealth { last_pass_at: None, last_pass_ok: None, ..healthy("plane") };
         assert_eq!(text_of(vec![never]), "sync: plane never synced");
         assert_eq!(text_of(vec![healthy("a"), troubled, healthy("z")]), "sync: plane ✗2 conflicts !1 dead +2");
-        let here =
-            SyncView { health: Some(vec![healthy("plane")]), worker: LocalWorker::Running { run: 1, project_id: 1 } };
+        let here = SyncView {
+            health: Some(vec![healthy("plane")]),
+            worker: LocalWorker::Running { run: 1, project_id: 1 },
+            workers: vec![],
+        };
         let here = summary(&here, NOW);
         assert_eq!((here.long.as_str(), here.short.as_str()), ("sync(here): plane ✓ 2m", "sync(here): plane ✓ 2m"));
     }
@@ -368,8 +417,32 @@ mod tests {
     #[test]
     fn a_stale_pass_is_a_warning() {
         let old = SyncHealth { last_pass_at: Some(NOW - time::Duration::hours(3)), ..healthy("plane") };
-        let shown = summary(&SyncView { health: Some(vec![old]), worker: LocalWorker::Off }, NOW);
+        let shown = summary(&SyncView { health: Some(vec![old]), worker: LocalWorker::Off, workers: vec![] }, NOW);
         assert_eq!((shown.long.as_str(), shown.tone), ("sync: plane ✓ 3h", Tone::Warn));
+    }
+
+    #[test]
+    fn the_risks_say_when_no_worker_serves_the_connections_and_which_wait() {
+        let worker = |state| WorkerView {
+            id: "host-1#0".into(),
+            project: None,
+            state,
+            detail: Some("waiting for the database since 12s: connection refused".into()),
+            started_at: NOW - time::Duration::hours(1),
+            seen_at: NOW - time::Duration::minutes(5),
+        };
+        let view = |workers| SyncView { health: Some(vec![healthy("plane")]), worker: LocalWorker::Off, workers };
+        let section = workers_section(&view(vec![]), NOW).expect("nothing serves the connection");
+        assert!(section.rows[0].cells[0].text.contains("no sync worker is running"));
+        assert_eq!(workers_section(&view(vec![worker(WorkerState::Idle)]), NOW), None);
+        let section = workers_section(&view(vec![worker(WorkerState::Waiting)]), NOW).unwrap();
+        assert_eq!(section.rows.len(), 2, "no live worker, and the waiting one");
+        assert!(section.rows[1].cells[2].text.contains("connection refused"));
+        let gone = workers_section(&view(vec![worker(WorkerState::Gone), worker(WorkerState::Idle)]), NOW).unwrap();
+        assert_eq!(gone.rows.len(), 1);
+        assert!(gone.rows[0].cells[1].text.starts_with("gone"));
+        let none = SyncView { health: Some(vec![]), worker: LocalWorker::Off, workers: vec![] };
+        assert_eq!(workers_section(&none, NOW), None, "no connections, nothing to serve");
     }
 
     #[test]

@@ -458,11 +458,19 @@ impl Worker {
             return (outcome, Done::Nothing);
         }
         let (pull_every, full_every) = (self.options.pull_every, self.options.full_every);
+        let key = Key::parse(&job.key);
         let context = match self.context(job.connection_id).await {
             Ok(context) => context,
-            Err(e) => return (failed(&e), Done::Nothing),
+            Err(e) => {
+                // A pass that cannot even start (a missing secret, the reference
+                // data refused) is the connection's state now: say so there.
+                if let (Key::Pass { full }, false) = (key, e.is_database_outage()) {
+                    let error = e.to_string();
+                    let _ = super::cursor::save_pass(&self.store, job.connection_id, full, false, Some(&error)).await;
+                }
+                return (failed(&e), Done::Nothing);
+            }
         };
-        let key = Key::parse(&job.key);
         let result = match key {
             Key::Task { id, remote_changed } => {
                 context.reconcile_task(id, remote_changed).await.map(|o| (Outcome::Done, Done::Object(o)))

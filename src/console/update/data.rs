@@ -254,7 +254,7 @@ fn loaded(state: &mut AppState, id: u64, result: Result<Loaded, Failure>) -> Vec
             state.risks = Some(risks);
             state.sync_issues = Some(sync);
         }
-        Loaded::SyncHealth(health) => return sync::health_loaded(state, health),
+        Loaded::SyncHealth(health, workers) => return sync::health_loaded(state, health, workers),
         Loaded::Recovery(snapshots) => state.recovery = Some(snapshots),
         Loaded::Settings(data) => state.settings = Some(data),
         Loaded::Agents(agents) => state.agents = agents,
@@ -338,7 +338,7 @@ fn loaded_key(loaded: &Loaded) -> Option<QueryKey> {
         Loaded::Latest(_) => QueryKey::Latest,
         Loaded::SnapshotDiff { .. } => QueryKey::SnapshotDiff,
         Loaded::RestorePlan { .. } => QueryKey::RestorePlan,
-        Loaded::SyncHealth(_) => QueryKey::SyncHealth,
+        Loaded::SyncHealth(..) => QueryKey::SyncHealth,
     })
 }
 

@@ -10,6 +10,7 @@ use crate::console::rows::Target;
 use crate::console::state::{AppState, Screen, ToastLevel};
 use crate::console::sync::{self as view, LocalWorker};
 use crate::store::sync::SyncHealth;
+use crate::sync::registry::WorkerView;
 
 /// Sync health is read this often (in ticks, seconds): the worker's progress
 /// sends no change notification.
@@ -73,12 +74,14 @@ pub fn outcome_message(request: &MutationRequest, outcome: &Outcome) -> (ToastLe
     }
 }
 
-/// New health: kept for the status line. On the Risks screen, when the
-/// counts no longer match the rows shown, the rows are read again.
-pub fn health_loaded(state: &mut AppState, health: Vec<SyncHealth>) -> Vec<Effect> {
+/// New health: kept for the status line and the Risks screen's workers. On
+/// the Risks screen, when the counts no longer match the rows shown, the
+/// rows are read again.
+pub fn health_loaded(state: &mut AppState, health: Vec<SyncHealth>, workers: Vec<WorkerView>) -> Vec<Effect> {
     let conflicts: i64 = health.iter().map(|h| h.conflicts).sum();
     let dead: i64 = health.iter().map(|h| h.dead_letters).sum();
     state.conn.sync.health = Some(health);
+    state.conn.sync.workers = workers;
     let Some(issues) = &state.sync_issues else { return Vec::new() };
     // The conflict list stops at 500 rows.
     let shown_conflicts = issues.conflicts.len() as i64;
