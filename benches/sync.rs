@@ -135,7 +135,7 @@ fn main() {
             let report = w.drain().await.unwrap();
             idle.push(started.elapsed());
             let pass = &report.passes[0];
-            assert_eq!(pass.listed + pass.created_local + pass.pulled + pass.pushed, pass.listed);
+            assert_eq!(pass.listed + pass.created_local + pass.objects.pulled + pass.objects.pushed, pass.listed);
         }
         let requests = plane.requests();
         let per_type = |path: &str| requests.iter().filter(|r| r.method == "GET" && r.path.ends_with(path)).count();

@@ -562,7 +562,7 @@ async fn a_full_pass_with_a_failed_page_infers_no_deletion() {
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     assert_eq!(report.passes.len(), 1);
     assert!(report.passes[0].full);
-    assert_eq!(report.passes[0].deleted_remotely, 1);
+    assert_eq!(report.passes[0].objects.deleted_remotely, 1);
     assert!(s.store.task_by_key(&task.key).await.unwrap().archived);
     assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::Deleted);
     assert_eq!(s.db.count("task WHERE archived").await, 1);

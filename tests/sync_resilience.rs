@@ -294,7 +294,11 @@ async fn an_edit_made_after_a_crash_between_create_and_mapping_is_pushed() {
         // A full pass finds nothing left to do.
         queue::enqueue(&s.store, s.connection_id, queue::FULL).await.unwrap();
         let again = drain(&s).await;
-        assert_eq!(again.passes.iter().map(|p| p.pushed + p.pulled + p.conflicts).sum::<usize>(), 0, "{step}");
+        assert_eq!(
+            again.passes.iter().map(|p| p.objects.pushed + p.objects.pulled + p.objects.conflicts).sum::<usize>(),
+            0,
+            "{step}"
+        );
     }
 }
 

@@ -32,14 +32,10 @@ pub struct PassReport {
     /// Listing requests answered 304 (unchanged since last read).
     pub not_modified: usize,
     pub listed: usize,
-    /// Listed objects that needed nothing.
-    pub unchanged: usize,
+    /// What the listed objects came to (in the JSON beside the other counts).
+    #[serde(flatten)]
+    pub objects: ObjectCounts,
     pub created_local: usize,
-    pub created_remote: usize,
-    pub pulled: usize,
-    pub pushed: usize,
-    pub conflicts: usize,
-    pub deleted_remotely: usize,
     pub planning_changes: usize,
     /// Lanes made for Plane states on a connection's first pass.
     pub lanes_created: usize,
@@ -61,18 +57,7 @@ pub struct PassReport {
 impl PassReport {
     /// Counts one listed object's outcome.
     pub fn count(&mut self, outcome: ObjectOutcome) {
-        match outcome {
-            ObjectOutcome::Unchanged | ObjectOutcome::Skipped => self.unchanged += 1,
-            ObjectOutcome::Created | ObjectOutcome::Adopted => self.created_remote += 1,
-            ObjectOutcome::Pushed => self.pushed += 1,
-            ObjectOutcome::Pulled => self.pulled += 1,
-            ObjectOutcome::PushedAndPulled => {
-                self.pushed += 1;
-                self.pulled += 1;
-            }
-            ObjectOutcome::Conflict => self.conflicts += 1,
-            ObjectOutcome::RemoteDeleted => self.deleted_remotely += 1,
-        }
+        self.objects.count(outcome);
     }
 
     /// Records that one object failed (its key holds the failure).
@@ -94,13 +79,16 @@ impl PassReport {
     }
 }
 
-/// What the objects worked off one by one (outside a pass) came to.
+/// What reconciled objects came to: a pass's listed ones, or a drain's
+/// objects worked off one by one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ObjectCounts {
     pub created_remote: usize,
     pub pushed: usize,
     pub pulled: usize,
     pub conflicts: usize,
+    pub deleted_remotely: usize,
+    /// Needed nothing (or are not synced: archived, a lane that does not sync).
     pub unchanged: usize,
 }
 
@@ -115,7 +103,8 @@ impl ObjectCounts {
                 self.pulled += 1;
             }
             ObjectOutcome::Conflict => self.conflicts += 1,
-            ObjectOutcome::Unchanged | ObjectOutcome::Skipped | ObjectOutcome::RemoteDeleted => self.unchanged += 1,
+            ObjectOutcome::RemoteDeleted => self.deleted_remotely += 1,
+            ObjectOutcome::Unchanged | ObjectOutcome::Skipped => self.unchanged += 1,
         }
     }
 }

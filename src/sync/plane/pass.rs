@@ -132,7 +132,7 @@ impl PlaneSync {
                 }
                 // Confirm before acting: a listing is offset paging and can skip a row.
                 match self.confirm_deleted(mapping).await {
-                    Ok(true) => report.deleted_remotely += 1,
+                    Ok(true) => report.objects.deleted_remotely += 1,
                     Ok(false) => {}
                     Err(e) => {
                         let label = mapping.external_key.clone().unwrap_or_else(|| mapping.external_id.clone());

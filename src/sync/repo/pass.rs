@@ -167,7 +167,7 @@ impl<P: RepoProvider> RepoSync<P> {
                 let Ok(number) = mapping.external_id.parse::<i64>() else { continue };
                 // Confirm before acting: a listing can skip a row when another moves.
                 match self.confirm_deleted(mapping, number).await {
-                    Ok(true) => report.deleted_remotely += 1,
+                    Ok(true) => report.objects.deleted_remotely += 1,
                     Ok(false) => {}
                     Err(e) => contain.failed(report, &remote_key(mapping), &format!("#{number}"), e).await?,
                 }
