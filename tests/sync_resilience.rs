@@ -519,3 +519,36 @@ async fn a_pass_that_cannot_start_says_why_on_its_connection() {
     assert!(error.contains("MCTL_TEST_NO_SUCH_TOKEN"), "{error}");
     assert_eq!(health[0].dead_letters, 1, "a missing secret will not heal by retrying: the pull is dead until revived");
 }
+
+// A worker busy with one long job keeps saying it is there (else a long full
+// pass would show it as gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_busy_with_a_long_job_keeps_its_row_fresh() {
+    let s = setup(0).await;
+    let (hook, mut reached) = common::sync::crash_at("job.claimed");
+    let options = mission_control::sync::worker::WorkerOptions {
+        id: "busy".into(),
+        project_id: Some(s.project_id),
+        hook: Some(hook),
+        ..Default::default()
+    };
+    let mut busy = mission_control::sync::worker::Worker::new(
+        s.store.clone(),
+        options,
+        mission_control::sync::worker::Limiters::default(),
+    );
+    let running = tokio::spawn(async move { busy.run(std::future::pending()).await });
+    tokio::time::timeout(Duration::from_secs(20), reached.wait_for(|r| *r)).await.unwrap().unwrap();
+    let seen = || async {
+        let row = s.db.client().await.query_one("SELECT seen_at FROM sync_worker WHERE id = 'busy'", &[]).await;
+        row.map(|r| r.get::<_, time::OffsetDateTime>(0)).ok()
+    };
+    assert!(eventually(Duration::from_secs(5), || async { seen().await.is_some() }).await, "the row is written");
+    let first = seen().await.unwrap();
+    let beat = mission_control::sync::registry::BEAT_EVERY + Duration::from_secs(2);
+    assert!(
+        eventually(beat, || async { seen().await.is_some_and(|at| at > first) }).await,
+        "the row is written again while the job is still running"
+    );
+    running.abort();
+}

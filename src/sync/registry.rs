@@ -1,9 +1,11 @@
 //! The running sync workers, as they report themselves in `sync_worker`:
 //! what each is doing and what it waits for, so `mctl sync status`,
-//! `/readyz` and the console can say so. A worker writes its row every
-//! turn; a row not written for [`GONE_AFTER`] belongs to a worker that is
-//! gone (killed, or its machine lost).
+//! `/readyz` and the console can say so. A running worker's [`Presence`]
+//! writes its row every [`BEAT_EVERY`], on a task of its own so a long pass
+//! does not silence it; a row not written for [`GONE_AFTER`] belongs to a
+//! worker that is gone (killed, or its machine lost).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,6 +15,11 @@ use crate::store::{Store, StoreResult};
 
 /// A worker silent this long is gone.
 pub const GONE_AFTER: Duration = Duration::from_secs(180);
+/// How often a running worker writes its row.
+pub const BEAT_EVERY: Duration = Duration::from_secs(10);
+/// A row write taking longer is given up (the database is away; the next
+/// beat tries again).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows of workers stopped or gone this long are removed.
 const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -89,6 +96,63 @@ pub async fn report(
         )
         .await?;
     Ok(())
+}
+
+/// A running worker's row, kept current: the state lives in memory, a task
+/// writes it with `seen_at` every [`BEAT_EVERY`], and a change that must
+/// show at once (waiting, stopped) is written on the spot as well.
+pub struct Presence {
+    store: Store,
+    id: String,
+    project_id: Option<i64>,
+    now: Arc<Mutex<(WorkerState, Option<String>)>>,
+    beat: tokio::task::JoinHandle<()>,
+}
+
+impl Presence {
+    pub fn start(store: &Store, id: &str, project_id: Option<i64>) -> Presence {
+        let now = Arc::new(Mutex::new((WorkerState::Working, None)));
+        let beat = {
+            let (store, id, now) = (store.clone(), id.to_string(), now.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(BEAT_EVERY);
+                loop {
+                    every.tick().await;
+                    let (state, detail) = now.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    write(&store, &id, project_id, state, detail.as_deref()).await;
+                }
+            })
+        };
+        Presence { store: store.clone(), id: id.to_string(), project_id, now, beat }
+    }
+
+    /// The state the next beat writes.
+    pub fn set(&self, state: WorkerState, detail: Option<&str>) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = (state, detail.map(str::to_string));
+    }
+
+    /// The same, written now.
+    pub async fn set_now(&self, state: WorkerState, detail: Option<&str>) {
+        self.set(state, detail);
+        write(&self.store, &self.id, self.project_id, state, detail).await;
+    }
+
+    /// The worker ended: its row says so (and why), and old rows are forgotten.
+    pub async fn stop(self, why: Option<&str>) {
+        self.beat.abort();
+        let _ = self.beat.await;
+        write(&self.store, &self.id, self.project_id, WorkerState::Stopped, why).await;
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, forget_old(&self.store)).await;
+    }
+}
+
+/// [`report`], bounded, best effort: a failure is the database's, which the
+/// worker's own turn meets and reports.
+async fn write(store: &Store, id: &str, project_id: Option<i64>, state: WorkerState, detail: Option<&str>) {
+    match tokio::time::timeout(WRITE_TIMEOUT, report(store, id, project_id, state, detail)).await {
+        Ok(Err(e)) => tracing::debug!(worker = %id, error = %e, "sync: could not write the worker's state"),
+        Ok(Ok(())) | Err(_) => {}
+    }
 }
 
 /// Forgets workers that stopped or went silent a day ago.

@@ -4,7 +4,8 @@
 //!
 //! A worker outlives what it depends on. When the database goes away, hangs
 //! or restarts, the turn fails, the worker says it is waiting (in its
-//! `sync_worker` row once it can write one, and in the log), waits with
+//! `sync_worker` row, which its [`Presence`] writes every few seconds, once
+//! it can write one, and in the log), waits with
 //! capped backoff and carries on by itself; a provider's outage is each
 //! key's own failure, retried by the queue. It returns an error only when
 //! it cannot go on at all (the schema is newer than this binary, the
@@ -22,7 +23,7 @@ use super::plane::PlaneSync;
 use super::providers::http::RateLimiter;
 use super::providers::plane::DEFAULT_REQUESTS_PER_MINUTE;
 use super::queue::{self, FULL, Job, Outcome, PULL, REMOTE_PREFIX};
-use super::registry::{self, WorkerState};
+use super::registry::{Presence, WorkerState};
 use super::repo::AnyRepo;
 pub use super::report::DrainReport;
 use super::report::{ObjectOutcome, PassReport};
@@ -310,6 +311,7 @@ impl Worker {
         tokio::pin!(shutdown);
         let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
         let listener = tokio::spawn(listen(self.store.clone(), wake_tx));
+        let presence = Presence::start(&self.store, &self.options.id, self.options.project_id);
         let mut last_expiry: Option<Instant> = None;
         let mut schema_checked: Option<Instant> = None;
         let mut outage: Option<Outage> = None;
@@ -317,6 +319,7 @@ impl Worker {
         let mut recovered: Option<String> = None;
         let result = loop {
             let check_schema = outage.is_some() || schema_checked.is_none_or(|t| t.elapsed() >= SCHEMA_CHECK_EVERY);
+            presence.set(WorkerState::Working, recovered.as_deref());
             let turn = self.turn(&mut last_expiry, check_schema).await;
             let wait = match turn {
                 Ok(()) => {
@@ -333,12 +336,11 @@ impl Worker {
                         tracing::info!(worker = %self.options.id, "sync: {note}");
                         recovered = Some(note);
                     }
-                    self.report_state(WorkerState::Idle, recovered.as_deref()).await;
+                    presence.set(WorkerState::Idle, recovered.as_deref());
                     self.options.poll
                 }
                 Err(TurnError::Fatal(e)) => {
                     tracing::error!(worker = %self.options.id, error = %e, "sync: the worker cannot go on");
-                    self.report_state(WorkerState::Stopped, Some(&e.to_string())).await;
                     break Err(e);
                 }
                 Err(TurnError::Outage(error)) => {
@@ -360,7 +362,7 @@ impl Worker {
                         );
                     }
                     let detail = format!("waiting for the database since {}s: {error}", gone.since.elapsed().as_secs());
-                    self.report_state(WorkerState::Waiting, Some(&detail)).await;
+                    presence.set_now(WorkerState::Waiting, Some(&detail)).await;
                     wait
                 }
             };
@@ -370,9 +372,7 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => {}
             }
         };
-        if result.is_ok() {
-            self.report_state(WorkerState::Stopped, None).await;
-        }
+        presence.stop(result.as_ref().err().map(ToString::to_string).as_deref()).await;
         listener.abort();
         result
     }
@@ -388,7 +388,6 @@ impl Worker {
             }
         }
         bounded(self.schedule(false)).await?;
-        self.report_state(WorkerState::Working, None).await;
         let mut report = DrainReport::default();
         let drained = self.drain_into(&mut report).await;
         for error in &report.errors {
@@ -402,22 +401,6 @@ impl Worker {
             self.expire_silent_agents(after).await;
         }
         Ok(())
-    }
-
-    /// Writes the worker's row; a failure here is the database's, which the
-    /// turn itself will meet and report.
-    async fn report_state(&self, state: WorkerState, detail: Option<&str>) {
-        let written = tokio::time::timeout(
-            Duration::from_secs(5),
-            registry::report(&self.store, &self.options.id, self.options.project_id, state, detail),
-        )
-        .await;
-        if let Ok(Err(e)) = written {
-            tracing::debug!(worker = %self.options.id, error = %e, "sync: could not write the worker's state");
-        }
-        if state == WorkerState::Stopped {
-            let _ = tokio::time::timeout(Duration::from_secs(5), registry::forget_old(&self.store)).await;
-        }
     }
 
     /// Keeps agent status honest between console visits. A failure is logged,
