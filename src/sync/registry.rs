@@ -149,9 +149,9 @@ impl Presence {
 /// [`report`], bounded, best effort: a failure is the database's, which the
 /// worker's own turn meets and reports.
 async fn write(store: &Store, id: &str, project_id: Option<i64>, state: WorkerState, detail: Option<&str>) {
-    match tokio::time::timeout(WRITE_TIMEOUT, report(store, id, project_id, state, detail)).await {
-        Ok(Err(e)) => tracing::debug!(worker = %id, error = %e, "sync: could not write the worker's state"),
-        Ok(Ok(())) | Err(_) => {}
+    let written = tokio::time::timeout(WRITE_TIMEOUT, report(store, id, project_id, state, detail)).await;
+    if let Ok(Err(e)) = written {
+        tracing::debug!(worker = %id, error = %e, "sync: could not write the worker's state");
     }
 }
 
