@@ -6,10 +6,22 @@
 
 use std::time::Duration;
 
-use super::error::{SyncError, SyncResult};
+use super::error::{SyncError, SyncResult, is_store_outage};
 use super::queue;
 use super::report::PassReport;
-use crate::store::Store;
+use crate::store::sync::ImportedTask;
+use crate::store::{Actor, Store};
+
+/// New remote objects are created locally in batches of this many.
+const IMPORT_BATCH: usize = 500;
+
+/// A remote object to create locally: the task, its key and how an
+/// operator reads it (for when it fails).
+pub struct Import {
+    pub task: ImportedTask,
+    pub key: String,
+    pub label: String,
+}
 
 /// Whether an object's failure ends the whole pass.
 pub fn stops_pass(error: &SyncError) -> bool {
@@ -42,6 +54,36 @@ impl Containment {
         tracing::warn!(connection = self.connection_id, key, "sync: {object}: {message}");
         report.object_failed(object, &message);
         Ok(())
+    }
+
+    /// Creates local tasks for remote objects, in batches. A batch the store
+    /// refuses is brought in one by one, so only the object at fault fails
+    /// (recorded on its key). Returns how many were created.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        project_id: i64,
+        imports: Vec<Import>,
+        report: &mut PassReport,
+    ) -> SyncResult<usize> {
+        let mut created = 0;
+        for chunk in imports.chunks(IMPORT_BATCH) {
+            let batch: Vec<ImportedTask> = chunk.iter().map(|i| i.task.clone()).collect();
+            match self.store.sync_import_tasks(actor, project_id, self.connection_id, &batch).await {
+                Ok(n) => created += n,
+                Err(e) if is_store_outage(&e) => return Err(e.into()),
+                Err(_) => {
+                    for one in chunk {
+                        let single = std::slice::from_ref(&one.task);
+                        match self.store.sync_import_tasks(actor, project_id, self.connection_id, single).await {
+                            Ok(n) => created += n,
+                            Err(e) => self.failed(report, &one.key, &one.label, e.into()).await?,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(created)
     }
 
     /// Notes that the object of `key` synced.

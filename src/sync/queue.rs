@@ -24,6 +24,25 @@ pub const FULL: &str = "full";
 /// reconcile of that skips the remote read when no synced field changed.
 pub const REMOTE_PREFIX: &str = "remote:";
 
+/// `import:ID` is a remote object with no local copy yet that a pass could
+/// not bring in (`import:cycle:ID` for Plane's planning objects).
+pub const IMPORT_PREFIX: &str = "import:";
+
+/// One object's key: `task:42`, `cycle:7`, `release:5001`.
+pub fn object_key(kind: impl std::fmt::Display, id: impl std::fmt::Display) -> String {
+    format!("{kind}:{id}")
+}
+
+/// The key asking for an object's remote copy to be read: `remote:task:42`.
+pub fn remote_key(kind: impl std::fmt::Display, id: i64) -> String {
+    format!("{REMOTE_PREFIX}{kind}:{id}")
+}
+
+/// The key of a remote object to bring in: `import:ID`.
+pub fn import_key(remote_id: impl std::fmt::Display) -> String {
+    format!("{IMPORT_PREFIX}{remote_id}")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: i64,

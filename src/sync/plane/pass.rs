@@ -22,17 +22,15 @@ use super::tasks::{Membership, remote_fields};
 use crate::domain::{LocalKind, Priority, SyncState};
 use crate::store::StoreResult;
 use crate::store::sync::{ImportedTask, MappingUpdate, SyncMapping, SyncedTask};
-use crate::sync::contain::{Containment, stops_pass};
-use crate::sync::error::{SyncResult, is_store_outage};
+use crate::sync::contain::{Containment, Import, stops_pass};
+use crate::sync::error::SyncResult;
 use crate::sync::merge::{Base, Convert};
 use crate::sync::providers::plane::{EXTERNAL_SOURCE, WorkItem};
+use crate::sync::queue;
 use crate::sync::report::{ObjectOutcome, PassReport};
 
 /// Items changed up to this long before the watermark are read again.
 pub const OVERLAP: time::Duration = time::Duration::minutes(2);
-
-/// New remote items are created locally in batches of this many.
-const IMPORT_BATCH: usize = 500;
 
 /// The pass's resting point: the newest `updated_at` fully handled.
 #[derive(Debug, Clone, Default, serde::Deserialize, Serialize)]
@@ -102,13 +100,13 @@ impl PlaneSync {
             let (key, outcome) = match mappings.get(&item.id) {
                 Some(mapping) => (remote_key(mapping), self.reconcile_item(mapping, item, member.as_ref()).await),
                 None => match self.adopt(item, member.as_ref()).await {
-                    Ok(Some(outcome)) => (import_key(item), Ok(outcome)),
+                    Ok(Some(outcome)) => (queue::import_key(&item.id), Ok(outcome)),
                     Ok(None) => {
                         new_items.push((item.clone(), member));
                         watermark = watermark.max(Some(item.updated_at));
                         continue;
                     }
-                    Err(e) => (import_key(item), Err(e)),
+                    Err(e) => (queue::import_key(&item.id), Err(e)),
                 },
             };
             match outcome {
@@ -169,7 +167,7 @@ impl PlaneSync {
     /// `import:ID` and Plane's planning objects (`import:cycle:ID`): a
     /// remote object a pass could not bring in, tried again on its own.
     pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
-        let Some(rest) = key.strip_prefix("import:") else { return Ok(()) };
+        let Some(rest) = key.strip_prefix(queue::IMPORT_PREFIX) else { return Ok(()) };
         if let Some((kind @ ("cycle" | "module"), id)) = rest.split_once(':') {
             return self.import_planning_object(kind, id).await;
         }
@@ -227,37 +225,21 @@ impl PlaneSync {
         self.adopt_item(task, modules, item, membership).await.map(Some)
     }
 
-    /// Creates local tasks for work items made in Plane, in batches. A batch
-    /// the store refuses is brought in one by one, so only the item at fault
-    /// fails (recorded on its `import:ID` key).
+    /// Creates local tasks for work items made in Plane (see [`Containment::import`]).
     async fn import(
         &mut self,
         items: &[(WorkItem, Option<Membership>)],
         report: &mut PassReport,
         contain: &Containment,
     ) -> SyncResult<usize> {
-        let mut created = 0;
-        let (project_id, connection_id) = (self.connection.project_id, self.connection.id);
-        for chunk in items.chunks(IMPORT_BATCH) {
-            let batch: Vec<ImportedTask> =
-                chunk.iter().filter_map(|(item, membership)| self.imported(item, membership.as_ref())).collect();
-            match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &batch).await {
-                Ok(n) => created += n,
-                Err(e) if is_store_outage(&e) => return Err(e.into()),
-                Err(_) => {
-                    for (item, membership) in chunk {
-                        let Some(one) = self.imported(item, membership.as_ref()) else { continue };
-                        match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &[one]).await {
-                            Ok(n) => created += n,
-                            Err(e) => {
-                                contain.failed(report, &import_key(item), &self.item_label(item), e.into()).await?
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(created)
+        let imports = items
+            .iter()
+            .filter_map(|(item, membership)| {
+                let task = self.imported(item, membership.as_ref())?;
+                Some(Import { task, key: queue::import_key(&item.id), label: self.item_label(item) })
+            })
+            .collect();
+        contain.import(&self.actor, self.connection.project_id, imports, report).await
     }
 
     /// A work item as a new local task with its mapping; `None` when no lane
@@ -339,12 +321,7 @@ impl PlaneSync {
 
 /// The key a mapped task's remote change is retried on.
 fn remote_key(mapping: &SyncMapping) -> String {
-    format!("{}task:{}", crate::sync::queue::REMOTE_PREFIX, mapping.local_id)
-}
-
-/// The key a work item with no task yet is retried on.
-fn import_key(item: &WorkItem) -> String {
-    format!("import:{}", item.id)
+    queue::remote_key(LocalKind::Task, mapping.local_id)
 }
 
 /// Fills the local base with what the import writes for fields the

@@ -19,6 +19,7 @@ use crate::sync::contain::Containment;
 use crate::sync::error::SyncResult;
 use crate::sync::merge::{self, Base, Clocks, Convert, Fields};
 use crate::sync::providers::plane::{Cycle, Module};
+use crate::sync::queue;
 use crate::sync::report::{ObjectPlan, PassReport};
 
 /// Planning fields have the same representation on both sides.
@@ -263,8 +264,8 @@ impl<K: Planning> Pair<K> {
     /// The object's queue key: `cycle:ID`, or `import:cycle:ID` for a remote one.
     pub fn key(&self) -> String {
         match self {
-            Pair::Local { local, .. } => format!("{}:{}", K::KIND, K::local_id(local)),
-            Pair::Remote(remote) => format!("import:{}:{}", K::KIND, remote.id()),
+            Pair::Local { local, .. } => queue::object_key(K::KIND, K::local_id(local)),
+            Pair::Remote(remote) => queue::import_key(queue::object_key(K::KIND, remote.id())),
         }
     }
 
@@ -381,32 +382,22 @@ impl PlaneSync {
     /// The key of one planning object: `cycle:ID` or `module:ID` for a local
     /// one; its own failure is returned.
     pub async fn reconcile_planning_object(&mut self, kind: &str, id: i64) -> SyncResult<()> {
-        let results = match kind {
-            "cycle" => {
-                let listing = self.plane.cycles().await?;
-                self.reconcile_kind::<Cycles>(&listing.items, listing.complete, Scope::Local(id)).await?
-            }
-            _ => {
-                let listing = self.plane.modules().await?;
-                self.reconcile_kind::<Modules>(&listing.items, listing.complete, Scope::Local(id)).await?
-            }
-        };
-        self.refresh_links().await?;
-        results.into_iter().try_for_each(|(_, _, result)| result.map(drop))
+        self.reconcile_one(kind, Scope::Local(id)).await
     }
 
     /// `import:cycle:ID`, `import:module:ID`: a Plane object a pass could not
     /// bring in.
     pub(super) async fn import_planning_object(&mut self, kind: &str, remote_id: &str) -> SyncResult<()> {
-        let results = match kind {
-            "cycle" => {
-                let listing = self.plane.cycles().await?;
-                self.reconcile_kind::<Cycles>(&listing.items, listing.complete, Scope::Remote(remote_id)).await?
-            }
-            _ => {
-                let listing = self.plane.modules().await?;
-                self.reconcile_kind::<Modules>(&listing.items, listing.complete, Scope::Remote(remote_id)).await?
-            }
+        self.reconcile_one(kind, Scope::Remote(remote_id)).await
+    }
+
+    async fn reconcile_one(&mut self, kind: &str, scope: Scope<'_>) -> SyncResult<()> {
+        let results = if kind == LocalKind::Cycle.as_str() {
+            let listing = self.plane.cycles().await?;
+            self.reconcile_kind::<Cycles>(&listing.items, listing.complete, scope).await?
+        } else {
+            let listing = self.plane.modules().await?;
+            self.reconcile_kind::<Modules>(&listing.items, listing.complete, scope).await?
         };
         self.refresh_links().await?;
         results.into_iter().try_for_each(|(_, _, result)| result.map(drop))

@@ -23,18 +23,17 @@ use crate::domain::{LocalKind, SyncState};
 use crate::store::StoreError;
 use crate::store::sync::{ImportedTask, SyncMapping, SyncedTask};
 use crate::store::tasks::TaskFilter;
-use crate::sync::contain::{Containment, stops_pass};
-use crate::sync::error::{SyncError, SyncResult, is_store_outage};
+use crate::sync::contain::{Containment, Import, stops_pass};
+use crate::sync::error::{SyncError, SyncResult};
 use crate::sync::fields::mirrored;
 use crate::sync::merge::{self, Base, Clocks, Convert, Fields};
 use crate::sync::providers::http::ProviderError;
 use crate::sync::providers::repo::{self, Feed, Issue, RepoProvider};
+use crate::sync::queue;
 use crate::sync::report::{ObjectOutcome, ObjectPlan, PassReport, SyncPlan};
 
 /// Issues changed up to this long before the watermark are read again.
 pub const OVERLAP: time::Duration = time::Duration::minutes(2);
-
-const IMPORT_BATCH: usize = 500;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 struct Watermarks {
@@ -138,7 +137,7 @@ impl<P: RepoProvider> RepoSync<P> {
                         }
                         Err(e) => Err(e),
                     };
-                    (import_key(issue), outcome)
+                    (queue::import_key(issue.number), outcome)
                 }
             };
             match outcome {
@@ -198,7 +197,7 @@ impl<P: RepoProvider> RepoSync<P> {
     /// `import:NUMBER` (an issue with no task yet) or a delivery object
     /// (`release:ID`, `pipeline:ID`, `deployment:ID`, read with its feed).
     pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
-        if let Some(text) = key.strip_prefix("import:") {
+        if let Some(text) = key.strip_prefix(queue::IMPORT_PREFIX) {
             let Ok(number) = text.parse::<i64>() else { return Ok(()) };
             let Some(issue) = self.provider.issue(number).await? else { return Ok(()) };
             let mapped = self.store.sync_mappings_for(self.connection.id, LocalKind::Task, &[text]).await?;
@@ -242,32 +241,17 @@ impl<P: RepoProvider> RepoSync<P> {
         Ok(Marked::Adopted)
     }
 
-    /// Creates local tasks for open issues made in the repository. A batch
-    /// the store refuses is brought in one by one, so only the issue at
-    /// fault fails (recorded on its `import:NUMBER` key).
+    /// Creates local tasks for open issues made in the repository (see
+    /// [`Containment::import`]).
     async fn import(&mut self, issues: &[Issue], report: &mut PassReport, contain: &Containment) -> SyncResult<usize> {
-        let mut created = 0;
-        let (project_id, connection_id) = (self.connection.project_id, self.connection.id);
-        for chunk in issues.chunks(IMPORT_BATCH) {
-            let batch: Vec<ImportedTask> = chunk.iter().filter_map(|issue| self.imported(issue)).collect();
-            match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &batch).await {
-                Ok(n) => created += n,
-                Err(e) if is_store_outage(&e) => return Err(e.into()),
-                Err(_) => {
-                    for issue in chunk {
-                        let Some(one) = self.imported(issue) else { continue };
-                        match self.store.sync_import_tasks(&self.actor, project_id, connection_id, &[one]).await {
-                            Ok(n) => created += n,
-                            Err(e) => {
-                                let label = format!("#{}", issue.number);
-                                contain.failed(report, &import_key(issue), &label, e.into()).await?;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(created)
+        let imports = issues
+            .iter()
+            .filter_map(|issue| {
+                let task = self.imported(issue)?;
+                Some(Import { task, key: queue::import_key(issue.number), label: format!("#{}", issue.number) })
+            })
+            .collect();
+        contain.import(&self.actor, self.connection.project_id, imports, report).await
     }
 
     /// An open issue as a new local task with its mapping; `None` when no
@@ -313,7 +297,8 @@ impl<P: RepoProvider> RepoSync<P> {
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(runs)) => {
                 for run in runs {
-                    let (key, label) = (format!("pipeline:{}", run.external_id), format!("pipeline run {}", run.name));
+                    let (key, label) =
+                        (queue::object_key("pipeline", &run.external_id), format!("pipeline run {}", run.name));
                     let result = self.store.report_pipeline(&self.actor, project, run).await.map(drop);
                     results.push(delivered(key, label, result, report)?);
                 }
@@ -328,7 +313,7 @@ impl<P: RepoProvider> RepoSync<P> {
             Some(Feed::Items(deployments)) => {
                 for deployment in deployments {
                     let env = &deployment.environment;
-                    let key = format!("deployment:{}", deployment.report.external_id);
+                    let key = queue::object_key("deployment", &deployment.report.external_id);
                     let label = format!("deployment to {}", env.name);
                     let ensured = self
                         .store
@@ -351,7 +336,7 @@ impl<P: RepoProvider> RepoSync<P> {
             Some(Feed::Items(releases)) => {
                 for release in releases {
                     let (key, label) =
-                        (format!("release:{}", release.external_id), format!("release {:?}", release.name));
+                        (queue::object_key("release", &release.external_id), format!("release {:?}", release.name));
                     let result = self.store.sync_report_release(&self.actor, project, release).await.map(drop);
                     results.push(delivered(key, label, result, report)?);
                 }
@@ -499,10 +484,5 @@ fn delivered(
 
 /// The key a mapped task's remote change is retried on.
 fn remote_key(mapping: &SyncMapping) -> String {
-    format!("{}task:{}", crate::sync::queue::REMOTE_PREFIX, mapping.local_id)
-}
-
-/// The key an issue with no task yet is retried on.
-fn import_key(issue: &Issue) -> String {
-    format!("import:{}", issue.number)
+    queue::remote_key(LocalKind::Task, mapping.local_id)
 }

@@ -240,7 +240,8 @@ impl<P: RepoProvider> RepoSync<P> {
         self.store
             .sync_save_link(&self.actor, task.project_id, task.id, &self.link(issue, &base, SyncState::Pending))
             .await?;
-        crate::sync::queue::enqueue(&self.store, self.connection.id, &format!("task:{}", task.id)).await?;
+        let key = crate::sync::queue::object_key(LocalKind::Task, task.id);
+        crate::sync::queue::enqueue(&self.store, self.connection.id, &key).await?;
         Ok(())
     }
 }
