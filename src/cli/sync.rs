@@ -364,7 +364,9 @@ fn print_drain(report: &DrainReport) {
             o.created_remote, o.pushed, o.pulled, o.conflicts
         ));
     }
-    output::line(format!("{} key(s) processed, {} failed", report.jobs, report.failed));
+    let objects: usize = report.passes.iter().map(|p| p.failed_objects).sum();
+    let inside = if objects > 0 { format!(", {objects} object(s) failed inside passes") } else { String::new() };
+    output::line(format!("{} key(s) processed, {} failed{inside}", report.jobs, report.failed));
     for error in &report.errors {
         output::line(format!("  {error}"));
     }
@@ -409,7 +411,7 @@ fn unfinished(report: &DrainReport) -> String {
         parts.push(format!("{} key(s) left queued ({})", report.left_queued, waiting_for(report)));
     }
     format!(
-        "sync is not done: {}; run `mctl sync once` again later or keep `mctl sync run` running, and see `mctl sync status` and `mctl sync dead-letters`",
+        "sync is not done: {}; see `mctl sync status` and `mctl sync dead-letters`, then run it again",
         parts.join(", ")
     )
 }
@@ -456,9 +458,8 @@ fn print_workers(workers: &[crate::sync::registry::WorkerView]) {
     output::line("workers:");
     let now = time::OffsetDateTime::now_utc();
     for w in live {
-        let seen = (now - w.seen_at).whole_seconds().max(0);
         let detail = w.detail.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
-        output::line(format!("  {}  {}  seen {seen}s ago{detail}", w.id, w.state));
+        output::line(format!("  {}  {}  seen {} ago{detail}", w.id, w.state, super::delivery::age(now, w.seen_at)));
     }
 }
 

@@ -18,7 +18,7 @@ pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(24 * 3600);
 const BASE: Duration = Duration::from_secs(2);
 /// The longest wait between two attempts: an outage's end is noticed within
 /// this long.
-pub const CAP: Duration = Duration::from_secs(5 * 60);
+const CAP: Duration = Duration::from_secs(5 * 60);
 
 /// How long to wait before attempt `attempt + 1` (`attempt` ≥ 1 failures so
 /// far): 2 s doubling up to 5 minutes, with "equal jitter" (half fixed, half
