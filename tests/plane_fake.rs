@@ -500,7 +500,7 @@ async fn a_work_item_is_in_one_cycle_at_a_time() {
     let api = Api::start().await;
     let items = api.fake.seed_items(3);
 
-    let body = json!({
+    let mut body = json!({
         "name": "Sprint 1",
         "description": "first",
         "start_date": "2099-01-01",
@@ -508,6 +508,10 @@ async fn a_work_item_is_in_one_cycle_at_a_time() {
         "external_source": "mission-control",
         "external_id": "c1",
     });
+    // Plane's cycle serializer reads the project from the body.
+    let refused = api.post("cycles/", body.clone()).await;
+    assert_eq!((refused.status, refused.json()), (400, json!({ "non_field_errors": ["Project ID is required"] })));
+    body["project_id"] = json!(api.fake.project_id());
     let created = api.post("cycles/", body.clone()).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let sprint1 = created.json();
@@ -518,7 +522,7 @@ async fn a_work_item_is_in_one_cycle_at_a_time() {
     assert_eq!(conflict.json()["id"], id(&sprint1));
     let half = api.post("cycles/", json!({ "name": "Half", "start_date": "2099-01-01" })).await;
     assert_eq!(half.status, 400);
-    let sprint2 = api.post("cycles/", json!({ "name": "Sprint 2" })).await.json();
+    let sprint2 = api.post("cycles/", json!({ "name": "Sprint 2", "project_id": api.fake.project_id() })).await.json();
     let (c1, c2) = (id(&sprint1), id(&sprint2));
 
     let added = api.post(&format!("cycles/{c1}/cycle-issues/"), json!({ "issues": [items[0], items[1]] })).await;

@@ -66,6 +66,20 @@ pub struct MappingUpdate {
     pub error: Option<String>,
 }
 
+impl MappingUpdate {
+    /// The link of an object the provider refused part of (`reason`): in
+    /// error, with the reason for the operator, until a later sync clears it.
+    pub fn refused(mut self, reason: Option<&str>) -> MappingUpdate {
+        if let Some(reason) = reason {
+            if self.state == SyncState::InSync {
+                self.state = SyncState::Error;
+            }
+            self.error = Some(reason.to_string());
+        }
+        self
+    }
+}
+
 const MAPPING_COLUMNS: &str = "id, project_id, connection_id, local_kind, local_id, external_id, external_key, url, \
      coalesce(base, '{}'::jsonb) AS base, remote_version, sync_state, last_synced_at";
 
@@ -307,9 +321,20 @@ impl Store {
         Ok(task)
     }
 
-    /// The remote copy is gone: the task is archived (never deleted) and the
-    /// mapping marked, so the task is not pushed again as new.
+    /// The remote copy is gone (deleted, or archived: Plane's API shows an
+    /// archived work item to nobody): the task is archived (never deleted)
+    /// and the mapping marked, so the task is not pushed again as new.
     pub async fn sync_remote_deleted(&self, actor: &Actor, mapping: &SyncMapping) -> StoreResult<()> {
+        self.sync_remote_presence(actor, mapping, false).await
+    }
+
+    /// The remote copy is back (un-archived in Plane): the task that went
+    /// with it is un-archived and the same mapping syncs again.
+    pub async fn sync_remote_restored(&self, actor: &Actor, mapping: &SyncMapping) -> StoreResult<()> {
+        self.sync_remote_presence(actor, mapping, true).await
+    }
+
+    async fn sync_remote_presence(&self, actor: &Actor, mapping: &SyncMapping, present: bool) -> StoreResult<()> {
         self.refuse_if_read_only()?;
         let mut client = self.client().await?;
         let tx = Self::sync_transaction(&mut client, mapping.connection_id).await?;
@@ -319,13 +344,14 @@ impl Store {
             if let Some(lane) = lane {
                 lock_lanes(&tx, &[lane]).await?;
                 let before = lock_task(&tx, mapping.local_id, lane).await?;
-                if !before.archived {
-                    let after =
-                        apply_patch(&tx, &before, &TaskPatch { archived: Some(true), ..Default::default() }).await?;
+                if before.archived == present {
+                    let patch = TaskPatch { archived: Some(!present), ..Default::default() };
+                    let after = apply_patch(&tx, &before, &patch).await?;
+                    let verb = if present { "unarchive" } else { "archive" };
                     audit::record(
                         &tx,
                         actor,
-                        Change::new("task", "archive", Some(before.project_id))
+                        Change::new("task", verb, Some(before.project_id))
                             .entity(after.id, &after.key)
                             .before(&before)
                             .after(&after),
@@ -334,16 +360,17 @@ impl Store {
                 }
             }
         }
+        let (state, verb) = if present { ("pending", "remote_restored") } else { ("deleted", "remote_deleted") };
         tx.execute(
-            "UPDATE external_mapping SET sync_state = 'deleted', last_error = NULL, last_synced_at = now(), updated_at = now()
+            "UPDATE external_mapping SET sync_state = $2, last_error = NULL, last_synced_at = now(), updated_at = now()
              WHERE id = $1",
-            &[&mapping.id],
+            &[&mapping.id, &state],
         )
         .await?;
         audit::record(
             &tx,
             actor,
-            Change::new("mapping", "remote_deleted", Some(mapping.project_id))
+            Change::new("mapping", verb, Some(mapping.project_id))
                 .entity(mapping.id, &mapping.external_id)
                 .before(&serde_json::json!({ "local_kind": mapping.local_kind, "local_id": mapping.local_id })),
         )

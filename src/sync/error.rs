@@ -85,7 +85,12 @@ mod tests {
     #[test]
     fn failures_are_sorted_by_what_retrying_can_do() {
         let rejected = |status| {
-            SyncError::from(ProviderError::Rejected { request: "PATCH /x/".into(), status, message: "no".into() })
+            SyncError::from(ProviderError::Rejected {
+                request: "PATCH /x/".into(),
+                status,
+                message: "no".into(),
+                code: None,
+            })
         };
         assert_eq!(rejected(400).disposition(), Disposition::Final);
         assert_eq!(rejected(422).disposition(), Disposition::Final);
@@ -112,6 +117,7 @@ mod tests {
             request: "POST /api/v1/x/cycles/".into(),
             status: 400,
             message: "Project ID is required".into(),
+            code: None,
         };
         assert_eq!(error.to_string(), "rejected with HTTP 400: Project ID is required (POST /api/v1/x/cycles/)");
     }

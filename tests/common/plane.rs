@@ -26,7 +26,7 @@
 //! Anything else is a 404 (so `pages/` reports "no pages API", as on CE); a
 //! known path with another method is a 405.
 //!
-//! Lists are Plane's offset pages: `per_page` (default 100, at most 1000) and
+//! Lists are Plane's offset pages: `per_page` (default and at most 1000) and
 //! `cursor=per_page:page:is_prev`, answered in Plane's envelope
 //! (`next_cursor`, `next_page_results`, `total_count`, `results`, …).
 //! Work-item lists take `order_by` (`created_at`, `updated_at`,
@@ -71,7 +71,8 @@ const PRIORITIES: [&str; 5] = ["urgent", "high", "medium", "low", "none"];
 const STATE_GROUPS: [&str; 5] = ["backlog", "unstarted", "started", "completed", "cancelled"];
 const MODULE_STATUSES: [&str; 6] = ["backlog", "planned", "in-progress", "paused", "completed", "cancelled"];
 const MAX_PER_PAGE: i64 = 1000;
-const DEFAULT_PER_PAGE: i64 = 100;
+// plane: apps/api/plane/utils/paginator.py BasePaginator.paginate (default_per_page=1000, max_per_page=1000)
+const DEFAULT_PER_PAGE: i64 = 1000;
 const NOT_FOUND: &str = "The required object does not exist.";
 
 // ---------------------------------------------------------------------------
@@ -187,6 +188,7 @@ pub struct FakePlaneBuilder {
     members: Vec<(String, String)>,
     labels: Vec<String>,
     rate_limit: Option<(u32, Duration)>,
+    zones: (String, String),
 }
 
 impl FakePlaneBuilder {
@@ -234,9 +236,19 @@ impl FakePlaneBuilder {
     }
 
     /// Starts the server on a random local port.
+    /// The project's time zone (cycle days are its days) and the token
+    /// user's (every timestamp is rendered in it), as Plane does; default
+    /// both UTC. Only zones without daylight saving time are known here.
+    pub fn time_zones(mut self, project: &str, user: &str) -> Self {
+        assert!(zone_offset(project).is_some() && zone_offset(user).is_some(), "a zone the fake knows");
+        self.zones = (project.to_string(), user.to_string());
+        self
+    }
+
     pub async fn start(self) -> FakePlane {
         let project = Uuid::parse_str(&self.project_id).expect("a Plane project id is a uuid");
         let mut state = State::new(&self.workspace, project, &self.identifier, &self.token);
+        state.zones = self.zones.clone();
         for (display_name, email) in &self.members {
             state.add_member(display_name, email);
         }
@@ -283,6 +295,7 @@ impl FakePlane {
             members: Vec::new(),
             labels: Vec::new(),
             rate_limit: None,
+            zones: ("UTC".to_string(), "UTC".to_string()),
         }
     }
 
@@ -423,6 +436,30 @@ impl FakePlane {
         let st = self.lock();
         let id = Uuid::parse_str(id).ok()?;
         st.item_index.get(&id).map(|&k| st.item_json(&st.items[k]))
+    }
+
+    /// Archives a work item as Plane's app does: from then on the public
+    /// API lists it nowhere and answers 404 for it (`Issue.issue_objects`
+    /// excludes `archived_at` set; `plane/db/models/issue.py` IssueManager).
+    pub fn archive_item(&self, id: &str) {
+        let id = Uuid::parse_str(id).expect("a work item id is a uuid");
+        let mut st = self.lock();
+        let at = st.tick();
+        let k = st.item_index[&id];
+        st.items[k].archived_at = Some(at);
+        st.items[k].updated_at = at;
+        st.items_version += 1;
+    }
+
+    /// Un-archives a work item (its `updated_at` moves, as the model's save does).
+    pub fn unarchive_item(&self, id: &str) {
+        let id = Uuid::parse_str(id).expect("a work item id is a uuid");
+        let mut st = self.lock();
+        let at = st.tick();
+        let k = st.item_index[&id];
+        st.items[k].archived_at = None;
+        st.items[k].updated_at = at;
+        st.items_version += 1;
     }
 
     /// All work items in creation order.
@@ -692,6 +729,7 @@ struct Item {
     created_at: Micros,
     updated_at: Micros,
     completed_at: Option<Micros>,
+    archived_at: Option<Micros>,
 }
 
 struct Cycle {
@@ -816,6 +854,8 @@ struct State {
     log: Vec<RequestRecord>,
     rate: Option<RateLimit>,
     throttled: usize,
+    /// The project's and the token user's time zones.
+    zones: (String, String),
 }
 
 fn now_micros() -> Micros {
@@ -1018,6 +1058,7 @@ impl State {
             log: Vec::new(),
             rate: None,
             throttled: 0,
+            zones: ("UTC".to_string(), "UTC".to_string()),
         };
         st.created_at = st.tick();
         let seeds = [
@@ -1055,6 +1096,55 @@ impl State {
         OffsetDateTime::from_unix_timestamp_nanos(now as i128 * 1000).expect("now is in range").date()
     }
 
+    /// A timestamp as the API renders it: in the token user's time zone
+    /// (plane: apps/api/plane/api/views/base.py TimezoneMixin activates
+    /// `user.user_timezone`; DRF writes `Z` only for UTC).
+    fn shown(&self, us: Micros) -> String {
+        let offset = zone_offset(&self.zones.1).expect("a known zone");
+        if offset == 0 {
+            return stamp(us);
+        }
+        let at = OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000).expect("a timestamp in range");
+        let zone = time::UtcOffset::from_whole_seconds(offset * 60).expect("an offset");
+        let local = at.to_offset(zone);
+        let sign = if offset < 0 { '-' } else { '+' };
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}{sign}{:02}:{:02}",
+            local.year(),
+            local.month() as u8,
+            local.day(),
+            local.hour(),
+            local.minute(),
+            local.second(),
+            local.microsecond(),
+            offset.abs() / 60,
+            offset.abs() % 60
+        )
+    }
+
+    /// A cycle boundary day as Plane stores it: the project's 00:00:01 for a
+    /// start, 23:59 for an end, as an instant
+    /// (plane: apps/api/plane/utils/timezone_converter.py convert_to_utc).
+    fn cycle_instant(&self, day: &str, start: bool) -> Micros {
+        let date = parse_date(day).expect("a stored cycle day");
+        let offset = zone_offset(&self.zones.0).expect("a known zone");
+        let zone = time::UtcOffset::from_whole_seconds(offset * 60).expect("an offset");
+        let time = if start { time::Time::from_hms(0, 0, 1) } else { time::Time::from_hms(23, 59, 0) };
+        let at = time::PrimitiveDateTime::new(date, time.expect("a time")).assume_offset(zone);
+        (at.unix_timestamp_nanos() / 1000) as Micros
+    }
+
+    /// The project's day of a date or a date-time a client sent.
+    fn project_day(&self, text: &str) -> String {
+        match OffsetDateTime::parse(&text.replacen(' ', "T", 1), &time::format_description::well_known::Rfc3339) {
+            Ok(at) => {
+                let offset = zone_offset(&self.zones.0).expect("a known zone");
+                at.to_offset(time::UtcOffset::from_whole_seconds(offset * 60).expect("an offset")).date().to_string()
+            }
+            Err(_) => text.get(..10).unwrap_or(text).to_string(),
+        }
+    }
+
     fn common(&self, value: &mut Value) {
         value["project"] = json!(self.project_id.to_string());
         value["workspace"] = json!(self.workspace_id.to_string());
@@ -1069,6 +1159,7 @@ impl State {
             "identifier": self.identifier,
             "description": "",
             "network": 2,
+            "timezone": self.zones.0,
             "workspace": self.workspace_id.to_string(),
             "default_state": self.states.iter().find(|s| s.default).map(|s| s.id.to_string()),
             "cycle_view": true,
@@ -1243,10 +1334,10 @@ impl State {
             "type_id": null,
             "external_source": it.external_source,
             "external_id": it.external_id,
-            "created_at": stamp(it.created_at),
-            "updated_at": stamp(it.updated_at),
-            "archived_at": null,
-            "completed_at": opt_stamp(it.completed_at),
+            "created_at": self.shown(it.created_at),
+            "updated_at": self.shown(it.updated_at),
+            "archived_at": it.archived_at.map(|at| self.shown(at)),
+            "completed_at": it.completed_at.map(|at| self.shown(at)),
             "deleted_at": null,
             "is_draft": false,
             "created_by": null,
@@ -1262,6 +1353,9 @@ impl State {
         match body.get("description_html") {
             None => {}
             Some(Value::Null) => input.description_html = Some("<p></p>".to_string()),
+            // plane: apps/api/plane/api/serializers/issue.py IssueSerializer.validate —
+            // lxml's `html.fromstring("")` raises, answered as a non-field error.
+            Some(Value::String(s)) if s.trim().is_empty() => errors.add("non_field_errors", "Invalid HTML passed"),
             Some(Value::String(s)) => input.description_html = Some(s.clone()),
             Some(_) => errors.add("description_html", "Not a valid string."),
         }
@@ -1360,6 +1454,7 @@ impl State {
             created_at: at,
             updated_at: at,
             completed_at: completed.then_some(at),
+            archived_at: None,
         };
         self.next_sequence += 1;
         let json = self.item_json(&item);
@@ -1521,6 +1616,7 @@ impl State {
                 created_at: at,
                 updated_at: at,
                 completed_at: completed.then_some(at),
+                archived_at: None,
             };
             ids.push(item.id.to_string());
             self.insert_item(item, None);
@@ -1532,7 +1628,8 @@ impl State {
     fn ordered(&mut self, order: Order) -> &[usize] {
         let fresh = matches!(&self.order_cache, Some((v, o, _)) if *v == self.items_version && *o == order);
         if !fresh {
-            let mut positions: Vec<usize> = (0..self.items.len()).collect();
+            let mut positions: Vec<usize> =
+                (0..self.items.len()).filter(|&k| self.items[k].archived_at.is_none()).collect();
             match order {
                 Order::CreatedAsc => {}
                 Order::CreatedDesc => positions.reverse(),
@@ -1553,8 +1650,8 @@ impl State {
             };
         }
         let order = Order::parse(query.get("order_by").map(String::as_str), Order::CreatedDesc)?;
-        let window = PageWindow::of(query, self.items.len())?;
-        self.ordered(order);
+        let listed = self.ordered(order).len();
+        let window = PageWindow::of(query, listed)?;
         let positions = &self.order_cache.as_ref().unwrap().2;
         let results = positions[window.range()].iter().map(|&k| self.item_json(&self.items[k])).collect();
         Ok(Reply::ok(window.envelope(results)))
@@ -1596,8 +1693,8 @@ impl State {
             "id": c.id.to_string(),
             "name": c.name,
             "description": c.description,
-            "start_date": c.start_date,
-            "end_date": c.end_date,
+            "start_date": c.start_date.as_deref().map(|d| self.shown(self.cycle_instant(d, true))),
+            "end_date": c.end_date.as_deref().map(|d| self.shown(self.cycle_instant(d, false))),
             "owned_by": null,
             "view_props": {},
             "sort_order": c.sort_order,
@@ -1606,8 +1703,8 @@ impl State {
             "progress_snapshot": {},
             "logo_props": {},
             "timezone": "UTC",
-            "created_at": stamp(c.created_at),
-            "updated_at": stamp(c.updated_at),
+            "created_at": self.shown(c.created_at),
+            "updated_at": self.shown(c.updated_at),
             "created_by": null,
             "updated_by": null,
             "archived_at": null,
@@ -1634,8 +1731,24 @@ impl State {
         Ok(())
     }
 
+    /// plane: `cycle.end_date < timezone.now()`, the end being the project's 23:59.
     fn is_completed(&self, end: &Option<String>) -> bool {
-        end.as_deref().and_then(parse_date).is_some_and(|d| d < self.today())
+        end.as_deref().is_some_and(|d| self.cycle_instant(d, false) < now_micros() + self.clock_offset_us)
+    }
+
+    /// `POST cycles/` as the API view runs it: the dates check, then the
+    /// serializer's, which reads the project from the body
+    /// (plane: apps/api/plane/api/serializers/cycle.py CycleCreateSerializer.validate).
+    fn post_cycle(&mut self, body: &Map<String, Value>) -> Result<Value, Reply> {
+        let given = |f: &str| body.get(f).is_some_and(|v| !v.is_null());
+        if given("start_date") == given("end_date") && !given("project_id") {
+            return Err(Reply::error(400, json!({ "non_field_errors": ["Project ID is required"] })));
+        }
+        self.create_cycle(body)
+    }
+
+    fn is_archived(&self, id: Uuid) -> bool {
+        self.item_index.get(&id).is_some_and(|&k| self.items[k].archived_at.is_some())
     }
 
     fn create_cycle(&mut self, body: &Map<String, Value>) -> Result<Value, Reply> {
@@ -1649,8 +1762,8 @@ impl State {
         let mut errors = Errors::default();
         let name = name_field(body, true, &mut errors);
         let description = text_field(body, "description", &mut errors).flatten();
-        let start_date = date_field(body, "start_date", true, &mut errors).flatten();
-        let end_date = date_field(body, "end_date", true, &mut errors).flatten();
+        let start_date = date_field(body, "start_date", true, &mut errors).flatten().map(|d| self.project_day(&d));
+        let end_date = date_field(body, "end_date", true, &mut errors).flatten().map(|d| self.project_day(&d));
         let external_source = text_field(body, "external_source", &mut errors).flatten();
         let external_id = text_field(body, "external_id", &mut errors).flatten();
         errors.check()?;
@@ -1701,8 +1814,9 @@ impl State {
         let mut errors = Errors::default();
         let name = name_field(body, false, &mut errors);
         let description = text_field(body, "description", &mut errors);
-        let start_date = date_field(body, "start_date", true, &mut errors);
-        let end_date = date_field(body, "end_date", true, &mut errors);
+        let day = |d: Option<Option<String>>| d.map(|d| d.map(|d| self.project_day(&d)));
+        let start_date = day(date_field(body, "start_date", true, &mut errors));
+        let end_date = day(date_field(body, "end_date", true, &mut errors));
         let source = text_field(body, "external_source", &mut errors);
         let ext_id = text_field(body, "external_id", &mut errors);
         let sort_order = body.get("sort_order").map(|v| v.as_f64());
@@ -1761,10 +1875,14 @@ impl State {
     fn add_cycle_issues(&mut self, cycle: Uuid, body: &Map<String, Value>) -> Result<Value, Reply> {
         let Some(k) = self.cycles.iter().position(|c| c.id == cycle) else { return Err(Reply::not_found()) };
         let ids = self.issues_body(body)?;
+        // plane: apps/api/plane/api/views/cycle.py CycleIssueListCreateAPIEndpoint.post
         if self.is_completed(&self.cycles[k].end_date) {
             return Err(Reply::error(
                 400,
-                json!({ "error": "The Cycle has already been completed so no new issues can be added" }),
+                json!({
+                    "code": "CYCLE_COMPLETED",
+                    "message": "The Cycle has already been completed so no new issues can be added",
+                }),
             ));
         }
         for id in ids {
@@ -1829,8 +1947,8 @@ impl State {
             "external_source": m.external_source,
             "external_id": m.external_id,
             "logo_props": {},
-            "created_at": stamp(m.created_at),
-            "updated_at": stamp(m.updated_at),
+            "created_at": self.shown(m.created_at),
+            "updated_at": self.shown(m.updated_at),
             "created_by": null,
             "updated_by": null,
             "archived_at": null,
@@ -1859,14 +1977,23 @@ impl State {
         Ok(())
     }
 
+    /// plane: apps/api/plane/api/serializers/module.py — ModuleSerializer.create
+    /// raises a 400 naming the module and a code; ModuleUpdateSerializer.update
+    /// a 400 with the error only.
     fn module_name_conflict(&self, name: &Option<String>, this: Option<Uuid>) -> Result<(), Reply> {
         if let Some(name) = name
             && let Some(m) = self.modules.iter().find(|m| &m.name == name && Some(m.id) != this)
         {
-            return Err(Reply::error(
-                409,
-                json!({ "error": "Module with this name already exists", "id": m.id.to_string() }),
-            ));
+            let body = match this {
+                None => json!({
+                    "id": m.id.to_string(),
+                    "code": "MODULE_NAME_ALREADY_EXISTS",
+                    "error": "Module with this name already exists",
+                    "message": "Module with this name already exists",
+                }),
+                Some(_) => json!({ "error": "Module with this name already exists" }),
+            };
+            return Err(Reply::error(400, body));
         }
         Ok(())
     }
@@ -2269,10 +2396,13 @@ impl State {
             ("GET", Route::Project) => Ok(Reply::ok(self.project_json())),
             ("GET", Route::Items) => self.list_items(&query),
             ("POST", Route::Items) => body().and_then(|b| self.create_item(&b)).map(Reply::created),
+            // An archived work item is not in `Issue.issue_objects`: the
+            // detail view's `.get()` raises DoesNotExist, answered 404.
             ("GET", Route::Item(id)) => match self.item_index.get(&id) {
-                Some(&k) => Ok(Reply::ok(self.item_json(&self.items[k]))),
-                None => Err(Reply::not_found()),
+                Some(&k) if self.items[k].archived_at.is_none() => Ok(Reply::ok(self.item_json(&self.items[k]))),
+                _ => Err(Reply::not_found()),
             },
+            ("PATCH", Route::Item(id)) if self.is_archived(id) => Err(Reply::not_found()),
             ("PATCH", Route::Item(id)) => body().and_then(|b| self.patch_item(id, &b)).map(Reply::ok),
             ("DELETE", Route::Item(id)) => {
                 if self.delete_item(id) {
@@ -2304,7 +2434,7 @@ impl State {
                 let cycles: Vec<Value> = self.cycles.iter().rev().map(|c| self.cycle_json(c)).collect();
                 self.page_of(cycles, &query)
             }
-            ("POST", Route::Cycles) => body().and_then(|b| self.create_cycle(&b)).map(Reply::created),
+            ("POST", Route::Cycles) => body().and_then(|b| self.post_cycle(&b)).map(Reply::created),
             ("GET", Route::CycleOne(id)) => match self.cycles.iter().find(|c| c.id == id) {
                 Some(c) => Ok(Reply::ok(self.cycle_json(c))),
                 None => Err(Reply::not_found()),
@@ -2366,4 +2496,18 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "list",
         Value::Object(_) => "dict",
     }
+}
+
+/// Minutes east of UTC of the time zones the fake knows: ones without
+/// daylight saving time, so a fixed offset is the zone.
+fn zone_offset(zone: &str) -> Option<i32> {
+    Some(match zone {
+        "UTC" => 0,
+        "Asia/Kolkata" => 330,
+        "Asia/Tokyo" => 540,
+        "America/Sao_Paulo" => -180,
+        "Pacific/Pago_Pago" => -660,
+        "Pacific/Kiritimati" => 840,
+        _ => return None,
+    })
 }

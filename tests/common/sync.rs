@@ -26,6 +26,11 @@ pub struct Setup {
 /// that holds `items` work items (member `ana` matches the agent), not yet
 /// connected: work made now exists before the connection does.
 pub async fn unconnected(items: usize) -> Unconnected {
+    unconnected_on(items, FakePlane::builder()).await
+}
+
+/// [`unconnected`], with the fake Plane made from `plane` (its time zones, say).
+pub async fn unconnected_on(items: usize, plane: super::plane::FakePlaneBuilder) -> Unconnected {
     let db = TestDb::new().await;
     let store = db.store().await;
     let project = store.create_project(&actor("ops"), "SYN", "Sync", "").await.unwrap();
@@ -42,7 +47,7 @@ pub async fn unconnected(items: usize) -> Unconnected {
         )
         .await
         .unwrap();
-    let plane = FakePlane::builder().member("ana", "ana@example.com").member("zed", "zed@example.com").start().await;
+    let plane = plane.member("ana", "ana@example.com").member("zed", "zed@example.com").start().await;
     plane.seed_items(items);
     Unconnected { db, store, plane, project_id: project.id }
 }

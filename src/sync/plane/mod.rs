@@ -22,9 +22,12 @@ use super::error::{SyncError, SyncResult};
 use super::fields::{clean_title, local_label};
 use super::merge::{Convert, Policy};
 use super::providers::http::{ProviderError, RateLimiter};
-use super::providers::plane::{Label, Member, Plane, State};
+use super::providers::plane::{Label, Member, Plane, State, fit_name};
 use crate::domain::{Connection, Lane, LocalKind, Priority, Source};
 use crate::store::{Actor, Store, StoreError};
+
+/// Plane's description of a work item that has none (its model's default).
+pub const EMPTY_DESCRIPTION: &str = "<p></p>";
 
 /// The shared fields of a task, in merge order.
 pub const TASK_FIELDS: &[&str] =
@@ -50,6 +53,8 @@ pub struct PlaneSync {
     pub modules: Links,
     /// `PROJ` of `PROJ-12`.
     pub identifier: Option<String>,
+    /// The Plane project's time zone, which cycle days are read in.
+    pub timezone: Option<String>,
     /// Called at each step of a reconcile (tests stop a worker there).
     pub hook: Option<crate::sync::worker::Hook>,
     /// How long an object's transient failure is retried (the worker's setting).
@@ -113,6 +118,7 @@ impl PlaneSync {
             cycles: Links::default(),
             modules: Links::default(),
             identifier: None,
+            timezone: None,
             hook: None,
             retry_for: crate::sync::retry::DEFAULT_RETRY_FOR,
             refreshed_at: None,
@@ -122,12 +128,16 @@ impl PlaneSync {
         let client = store.client().await.map_err(SyncError::Store)?;
         let known = client
             .query_opt(
-                "SELECT capabilities -> 'identifier' FROM sync_cursor WHERE connection_id = $1",
+                "SELECT capabilities -> 'identifier', capabilities -> 'timezone' FROM sync_cursor WHERE connection_id = $1",
                 &[&sync.connection.id],
             )
             .await
             .map_err(StoreError::from)?;
-        sync.identifier = known.and_then(|r| r.get::<_, Option<Value>>(0)).and_then(|v| v.as_str().map(str::to_string));
+        let text = |column: usize| {
+            let value = known.as_ref().and_then(|r| r.get::<_, Option<Value>>(column));
+            value.and_then(|v| v.as_str().map(str::to_string))
+        };
+        (sync.identifier, sync.timezone) = (text(0), text(1));
         Ok(sync)
     }
 
@@ -329,8 +339,13 @@ impl Convert for PlaneSync {
 
     fn to_remote(&self, field: &str, local: &Value) -> Option<Value> {
         match field {
-            "title" | "priority" | "due" => Some(local.clone()),
-            "description" => Some(json!(super::markup::markdown_to_html(local.as_str().unwrap_or("")))),
+            "title" => Some(json!(fit_name(local.as_str().unwrap_or("")))),
+            "priority" | "due" => Some(local.clone()),
+            "description" => {
+                let html = super::markup::markdown_to_html(local.as_str().unwrap_or(""));
+                // Plane refuses an empty description ("Invalid HTML passed"); `<p></p>` is its own empty one.
+                Some(json!(if html.trim().is_empty() { EMPTY_DESCRIPTION.to_string() } else { html }))
+            }
             "lane" => self.state_for_lane(local.as_i64()?).map(|s| json!(s.id)),
             "assignee" => match local {
                 Value::Null => Some(json!([])),

@@ -66,6 +66,7 @@ impl PlaneSync {
             }
             let capabilities = self.plane.capabilities().await?;
             self.identifier = capabilities.identifier.clone();
+            self.timezone = capabilities.timezone.clone();
             self.save_capabilities(&serde_json::to_value(&capabilities).unwrap_or_default()).await?;
         }
         let mut contain = Containment::new(&self.store, self.connection.id, self.retry_for);

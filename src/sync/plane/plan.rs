@@ -74,7 +74,7 @@ impl PlaneSync {
                 plan.tasks.create_local.push(format!("{key} {}", clean_title(&item.name)));
             }
         }
-        let cycles = self.plane.cycles().await?;
+        let cycles = self.list_cycles().await?;
         let modules = self.plane.modules().await?;
         plan.requests += cycles.requests + modules.requests;
         plan.cycles = self.plan_kind::<Cycles>(&cycles.items).await?;

@@ -18,7 +18,7 @@ use crate::store::sync::{MappingUpdate, SyncMapping};
 use crate::sync::contain::Containment;
 use crate::sync::error::SyncResult;
 use crate::sync::merge::{self, Base, Clocks, Convert, Fields};
-use crate::sync::providers::plane::{Cycle, Module};
+use crate::sync::providers::plane::{Cycle, Module, cycle_day};
 use crate::sync::queue;
 use crate::sync::report::{ObjectPlan, PassReport};
 
@@ -96,6 +96,9 @@ pub(super) trait Planning {
     type Remote: RemoteObject;
 
     fn local_id(local: &Self::Local) -> i64;
+    /// Puts an object Plane answered with into the form its fields are read
+    /// from (cycle days in the project's time zone).
+    fn settle(_sync: &PlaneSync, _remote: &mut Self::Remote) {}
     fn local_name(local: &Self::Local) -> &str;
     fn local_fields(local: &Self::Local) -> Fields;
     fn remote_fields(remote: &Self::Remote) -> Fields;
@@ -125,6 +128,11 @@ impl Planning for Cycles {
     fn local_id(local: &Self::Local) -> i64 {
         local.id
     }
+    fn settle(sync: &PlaneSync, cycle: &mut Cycle) {
+        let zone = sync.timezone.as_deref();
+        let day = |text: &Option<String>| text.as_deref().and_then(|t| cycle_day(t, zone)).map(|d| d.to_string());
+        (cycle.start_date, cycle.end_date) = (day(&cycle.start_date), day(&cycle.end_date));
+    }
     fn local_name(local: &Self::Local) -> &str {
         &local.name
     }
@@ -140,8 +148,8 @@ impl Planning for Cycles {
         Fields::from([
             ("name".into(), json!(c.name)),
             ("description".into(), json!(c.description.clone().unwrap_or_default())),
-            ("start".into(), json!(c.start_date.as_deref().and_then(|d| d.get(..10)))),
-            ("end".into(), json!(c.end_date.as_deref().and_then(|d| d.get(..10)))),
+            ("start".into(), json!(c.start_date)),
+            ("end".into(), json!(c.end_date)),
         ])
     }
     fn body(fields: &Fields) -> Value {
@@ -234,11 +242,9 @@ impl Planning for Modules {
     }
 }
 
+/// A listed cycle's days (see [`PlaneSync::list_cycles`]).
 fn cycle_dates(found: &Cycle) -> Option<(time::Date, time::Date)> {
-    Some((
-        date(found.start_date.as_deref().and_then(|d| d.get(..10)))?,
-        date(found.end_date.as_deref().and_then(|d| d.get(..10)))?,
-    ))
+    Some((date(found.start_date.as_deref())?, date(found.end_date.as_deref())?))
 }
 
 /// Local fields → Plane's body, by `(field, Plane name)`.
@@ -336,6 +342,16 @@ impl Scope<'_> {
 }
 
 impl PlaneSync {
+    /// Plane's cycles with their start and end as the project's days
+    /// (`YYYY-MM-DD`), however Plane rendered the instants.
+    pub(super) async fn list_cycles(&self) -> SyncResult<crate::sync::providers::plane::Listing<Cycle>> {
+        let mut listing = self.plane.cycles().await?;
+        for cycle in &mut listing.items {
+            Cycles::settle(self, cycle);
+        }
+        Ok(listing)
+    }
+
     fn planning_link(&self, kind: LocalKind, id: &str, base: &Base) -> MappingUpdate {
         MappingUpdate {
             connection_id: self.connection.id,
@@ -359,7 +375,7 @@ impl PlaneSync {
         report: &mut PassReport,
         contain: &mut Containment,
     ) -> SyncResult<usize> {
-        let cycles = self.plane.cycles().await?;
+        let cycles = self.list_cycles().await?;
         let modules = self.plane.modules().await?;
         let requests = cycles.requests + modules.requests;
         let mut results = self.reconcile_kind::<Cycles>(&cycles.items, cycles.complete, Scope::All).await?;
@@ -393,7 +409,7 @@ impl PlaneSync {
 
     async fn reconcile_one(&mut self, kind: &str, scope: Scope<'_>) -> SyncResult<()> {
         let results = if kind == LocalKind::Cycle.as_str() {
-            let listing = self.plane.cycles().await?;
+            let listing = self.list_cycles().await?;
             self.reconcile_kind::<Cycles>(&listing.items, listing.complete, scope).await?
         } else {
             let listing = self.plane.modules().await?;
@@ -460,8 +476,23 @@ impl PlaneSync {
             }
             (Some(_), None) => Ok(PlanningChange::Unchanged),
             (None, None) => {
-                let (created, _): (K::Remote, bool) =
+                let (mut created, adopted): (K::Remote, bool) =
                     self.plane.create_planning(K::PATH, id, &K::body(&fields)).await?;
+                K::settle(self, &mut created);
+                // Adopted by name (Plane's modules): only one not linked to another object here.
+                let mappings = self.store.sync_mappings(self.connection.id, K::KIND).await?;
+                if adopted
+                    && let Some(other) = mappings.iter().find(|m| m.external_id == created.id() && m.local_id != id)
+                {
+                    return Err(crate::store::StoreError::invalid(format!(
+                        "Plane already has a {} named {:?}, linked to another {} here (#{}): rename one of them",
+                        K::KIND,
+                        K::local_name(local),
+                        K::KIND,
+                        other.local_id
+                    ))
+                    .into());
+                }
                 let base = Base::new(fields, K::remote_fields(&created));
                 self.store
                     .sync_save_link(&self.actor, project_id, id, &self.planning_link(K::KIND, created.id(), &base))
@@ -478,8 +509,9 @@ impl PlaneSync {
                 let plan = merge::merge(K::FIELDS, &base, &fields, &remote_fields, &Same, self.policy, clocks);
                 let mut base = plan.base.clone();
                 if !plan.push.is_empty() {
-                    let updated: K::Remote =
+                    let mut updated: K::Remote =
                         self.plane.update_planning(K::PATH, found.id(), &K::body(&plan.push)).await?;
+                    K::settle(self, &mut updated);
                     base.remote = K::remote_fields(&updated);
                 }
                 if !plan.pull.is_empty() {

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 use crate::store::sync::{MappingUpdate, SyncMapping, SyncedTask};
 use crate::sync::error::SyncResult;
 use crate::sync::merge::{self, Base, Clocks, Convert, Fields, MergePlan};
-use crate::sync::providers::plane::WorkItem;
+use crate::sync::providers::plane::{WorkItem, cycle_completed};
 use crate::sync::report::ObjectOutcome;
 
 /// A work item's cycle and modules, when a pass listed them.
@@ -126,6 +126,15 @@ fn local_changes(pull: &Fields) -> SyncedTask {
     changes
 }
 
+/// What the operator reads when Plane keeps a work item out of an ended cycle.
+fn cycle_refusal(task: &Task) -> String {
+    let cycle = task.cycle.as_deref().unwrap_or("?");
+    format!(
+        "Plane takes no new work items in cycle {cycle:?}, which has ended: move {} to an open cycle or clear its cycle",
+        task.key
+    )
+}
+
 fn parse_date(text: &str) -> Option<time::Date> {
     time::Date::parse(text, time::macros::format_description!("[year]-[month]-[day]")).ok()
 }
@@ -185,9 +194,20 @@ impl PlaneSync {
         item: &WorkItem,
         membership: Option<&Membership>,
     ) -> SyncResult<ObjectOutcome> {
-        if mapping.sync_state == SyncState::Deleted {
-            return Ok(ObjectOutcome::Skipped);
-        }
+        let restored;
+        let mapping = if mapping.sync_state == SyncState::Deleted {
+            // Listed again: it was archived in Plane (which the API shows as
+            // gone), and now it is not. Same task, same mapping.
+            self.store.sync_remote_restored(&self.actor, mapping).await?;
+            restored = self
+                .store
+                .sync_mapping(self.connection.id, LocalKind::Task, mapping.local_id)
+                .await?
+                .ok_or_else(|| StoreError::not_found("mapping of task", mapping.local_id.to_string()))?;
+            &restored
+        } else {
+            mapping
+        };
         let (task, modules) = match self.store.sync_read_task(mapping.local_id).await {
             Ok(found) => found,
             Err(StoreError::NotFound { .. }) => return Ok(ObjectOutcome::Skipped),
@@ -218,7 +238,8 @@ impl PlaneSync {
         let remote = remote_fields(item, membership, &stored);
         let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: item.updated_at };
-        let plan = merge::merge(TASK_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        let mut plan = merge::merge(TASK_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        self.keep_other_assignees(&mut plan.push, &remote, &base);
         let open_conflicts = self.record_conflicts(mapping, &task, &plan).await?;
         let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
         let mut item = item.clone();
@@ -230,20 +251,28 @@ impl PlaneSync {
             self.store.sync_save_intent(mapping.id, &serde_json::to_value(&intent).unwrap_or_default()).await?;
         }
         let mut base = plan.base.clone();
+        // A refusal stands while the task and the item are still in different cycles.
+        let still_apart = self.to_remote("cycle", &local["cycle"]).as_ref() != remote.get("cycle");
+        let mut refused = (mapping.sync_state == SyncState::Error && still_apart).then(|| cycle_refusal(&task));
         if pushed {
             self.step("task.before_push").await;
-            item = self.push(&item, &remote, &plan.push).await?;
+            let (updated, cycle_refused) = self.push(&item, &remote, &plan.push).await?;
+            item = updated;
+            if cycle_refused {
+                // The item stays in the cycle Plane has; the task keeps its own.
+                base.remote.insert("cycle".into(), remote.get("cycle").cloned().unwrap_or(Value::Null));
+                refused = Some(cycle_refusal(&task));
+            }
             self.step("task.pushed").await;
             // What Plane made of our values (it sanitizes HTML) is the new remote base.
             let answered = remote_fields(&item, None, &base);
             let pushed_only = plan.base_after_push(&mut base, &answered, &local);
-            self.store
-                .sync_save_link(&self.actor, task.project_id, task.id, &self.link(&item, &pushed_only, state))
-                .await?;
+            let link = self.link(&item, &pushed_only, state).refused(refused.as_deref());
+            self.store.sync_save_link(&self.actor, task.project_id, task.id, &link).await?;
             self.step("task.push_recorded").await;
         }
         let pulled = !plan.pull.is_empty();
-        let link = self.link(&item, &base, state);
+        let link = self.link(&item, &base, state).refused(refused.as_deref());
         if pulled {
             self.store.sync_update_task(&self.actor, task.id, task.version, &local_changes(&plan.pull), &link).await?;
         } else if !pushed {
@@ -258,18 +287,45 @@ impl PlaneSync {
         })
     }
 
+    /// Plane has several assignees, a task one: a local reassignment swaps
+    /// the member that stood for the previous assignee and keeps the others
+    /// (someone added in Plane stays).
+    fn keep_other_assignees(&self, push: &mut Fields, remote: &Fields, base: &Base) {
+        let Some(wanted) = push.get_mut("assignee") else { return };
+        let members = |value: Option<&Value>| -> BTreeSet<String> {
+            value
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let previous = base.local.get("assignee").and_then(|a| self.to_remote("assignee", a));
+        let mut assignees = members(remote.get("assignee"));
+        for member in members(previous.as_ref()) {
+            assignees.remove(&member);
+        }
+        assignees.extend(members(Some(wanted)));
+        *wanted = json!(assignees.into_iter().collect::<Vec<_>>());
+    }
+
     /// Sends local values: one PATCH for the item's own fields, then
-    /// membership calls. Returns the item as Plane now has it.
-    async fn push(&mut self, item: &WorkItem, remote: &Fields, push: &Fields) -> SyncResult<WorkItem> {
+    /// membership calls. Returns the item as Plane now has it, and whether
+    /// Plane kept it out of the task's cycle (a completed cycle takes no new
+    /// work items; everything else was still sent).
+    async fn push(&mut self, item: &WorkItem, remote: &Fields, push: &Fields) -> SyncResult<(WorkItem, bool)> {
         let body = item_body(push);
         let updated = if body.as_object().is_some_and(|b| !b.is_empty()) {
             self.plane.update_work_item(&item.id, &body).await?
         } else {
             item.clone()
         };
+        let mut cycle_refused = false;
         if let Some(cycle) = push.get("cycle") {
             match (cycle.as_str(), remote.get("cycle").and_then(Value::as_str)) {
-                (Some(new), _) => self.plane.add_to("cycles", new, &item.id).await?,
+                (Some(new), _) => match self.plane.add_to("cycles", new, &item.id).await {
+                    Ok(()) => {}
+                    Err(e) if cycle_completed(&e) => cycle_refused = true,
+                    Err(e) => return Err(e.into()),
+                },
                 (None, Some(old)) => self.plane.remove_from("cycles", old, &item.id).await?,
                 (None, None) => {}
             }
@@ -288,7 +344,7 @@ impl PlaneSync {
                 self.plane.remove_from("modules", module, &item.id).await?;
             }
         }
-        Ok(updated)
+        Ok((updated, cycle_refused))
     }
 
     /// Creates the work item of a task that has none.

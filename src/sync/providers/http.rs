@@ -40,9 +40,11 @@ pub enum ProviderError {
         "the provider refused the credentials (HTTP {status}, {request}): check the token the connection's secret reference points at"
     )]
     Unauthorized { request: String, status: u16 },
-    /// 4xx that will not heal by retrying, with the provider's own words.
+    /// 4xx that will not heal by retrying, with the provider's own words and,
+    /// where the provider gives one, its machine-readable reason (Plane's
+    /// `"code": "CYCLE_COMPLETED"`).
     #[error("rejected with HTTP {status}: {message} ({request})")]
-    Rejected { request: String, status: u16, message: String },
+    Rejected { request: String, status: u16, message: String, code: Option<String> },
     /// An answer that is not what the API documents.
     #[error("unexpected answer from the provider: {0}")]
     Malformed(String),
@@ -288,17 +290,22 @@ impl Http {
             answer.body = json()?;
             return Ok(answer);
         }
-        let message = json().ok().map(|v| error_message(&v)).unwrap_or_else(|| "no details".into());
+        let body = json().ok();
+        let message = body.as_ref().map(error_message).unwrap_or_else(|| "no details".into());
+        let field = |name: &str| body.as_ref().and_then(|v| v.get(name)).and_then(Value::as_str).map(str::to_string);
+        let (existing, code) = (field("id"), field("code"));
         let request = call.clone();
         Err(match status.as_u16() {
             status @ (401 | 403) => ProviderError::Unauthorized { request, status },
             status @ (404 | 410) => ProviderError::NotFound { request, status },
-            409 => match json().ok().as_ref().and_then(|v| v.get("id")).and_then(Value::as_str) {
-                Some(existing) => ProviderError::AlreadyExists { existing: existing.to_string() },
-                None => ProviderError::Rejected { request, status: 409, message },
-            },
+            // A 409 naming the object; Plane says a taken module name with a
+            // 400 and `"code": "MODULE_NAME_ALREADY_EXISTS"` instead.
+            409 if existing.is_some() => ProviderError::AlreadyExists { existing: existing.unwrap_or_default() },
+            400 if existing.is_some() && code.as_deref().is_some_and(|c| c.ends_with("_ALREADY_EXISTS")) => {
+                ProviderError::AlreadyExists { existing: existing.unwrap_or_default() }
+            }
             status if status >= 500 => ProviderError::Unavailable { request, status, message },
-            status => ProviderError::Rejected { request, status, message },
+            status => ProviderError::Rejected { request, status, message, code },
         })
     }
 }

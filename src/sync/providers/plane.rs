@@ -23,7 +23,48 @@ pub const EXTERNAL_SOURCE: &str = "mission-control";
 /// Plane's default budget for a personal token.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 60;
 
-const PAGE_SIZE: u32 = 100;
+/// Plane's largest page (`per_page` above it is a 400; `plane/utils/paginator.py`).
+const PAGE_SIZE: u32 = 1000;
+
+/// Plane's names (work items, cycles, modules) are `CharField(max_length=255)`.
+pub const MAX_NAME_CHARS: usize = 255;
+
+/// A name as Plane can hold it: one longer than [`MAX_NAME_CHARS`] is cut
+/// with a marker (the full one stays here).
+pub fn fit_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().count() <= MAX_NAME_CHARS {
+        return name.into();
+    }
+    let mut cut: String = name.chars().take(MAX_NAME_CHARS - 1).collect();
+    cut.push('…');
+    cut.into()
+}
+
+/// The day of a Plane cycle boundary, as the project sees it. Plane stores
+/// a cycle's start and end as instants (the project's midnight and 23:59, in
+/// its time zone) and renders them in the token user's time zone, so the
+/// first ten characters can be the day before or after. A bare date is
+/// taken as it is; without a known zone, the day the timestamp itself shows.
+pub fn cycle_day(text: &str, project_zone: Option<&str>) -> Option<time::Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(day) = time::Date::parse(text, format) {
+        return Some(day);
+    }
+    let instant: jiff::Timestamp = text.parse().ok()?;
+    let day = match project_zone.and_then(|z| jiff::tz::TimeZone::get(z).ok()) {
+        Some(zone) => zone.to_datetime(instant).date(),
+        // The day the text itself shows (`2026-12-10T00:00:01+05:30`).
+        None => text.get(..19)?.parse::<jiff::civil::DateTime>().ok()?.date(),
+    };
+    let month = time::Month::try_from(u8::try_from(day.month()).ok()?).ok()?;
+    time::Date::from_calendar_date(i32::from(day.year()), month, u8::try_from(day.day()).ok()?).ok()
+}
+
+/// Whether Plane refused to add work items to a cycle because it has ended
+/// (`POST cycles/{id}/cycle-issues/`: 400, `"code": "CYCLE_COMPLETED"`).
+pub fn cycle_completed(error: &ProviderError) -> bool {
+    matches!(error, ProviderError::Rejected { code: Some(code), .. } if code == "CYCLE_COMPLETED")
+}
 
 /// The connection settings Plane needs (`integration_connection.config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +193,9 @@ pub struct Capabilities {
     pub pages: bool,
     /// `PROJ` in `PROJ-12`.
     pub identifier: Option<String>,
+    /// The project's time zone (`Asia/Kolkata`): cycle days are its days.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// A list read page by page, newest first, stopping at a watermark.
@@ -315,6 +359,11 @@ impl Plane {
         let mut body = fields.clone();
         body["external_source"] = json!(EXTERNAL_SOURCE);
         body["external_id"] = json!(local_id.to_string());
+        if kind == "cycles" {
+            // Plane's cycle serializer reads the project from the body, not
+            // the path (`CycleCreateSerializer.validate`: "Project ID is required").
+            body["project_id"] = json!(self.config.project);
+        }
         match self.call(Method::POST, &format!("{kind}/"), Some(&body)).await {
             Ok(created) => Ok((created, false)),
             Err(ProviderError::AlreadyExists { existing }) => {
@@ -364,13 +413,14 @@ impl Plane {
     pub async fn capabilities(&self) -> ProviderResult<Capabilities> {
         let project: Value = self.http.send(Method::GET, &self.base, None).await?;
         let identifier = project.get("identifier").and_then(Value::as_str).map(str::to_string);
+        let timezone = project.get("timezone").and_then(Value::as_str).map(str::to_string);
         let pages = match self.http.send(Method::GET, &format!("{}pages/", self.base), None).await {
             Ok(_) => true,
             Err(ProviderError::NotFound { .. }) => false,
             Err(ProviderError::Rejected { status: 405, .. }) => false,
             Err(e) => return Err(e),
         };
-        Ok(Capabilities { pages, identifier })
+        Ok(Capabilities { pages, identifier, timezone })
     }
 }
 
@@ -380,5 +430,35 @@ fn path_id(id: &str) -> ProviderResult<&str> {
         Ok(id)
     } else {
         Err(ProviderError::Malformed(format!("an id that is not one: {:?}", crate::domain::text::clip(id, 40))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_day_is_the_projects_day_of_the_instant() {
+        let day = |text: &str, zone: Option<&str>| cycle_day(text, zone).map(|d| d.to_string());
+        // Kolkata's midnight, rendered for a UTC reader: the evening before.
+        assert_eq!(day("2026-12-09T18:30:01Z", Some("Asia/Kolkata")).as_deref(), Some("2026-12-10"));
+        assert_eq!(day("2026-12-10T00:00:01+05:30", Some("Asia/Kolkata")).as_deref(), Some("2026-12-10"));
+        // Pago Pago's 23:59, rendered in Kiritimati: two calendar days on.
+        assert_eq!(day("2026-12-12T00:59:00+14:00", Some("Pacific/Pago_Pago")).as_deref(), Some("2026-12-10"));
+        assert_eq!(day("2026-12-10", Some("Asia/Kolkata")).as_deref(), Some("2026-12-10"));
+        // No zone known, or one the database lacks: the day the text shows.
+        assert_eq!(day("2026-12-09T18:30:01Z", None).as_deref(), Some("2026-12-09"));
+        assert_eq!(day("2026-12-09T18:30:01Z", Some("Mars/Olympus")).as_deref(), Some("2026-12-09"));
+        assert_eq!(day("yesterday", None), None);
+    }
+
+    #[test]
+    fn a_name_longer_than_plane_holds_is_cut_with_a_marker() {
+        assert_eq!(fit_name("short"), "short");
+        let long = "é".repeat(300);
+        let fitted = fit_name(&long);
+        assert_eq!(fitted.chars().count(), MAX_NAME_CHARS);
+        assert!(fitted.ends_with('…'));
+        assert_eq!(fit_name(&"a".repeat(255)).chars().count(), 255);
     }
 }
