@@ -59,17 +59,46 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                 } else {
                     let mut pg = target.pg.clone();
                     pg.connect_timeout(std::time::Duration::from_secs(3));
-                    Some(pg.connect(tokio_postgres::NoTls).await.is_ok())
+                    let tls = target.tls.connector().map_err(crate::error::Error::Usage)?;
+                    Some(pg.connect(tls).await.is_ok())
                 };
+            let roots = target.tls.roots.as_ref().map(|r| r.to_string());
+            let client_certificate = target.tls.client.as_ref().map(|(cert, _)| cert.display().to_string());
             if ctx.json {
+                let origins: serde_json::Map<String, serde_json::Value> =
+                    target.origins.iter().map(|(k, o)| (k.clone(), json!(o))).collect();
                 return output::json(&json!({
                     "source": target.source,
                     "database": target.describe(),
+                    "sslmode": target.tls.mode,
+                    "sslrootcert": roots,
+                    "client_certificate": client_certificate,
+                    "parameters_from": origins,
                     "reachable": reachable,
                     "embedded": status,
                 }));
             }
             output::line(format!("database:   {} (from {})", target.describe(), target.source.describe()));
+            if target.embedded.is_none() {
+                let mut tls = format!("sslmode={}", target.tls.mode.as_str());
+                if let Some(roots) = &roots {
+                    tls.push_str(&format!(", CA from {roots}"));
+                }
+                if let Some(cert) = &client_certificate {
+                    tls.push_str(&format!(", client certificate {cert}"));
+                }
+                output::line(format!("tls:        {tls}"));
+                // Names and where each came from; never a value (a password among them).
+                let origins: Vec<String> = target
+                    .origins
+                    .iter()
+                    .filter(|(_, origin)| origin != "the connection string")
+                    .map(|(key, origin)| format!("{key} from {origin}"))
+                    .collect();
+                if !origins.is_empty() {
+                    output::line(format!("settings:   {}", origins.join(", ")));
+                }
+            }
             output::line(format!(
                 "reachable:  {}",
                 match reachable {
@@ -133,6 +162,11 @@ pub fn config(ctx: &Context, command: ConfigCommand) -> Result<()> {
             table.row(["embedded cluster".to_string(), paths.cluster_dir.display().to_string()]);
             table.row(["state".to_string(), paths.state_dir.display().to_string()]);
             table.row(["logs".to_string(), paths.log_dir.display().to_string()]);
+            let database = match ctx.target() {
+                Ok(target) => format!("{} (from {})", target.describe(), target.source.describe()),
+                Err(e) => e.to_string(),
+            };
+            table.row(["database".to_string(), database]);
             table.print();
             Ok(())
         }

@@ -1,10 +1,15 @@
 //! Which PostgreSQL to use, and getting a migrated [`Store`] on it.
 //!
 //! Resolution order: `--database-url`, `MC_DATABASE_URL`, `DATABASE_URL`,
-//! `database_url` in the config file, and finally the embedded local cluster,
-//! so a first run needs no set-up at all.
+//! `database_url` in the config file; then libpq's own conventions
+//! (`PGHOST`, `PGSERVICE`, … — see [`conninfo`]); and finally the embedded
+//! local cluster, so a first run needs no set-up at all. Whatever string is
+//! chosen is completed the libpq way (service file, `PG*` variables,
+//! `~/.pgpass`), so a password never needs to be in a URL.
 
+pub mod conninfo;
 pub mod embedded;
+pub mod tls;
 
 use std::str::FromStr;
 
@@ -23,6 +28,8 @@ pub enum TargetSource {
     McDatabaseUrl,
     DatabaseUrl,
     ConfigFile,
+    /// `PGHOST`, `PGSERVICE` and the other libpq variables, with no URL.
+    Libpq,
     Embedded,
 }
 
@@ -33,6 +40,7 @@ impl TargetSource {
             TargetSource::McDatabaseUrl => "MC_DATABASE_URL",
             TargetSource::DatabaseUrl => "DATABASE_URL",
             TargetSource::ConfigFile => "database_url in the config file",
+            TargetSource::Libpq => "the PG* environment variables",
             TargetSource::Embedded => "the embedded cluster",
         }
     }
@@ -42,6 +50,9 @@ impl TargetSource {
 pub struct Target {
     pub source: TargetSource,
     pub pg: tokio_postgres::Config,
+    pub tls: tls::TlsSettings,
+    /// Where each connection parameter came from (names only, no values).
+    pub origins: Vec<(String, String)>,
     /// Set when the target is the embedded cluster, which may need starting.
     pub embedded: Option<EmbeddedCluster>,
 }
@@ -65,27 +76,63 @@ impl Target {
 
 /// Picks the database to talk to. Does not connect.
 pub fn resolve(flag: Option<&str>, config: &Config, paths: &Paths) -> Result<Target> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    resolve_in(flag, config, paths, &conninfo::ProcessEnv)
+}
+
+/// [`resolve`] with the environment given (tests).
+pub fn resolve_in(
+    flag: Option<&str>,
+    config: &Config,
+    paths: &Paths,
+    env: &dyn conninfo::Environment,
+) -> Result<Target> {
+    let var = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
     let candidates = [
         (TargetSource::Flag, flag.map(str::to_string)),
-        (TargetSource::McDatabaseUrl, env("MC_DATABASE_URL")),
-        (TargetSource::DatabaseUrl, env("DATABASE_URL")),
+        (TargetSource::McDatabaseUrl, var("MC_DATABASE_URL")),
+        (TargetSource::DatabaseUrl, var("DATABASE_URL")),
         (TargetSource::ConfigFile, config.database_url.clone()),
     ];
-    for (source, value) in candidates {
-        if let Some(url) = value {
-            let pg = tokio_postgres::Config::from_str(url.trim()).map_err(|e| {
-                // The URL itself may hold a password: never echo it.
-                Error::Usage(format!(
-                    "the database URL from {} is not valid ({e}): use postgres://user@host:port/db",
-                    source.describe()
-                ))
-            })?;
-            return Ok(Target { source, pg, embedded: None });
+    let chosen = candidates.into_iter().find_map(|(source, value)| Some((source, value?)));
+    let (source, text) = match chosen {
+        Some(found) => found,
+        None if conninfo::environment_names_a_server(env) => (TargetSource::Libpq, String::new()),
+        None => {
+            let cluster = EmbeddedCluster::new(&paths.cluster_dir, config.pg_bin_dir.clone());
+            let tls = tls::TlsSettings { mode: tls::SslMode::Disable, ..Default::default() };
+            return Ok(Target {
+                source: TargetSource::Embedded,
+                pg: cluster.pg_config(),
+                tls,
+                origins: Vec::new(),
+                embedded: Some(cluster),
+            });
         }
+    };
+    // The string itself may hold a password: never echo it.
+    let invalid = |e: String| {
+        Error::Usage(format!(
+            "the database connection from {} is not valid: {e}; use postgres://user@host:port/db or host=… dbname=…",
+            source.describe()
+        ))
+    };
+    let mut info = conninfo::ConnInfo::parse(&text).map_err(invalid)?;
+    info.complete(env).map_err(Error::Usage)?;
+    let tls = tls::TlsSettings::from_conninfo(&info, env.home().as_deref()).map_err(Error::Usage)?;
+    // Certificates that cannot be read, or a verifying mode without a CA: said now, not as a failed connection.
+    tls.connector().map_err(Error::Usage)?;
+    let mut pg = tokio_postgres::Config::from_str(&info.for_tokio_postgres()).map_err(|e| invalid(e.to_string()))?;
+    pg.ssl_mode(tls.mode.negotiation());
+    if pg.get_hosts().is_empty() && pg.get_hostaddrs().is_empty() {
+        // libpq's default: the local socket directory.
+        let socket =
+            ["/var/run/postgresql", "/tmp"].into_iter().find(|d| std::path::Path::new(d).is_dir()).unwrap_or("/tmp");
+        pg.host_path(socket);
     }
-    let cluster = EmbeddedCluster::new(&paths.cluster_dir, config.pg_bin_dir.clone());
-    Ok(Target { source: TargetSource::Embedded, pg: cluster.pg_config(), embedded: Some(cluster) })
+    if pg.get_user().is_none() {
+        pg.user(env.var("USER").or_else(|| env.var("LOGNAME")).unwrap_or_else(|| "postgres".into()));
+    }
+    Ok(Target { source, pg, tls, origins: info.origins(), embedded: None })
 }
 
 /// Connects (starting the embedded cluster first when that is the target) and
@@ -115,13 +162,16 @@ pub async fn connect(target: &Target, options: StoreOptions) -> Result<Store> {
             .map_err(|e| Error::Database(format!("starting the embedded cluster failed: {e}")))??;
         embedded::ensure_database(&target.pg).await?;
     }
-    let store = Store::connect(target.pg.clone(), options).await.map_err(|e| match e {
-        crate::store::StoreError::Unavailable(reason) => Error::Database(format!(
-            "cannot connect to PostgreSQL at {} (from {}): {reason}; check that it is running or fix the URL",
-            target.describe(),
-            target.source.describe()
-        )),
-        other => other.into(),
+    let options = StoreOptions { tls: target.tls.clone(), ..options };
+    let store = Store::connect(target.pg.clone(), options).await.map_err(|e| {
+        let at = format!("cannot connect to PostgreSQL at {} (from {})", target.describe(), target.source.describe());
+        match (tls::describe_failure(&e.to_string()), e) {
+            (Some(tls), _) => Error::Database(format!("{at}: {tls}")),
+            (None, crate::store::StoreError::Unavailable(reason)) => {
+                Error::Database(format!("{at}: {reason}; check that it is running or fix the URL"))
+            }
+            (None, other) => other.into(),
+        }
     })?;
     Ok(store)
 }

@@ -25,7 +25,6 @@ pub mod views;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 pub use error::{StoreError, StoreResult};
@@ -66,19 +65,33 @@ pub struct StoreOptions {
     /// Every transaction of the session is read-only (enforced by PostgreSQL).
     pub read_only: bool,
     pub application_name: String,
+    /// `sslmode` and certificates (libpq's `prefer` unless said otherwise).
+    pub tls: crate::db::tls::TlsSettings,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_connections: 8, read_only: false, application_name: "mctl".into() }
+        StoreOptions {
+            max_connections: 8,
+            read_only: false,
+            application_name: "mctl".into(),
+            tls: crate::db::tls::TlsSettings::default(),
+        }
     }
 }
+
+/// A connection outside the pool, over TLS when the settings ask for it.
+pub type DedicatedConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
 
 /// The pooled handle every repository function hangs off.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
     pg_config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     read_only: bool,
 }
 
@@ -110,9 +123,10 @@ impl Store {
         if options.read_only {
             pg_config.options("-c default_transaction_read_only=on");
         }
+        let tls = options.tls.connector().map_err(StoreError::Unavailable)?;
         let manager = Manager::from_config(
             pg_config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Verified },
         );
         let pool = Pool::builder(manager)
@@ -122,7 +136,7 @@ impl Store {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = Store { pool, pg_config, read_only: options.read_only };
+        let store = Store { pool, pg_config, tls, read_only: options.read_only };
         store.client().await?.simple_query("SELECT 1").await?;
         Ok(store)
     }
@@ -142,13 +156,8 @@ impl Store {
     }
 
     /// A connection outside the pool. Used for LISTEN, which must stay on one session.
-    pub async fn dedicated_connection(
-        &self,
-    ) -> StoreResult<(
-        tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    )> {
-        Ok(self.pg_config.connect(NoTls).await?)
+    pub async fn dedicated_connection(&self) -> StoreResult<(tokio_postgres::Client, DedicatedConnection)> {
+        Ok(self.pg_config.connect(self.tls.clone()).await?)
     }
 
     pub(crate) fn refuse_if_read_only(&self) -> StoreResult<()> {
