@@ -600,6 +600,7 @@ fn the_audit_drawer_follows_and_pages_older_entries_in() {
         after: Some(serde_json::json!({"lane": "Done"})),
         correlation_id: uuid::Uuid::nil(),
         reason: None,
+        db_role: None,
     };
     loaded(&mut s, QueryKey::AuditTail, Loaded::AuditTail((100..110).map(entry).collect()));
     assert_eq!(s.drawer.selected, 9, "following: the newest is selected");

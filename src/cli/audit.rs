@@ -1,4 +1,4 @@
-//! `mctl audit list|tail`.
+//! `mctl audit list|tail|verify`.
 
 use std::time::Duration;
 
@@ -35,6 +35,13 @@ pub enum AuditCommand {
         #[arg(long)]
         all_projects: bool,
     },
+    /// Recompute the audit log's hash chain and name the first broken link
+    /// (an entry changed or removed after it was written). Exits 1 when broken.
+    Verify {
+        /// Every project's chain, and that of entries about no project.
+        #[arg(long)]
+        all_projects: bool,
+    },
     /// The latest entries, oldest first; with --follow, keep printing new ones.
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -47,6 +54,10 @@ pub enum AuditCommand {
 pub async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
     let store = ctx.store().await?;
     match command {
+        AuditCommand::Verify { all_projects } => {
+            let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };
+            super::audit_verify::run(ctx, &store, project_id).await?;
+        }
         AuditCommand::List { since, entity, source, correlation, limit, all_projects } => {
             let project_id = if all_projects { None } else { Some(ctx.project(&store).await?.id) };
             let entries = store

@@ -3,6 +3,7 @@
 
 mod agent;
 mod audit;
+mod audit_verify;
 mod automation;
 mod db;
 mod delivery;

@@ -299,6 +299,10 @@ pub struct AuditEntry {
     pub after: Option<serde_json::Value>,
     pub correlation_id: uuid::Uuid,
     pub reason: Option<String>,
+    /// The PostgreSQL role that wrote the entry (`session_user`, recorded by
+    /// the database); `actor` is the name the client gave.
+    #[serde(default)]
+    pub db_role: Option<String>,
 }
 
 impl AuditEntry {

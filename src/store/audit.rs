@@ -121,7 +121,7 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
-const AUDIT_COLUMNS: &str = "id, project_id, at, actor, source, action, entity_kind, entity_id, entity_key, before, after, correlation_id, reason";
+const AUDIT_COLUMNS: &str = "id, project_id, at, actor, source, action, entity_kind, entity_id, entity_key, before, after, correlation_id, reason, db_role";
 
 fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
     Ok(AuditEntry {
@@ -138,6 +138,7 @@ fn audit_from_row(row: &Row) -> StoreResult<AuditEntry> {
         after: row.try_get("after")?,
         correlation_id: row.try_get("correlation_id")?,
         reason: row.try_get("reason")?,
+        db_role: row.try_get("db_role")?,
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod audit_chain;
 pub mod board;
 pub mod comments;
 pub mod delivery;
