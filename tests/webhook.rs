@@ -560,3 +560,81 @@ async fn a_batch_answers_each_delivery_in_order_and_queues_each_key_once() {
     expected.sort();
     assert_eq!(jobs(&s).await.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), expected);
 }
+
+/// A NUL (`\u0000`) in a signed payload is legal JSON that PostgreSQL's jsonb
+/// refuses; stored as is, it failed every redelivery with 503, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_with_a_nul_character_is_stored_and_processed_not_refused_forever() {
+    let s = setup(1).await;
+    let receiver = Receiver::start(&s.store).await;
+    let body = br#"{"action":"edited","issue":{"number":1,"id":100001,"title":"before\u0000after"},"sender":{"login":"a\u0000b"}}"#;
+    let headers = hooks::github(SECRET, "nul-1", "issues", body);
+    let (status, answer) = receiver.post("/hooks/gh", &headers, body).await;
+    assert_eq!(status, 202, "{answer}");
+    let task_key = format!("remote:task:{}", s.tasks[0]);
+    assert_eq!(answer["queued"], json!([task_key]));
+    let stored: serde_json::Value =
+        s.db.client()
+            .await
+            .query_one("SELECT payload FROM webhook_inbox WHERE delivery_key = 'nul-1'", &[])
+            .await
+            .unwrap()
+            .get(0);
+    // Escaped, not lost: an operator still sees where the NUL was.
+    assert_eq!(stored["issue"]["title"], "before\\u0000after");
+    assert_eq!(stored["sender"]["login"], "a\\u0000b");
+    // The provider's redelivery is a duplicate, not another failure.
+    let (status, answer) = receiver.post("/hooks/gh", &headers, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["duplicate"], true);
+}
+
+/// Inbox rows older than the retention are pruned when the receiver starts
+/// (and every hour after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_is_pruned_after_its_retention() {
+    use mission_control::sync::webhook::inbox::{self, RETENTION_DAYS};
+    let s = setup(0).await;
+    let client = s.db.client().await;
+    let insert = |key: &str, days: i32| {
+        format!(
+            "INSERT INTO webhook_inbox (connection_id, delivery_key, received_at, payload_bytes)
+             VALUES ({}, '{key}', now() - interval '{days} days', 2)",
+            s.connection_id
+        )
+    };
+    client.batch_execute(&insert("old-1", RETENTION_DAYS + 1)).await.unwrap();
+    client.batch_execute(&insert("recent", RETENTION_DAYS - 1)).await.unwrap();
+    assert_eq!(inbox::prune(&s.store).await.unwrap(), 1);
+    assert_eq!(s.db.count("webhook_inbox").await, 1);
+
+    // The receiver prunes as it starts.
+    client.batch_execute(&insert("old-2", RETENTION_DAYS + 30)).await.unwrap();
+    let _receiver = Receiver::start(&s.store).await;
+    let started = std::time::Instant::now();
+    while s.db.count("webhook_inbox WHERE delivery_key = 'old-2'").await > 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the receiver did not prune the inbox");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.db.count("webhook_inbox WHERE delivery_key = 'recent'").await, 1);
+}
+
+/// Events mctl does not sync from (stars, watchers, label edits, comments,
+/// pushes...) are stored but queue nothing: each used to queue a full pull.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_mctl_does_not_sync_queue_nothing() {
+    let s = setup(1).await;
+    let receiver = Receiver::start(&s.store).await;
+    for (n, event) in ["star", "watch", "label", "issue_comment", "push", "fork", "member"].iter().enumerate() {
+        let body = serde_json::to_vec(&json!({ "action": "created", "issue": { "number": 1 } })).unwrap();
+        let (status, answer) =
+            receiver.post("/hooks/gh", &hooks::github(SECRET, &format!("x-{n}"), event, &body), &body).await;
+        assert_eq!(status, 202, "{event}: {answer}");
+        assert_eq!(answer["queued"], json!([]), "{event}");
+    }
+    assert!(jobs(&s).await.is_empty(), "{:?}", jobs(&s).await);
+    // An issue event still queues its task.
+    let body = issue_event(1);
+    let (_, answer) = receiver.post("/hooks/gh", &hooks::github(SECRET, "i-1", "issues", &body), &body).await;
+    assert_eq!(answer["queued"], json!([format!("remote:task:{}", s.tasks[0])]));
+}
