@@ -915,3 +915,183 @@ async fn connection_test_tells_a_wrong_signing_secret_from_a_wrong_token() {
     assert_ne!(token.code, 0);
     assert!(token.stdout.contains("token") && !token.stdout.contains("signing secret"), "{}", token.stdout);
 }
+
+// ---- The workflows shipped in assets/n8n ----
+
+const RECEIVE: &str = include_str!("../assets/n8n/receive-events.json");
+const SEND: &str = include_str!("../assets/n8n/send-command.json");
+
+/// Node types (and the versions used) as n8n's source defines them:
+/// packages/nodes-base/nodes/<Node>/<Node>.node.ts `name` and `version`.
+const N8N_NODES: &[(&str, &[f64])] = &[
+    // Webhook/Webhook.node.ts: version [1, 1.1, 2, 2.1]
+    ("n8n-nodes-base.webhook", &[1.0, 1.1, 2.0, 2.1]),
+    // Crypto/Crypto.node.ts: VersionedNodeType {1: CryptoV1, 2: CryptoV2}
+    ("n8n-nodes-base.crypto", &[1.0, 2.0]),
+    // If/V2/IfV2.node.ts: version [2, 2.1, 2.2]
+    ("n8n-nodes-base.if", &[2.0, 2.1, 2.2]),
+    // RespondToWebhook/RespondToWebhook.node.ts (respondWith, responseBody, options.responseCode)
+    ("n8n-nodes-base.respondToWebhook", &[1.0, 1.1]),
+    ("n8n-nodes-base.noOp", &[1.0]),
+    ("n8n-nodes-base.manualTrigger", &[1.0]),
+    // Set/v2 (typeVersion 3.4 in Set/test/v2/manual.test.ts: assignments.assignments)
+    ("n8n-nodes-base.set", &[3.3, 3.4]),
+    // HttpRequest/V3/Description.ts (contentType raw, rawContentType, body)
+    ("n8n-nodes-base.httpRequest", &[4.0, 4.1, 4.2]),
+];
+
+fn node<'a>(workflow: &'a Value, name: &str) -> &'a Value {
+    workflow["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name}"))
+}
+
+/// Renders an n8n expression parameter (`=...{{ expr }}...`) with the values
+/// the test gives each expression; an expression it does not know fails the test.
+fn render(template: &str, values: &[(&str, String)]) -> String {
+    let mut rest = template.strip_prefix('=').unwrap_or_else(|| panic!("not an expression: {template}"));
+    let mut out = String::new();
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").expect("a closed expression") + start;
+        let expression = rest[start + 2..end].trim();
+        let value = values.iter().find(|(e, _)| *e == expression).unwrap_or_else(|| panic!("unknown {expression}"));
+        out.push_str(&value.1);
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    mission_control::sync::webhook::verify::hex(&sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn the_shipped_workflows_are_n8n_exports_of_nodes_that_exist() {
+    for (file, text) in [("receive-events.json", RECEIVE), ("send-command.json", SEND)] {
+        let workflow: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let nodes = workflow["nodes"].as_array().unwrap();
+        let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+        for node in nodes {
+            let kind = node["type"].as_str().unwrap();
+            let version = node["typeVersion"].as_f64().unwrap();
+            let known = N8N_NODES.iter().find(|(k, _)| *k == kind).unwrap_or_else(|| panic!("{file}: {kind}"));
+            assert!(known.1.contains(&version), "{file}: {kind} has no version {version}");
+            assert!(node["position"].as_array().is_some_and(|p| p.len() == 2), "{file}: {}", node["name"]);
+            // Credentials by name only: nothing secret ships.
+            for (_, credential) in node["credentials"].as_object().into_iter().flatten() {
+                assert_eq!(credential["id"], "REPLACE_ME", "{file}");
+            }
+        }
+        for (from, outputs) in workflow["connections"].as_object().unwrap() {
+            assert!(names.contains(&from.as_str()), "{file}: {from}");
+            for target in outputs["main"].as_array().unwrap().iter().flat_map(|o| o.as_array().unwrap()) {
+                assert!(names.contains(&target["node"].as_str().unwrap()), "{file}: {target}");
+            }
+        }
+        assert!(!text.contains(SIGNING) && !text.contains(TOKEN));
+    }
+    let receive: Value = serde_json::from_str(RECEIVE).unwrap();
+    let hook = node(&receive, "mctl event");
+    assert_eq!(hook["parameters"]["options"]["rawBody"], true, "the raw body is what was signed");
+    assert_eq!(hook["parameters"]["responseMode"], "responseNode");
+    assert_eq!(node(&receive, "Hash the raw body")["parameters"]["binaryData"], true);
+    let send: Value = serde_json::from_str(SEND).unwrap();
+    let http = &node(&send, "Send to mctl")["parameters"];
+    assert_eq!(http["contentType"], "raw", "a JSON body is re-serialized by n8n and breaks the signature");
+}
+
+/// What `send-command.json` signs, computed the way its Crypto nodes are
+/// configured, is what mctl's receiver verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_signed_as_the_shipped_workflow_signs_it_is_applied() {
+    let (s, receiver) = inbound().await;
+    let workflow: Value = serde_json::from_str(SEND).unwrap();
+    let assignments = node(&workflow, "Command")["parameters"]["assignments"]["assignments"].as_array().unwrap();
+    let field = |name: &str| assignments.iter().find(|a| a["name"] == name).unwrap()["value"].as_str().unwrap();
+    assert_eq!(field("path"), "/automation/flows");
+    // JSON.stringify of that object literal: keys in order, no spaces.
+    assert_eq!(field("body"), "={{ JSON.stringify({ command: 'create_task', title: 'From n8n', lane: 'Ready' }) }}");
+    let body = r#"{"command":"create_task","title":"From n8n","lane":"Ready"}"#.to_string();
+    let mut values = vec![
+        ("$json.mctl_url", receiver.url("")),
+        ("$json.path", field("path").to_string()),
+        ("$json.body", body.clone()),
+        ("$json.timestamp", hooks::now().to_string()),
+        ("$json.delivery", hooks::delivery()),
+    ];
+    let hash = &node(&workflow, "Hash the body")["parameters"];
+    assert_eq!((hash["action"].as_str(), hash["type"].as_str()), (Some("hash"), Some("SHA256")));
+    assert_eq!(render(hash["value"].as_str().unwrap(), &values), body);
+    values.push(("$json.body_sha256", sha256_hex(body.as_bytes())));
+    let sign = &node(&workflow, "Sign")["parameters"];
+    assert_eq!((sign["action"].as_str(), sign["encoding"].as_str()), (Some("hmac"), Some("hex")));
+    let signed = render(sign["value"].as_str().unwrap(), &values);
+    // The Crypto credential holds the connection's webhook secret.
+    values.push((
+        "$json.signature",
+        mission_control::sync::webhook::verify::hmac_hex(SIGNING.as_bytes(), &[signed.as_bytes()]),
+    ));
+
+    let http = &node(&workflow, "Send to mctl")["parameters"];
+    let url = render(http["url"].as_str().unwrap(), &values);
+    let mut headers: Vec<(&str, String)> = vec![("content-type", http["rawContentType"].as_str().unwrap().to_string())];
+    for header in http["headerParameters"]["parameters"].as_array().unwrap() {
+        headers.push((header["name"].as_str().unwrap(), render(header["value"].as_str().unwrap(), &values)));
+    }
+    let sent = render(http["body"].as_str().unwrap(), &values);
+    let path = url.strip_prefix(&receiver.url("")).unwrap();
+    let (status, answer) = receiver.post(path, &headers, sent.as_bytes()).await;
+    assert_eq!(status, 200, "{answer}");
+    let task = s.store.task_by_key(answer["result"]["task"].as_str().unwrap()).await.unwrap();
+    assert_eq!((task.title.as_str(), task.lane.as_str()), ("From n8n", "Ready"));
+
+    // The same body sent as n8n's "Using JSON" would re-serialize it (spaces) no longer verifies.
+    let reserialized = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&sent).unwrap()).unwrap();
+    let (status, answer) = receiver.post(path, &headers, reserialized.as_bytes()).await;
+    assert_eq!(status, 401);
+    assert!(answer["error"].as_str().unwrap().contains("signature does not match the body"), "{answer}");
+}
+
+/// What `receive-events.json` computes from an event mctl sent (its Webhook
+/// node's raw body and headers, its Crypto nodes, its If node) matches the
+/// event's signature, and not a changed body's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_verifies_the_way_the_shipped_workflow_checks_it() {
+    let s = setup().await;
+    let (server, workflow) = Workflow::start(vec![]).await;
+    n8n(&s, "flows", &format!("{}/webhook/mission-control", server.uri()), &["task.created"]).await;
+    s.store
+        .create_task(&actor("ops"), s.project_id, NewTask { title: "verify me".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    assert_eq!(drain(&s).await.failed, 0);
+    let request = workflow.requests().remove(0);
+    let exported: Value = serde_json::from_str(RECEIVE).unwrap();
+    let hook = node(&exported, "mctl event");
+    assert_eq!(request.url.path(), format!("/webhook/{}", hook["parameters"]["path"].as_str().unwrap()));
+    // n8n's Webhook node: `webhookUrl` is its production URL (Webhook/utils.ts setupOutputConnection).
+    let webhook_url = format!("{}{}", server.uri(), request.url.path());
+    let path_expression = webhook_url.split('/').skip(3).collect::<Vec<_>>().join("/");
+    let check = |body: &[u8]| {
+        let values = vec![
+            ("$json.headers['x-mc-timestamp']", header(&request, "x-mc-timestamp")),
+            ("$json.headers['x-mc-delivery']", header(&request, "x-mc-delivery")),
+            ("$json.webhookUrl.split('/').slice(3).join('/')", path_expression.clone()),
+            ("$json.body_sha256", sha256_hex(body)),
+        ];
+        let sign = &node(&exported, "Sign as mctl does")["parameters"];
+        let expected = mission_control::sync::webhook::verify::hmac_hex(
+            SIGNING.as_bytes(),
+            &[render(sign["value"].as_str().unwrap(), &values).as_bytes()],
+        );
+        let condition = &node(&exported, "Signature matches?")["parameters"]["conditions"]["conditions"][0];
+        assert_eq!(condition["leftValue"], "={{ 'sha256=' + $json.expected_signature }}");
+        assert_eq!(condition["rightValue"], "={{ $json.headers['x-mc-signature'] }}");
+        format!("sha256={expected}") == header(&request, "x-mc-signature")
+    };
+    assert!(check(&request.body), "the workflow's check refuses a genuine event");
+    let mut changed = request.body.clone();
+    changed.push(b' ');
+    assert!(!check(&changed), "the workflow's check accepts a changed body");
+}

@@ -313,6 +313,9 @@ fn signed_request(
 fn refusal(status: u16, event: &str, body: &str) -> String {
     match status {
         404 => format!("n8n answered 404 for {event}: the workflow is not active (or the URL is wrong); activate it"),
+        401 if body.to_ascii_lowercase().contains("timestamp") => format!(
+            "the workflow found {event}'s X-MC-Timestamp stale (HTTP 401): the clocks of this host and n8n differ by more than 5 minutes; fix the clock"
+        ),
         401 if body.to_ascii_lowercase().contains("signature") => format!(
             "the workflow rejected the signature of {event} (HTTP 401): the connection's webhook secret is not the workflow's signing secret (its Crypto credential); set the same value on both"
         ),
