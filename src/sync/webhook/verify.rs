@@ -242,7 +242,7 @@ pub fn event_syncs(provider: Provider, event: &str) -> bool {
         // Issues, and the pass's delivery feeds: Actions runs, deployments, releases.
         Provider::Github => &["issues", "workflow_run", "deployment", "deployment_status", "release"],
         // Gitea's X-Gitea-Event folds issue_assign, issue_label and issue_milestone into "issues".
-        Provider::Gitea => &["issues", "release", "workflow_run"],
+        Provider::Gitea => &["issues", "release"],
         Provider::Gitlab => {
             &["Issue Hook", "Confidential Issue Hook", "Pipeline Hook", "Deployment Hook", "Release Hook"]
         }
