@@ -325,9 +325,8 @@ async fn process(
     })?;
     let delivery = if automation {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let delivery = verify::verify_automation(secret, headers, "POST", path, &body, now)
-            .map_err(|r| (Refusal::from(r), verify::automation_delivery(headers).map(str::to_string)))?;
-        delivery
+        verify::verify_automation(secret, headers, "POST", path, &body, now)
+            .map_err(|r| (Refusal::from(r), verify::automation_delivery(headers).map(str::to_string)))?
     } else {
         let delivery = verify::delivery_key(connection.provider, headers, &body);
         verify::verify_provider(connection.provider, secret, headers, &body)
