@@ -328,10 +328,19 @@ fn refusal(status: u16, event: &str, body: &str) -> String {
     }
 }
 
-/// The start of an answer's body, to read a refusal's reason (never logged).
-async fn answer_text(response: reqwest::Response) -> String {
-    let text = response.text().await.unwrap_or_default();
-    crate::domain::text::clip(&text, 500).into_owned()
+/// The start of an answer's body (at most 4 KiB read), to tell refusals
+/// apart; never logged or shown.
+async fn answer_text(mut response: reqwest::Response) -> String {
+    const LIMIT: usize = 4096;
+    let mut bytes = Vec::new();
+    while bytes.len() < LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(LIMIT);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// `mctl connection test` for n8n: sends one signed `ping` event, the way
