@@ -10,7 +10,9 @@
 //! connection's periodic check (its `pull` key), each sent at most once.
 //! Deliveries go through the sync queue: at least once, the same delivery id
 //! on every attempt, signed, retried with backoff, and a 404 (workflow not
-//! active) is a dead letter at once.
+//! active) is a dead letter at once. Every event carries `seq`, its number
+//! among the project's events (`sql/V15__automation_order.sql`); events of
+//! one object go out in that order.
 
 pub mod inbound;
 

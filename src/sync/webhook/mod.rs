@@ -9,8 +9,8 @@
 //! | `GET /readyz` | the database answers and its schema is current; lists the sync workers and what they wait for |
 //!
 //! The raw body is verified before it is parsed. An accepted delivery is
-//! stored in the inbox (deduplicated) and queues reconcile keys; the answer
-//! is 202 at once. Every refusal is audited, at most once per connection and
+//! stored in the inbox (deduplicated) and queues reconcile keys (none for
+//! events that cannot change what mctl syncs); the answer is 202 at once. Every refusal is audited, at most once per connection and
 //! reason every 10 seconds, with the count of the ones in between.
 
 pub mod inbox;
