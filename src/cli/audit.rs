@@ -23,7 +23,7 @@ pub enum AuditCommand {
         /// Only entries about this task key, page slug, lane name or handle.
         #[arg(long)]
         entity: Option<String>,
-        /// console, cli, sync, recovery or agent.
+        /// console, cli, sync, recovery, agent or automation (n8n commands).
         #[arg(long)]
         source: Option<Source>,
         /// Only entries of one operation.
@@ -171,8 +171,14 @@ fn print_entries(entries: &[AuditEntry]) {
     table.print();
 }
 
+/// What changed, then why when the entry says (an undo, an n8n delivery id).
 pub fn summary(entry: &AuditEntry) -> String {
-    output::cell(&entry.summary(), 120)
+    let change = entry.summary();
+    match entry.reason.as_deref() {
+        Some(reason) if change.is_empty() => output::cell(&format!("({reason})"), 120),
+        Some(reason) => output::cell(&format!("{change} ({reason})"), 120),
+        None => output::cell(&change, 120),
+    }
 }
 
 /// `2026-11-27 14:05:09` in UTC, for tables and tails.

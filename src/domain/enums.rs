@@ -233,6 +233,8 @@ string_enum!(
         Sync => "sync",
         Recovery => "recovery",
         Agent => "agent",
+        // Commands from n8n workflows (`POST /automation/{connection}`).
+        Automation => "automation",
     }
 );
 

@@ -70,13 +70,27 @@ pub fn github(secret: &str, delivery: &str, event: &str, body: &[u8]) -> Vec<(&'
     ]
 }
 
-/// An n8n workflow's headers for a command signed with `secret` at `timestamp`.
-pub fn automation(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+/// An n8n workflow's headers for a command to `/automation/{connection}`,
+/// delivery `delivery`, signed with `secret` at `timestamp`.
+pub fn automation(
+    secret: &str,
+    connection: &str,
+    delivery: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let path = format!("/automation/{connection}");
     vec![
         ("content-type", "application/json".into()),
         ("x-mc-timestamp", timestamp.to_string()),
-        ("x-mc-signature", mc_signature(secret.as_bytes(), timestamp, body)),
+        ("x-mc-delivery", delivery.to_string()),
+        ("x-mc-signature", mc_signature(secret.as_bytes(), timestamp, delivery, "POST", &path, body)),
     ]
+}
+
+/// A fresh delivery id per call, as a workflow's execution id would be.
+pub fn delivery() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 pub fn now() -> i64 {

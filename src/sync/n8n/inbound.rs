@@ -1,6 +1,7 @@
 //! Commands from n8n workflows (`POST /automation/{connection}`), applied
-//! through the repository like the CLI's, audited with source `agent` and the
-//! connection's identity (its `agent` setting, else its key). A command is
+//! through the repository like the CLI's, audited with source `automation`,
+//! the connection's identity (its `agent` setting, else its key) and the
+//! delivery id as the entry's reason. A command is
 //! applied once per delivery: a repeat answers what the first one did.
 
 use serde::Deserialize;
@@ -127,7 +128,8 @@ pub async fn handle(
         return Ok((200, json!({ "delivery": delivery, "duplicate": true, "result": earlier })));
     };
     let inbox_id: i64 = row.get(0);
-    let actor = Actor::new(identity(connection), Source::Agent);
+    // The delivery id on every entry the command writes: `mctl audit list --source automation` shows it.
+    let actor = Actor::new(identity(connection), Source::Automation).because(format!("n8n delivery {delivery}"));
     match apply(store, connection, &actor, payload).await {
         Ok(result) => {
             client.execute("UPDATE webhook_inbox SET result = $2 WHERE id = $1", &[&inbox_id, &result]).await?;

@@ -10,7 +10,9 @@
 //! connection's periodic check (its `pull` key), each sent at most once.
 //! Deliveries go through the sync queue: at least once, the same delivery id
 //! on every attempt, signed, retried with backoff, and a 404 (workflow not
-//! active) is a dead letter at once.
+//! active) is a dead letter at once. Every event carries `seq`, its number
+//! among the project's events (`sql/V15__automation_order.sql`); events of
+//! one object go out in that order.
 
 pub mod inbound;
 
@@ -151,13 +153,14 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
         let rows = client
             .query(
                 "WITH captured AS (
-                     INSERT INTO automation_delivery (connection_id, project_id, event, subject, payload)
-                     SELECT $1, h.project_id, 'handoff.overdue', 'handoff:' || h.id,
+                     INSERT INTO automation_delivery (connection_id, project_id, event, subject, entity, seq, payload)
+                     SELECT $1, h.project_id, 'handoff.overdue', 'handoff:' || h.id, 'handoff:' || h.id,
+                            automation_next_seq(h.project_id),
                             jsonb_strip_nulls(jsonb_build_object(
-                                'project', p.key, 'at', now(),
+                                'project', p.key, 'at', automation_time(now()),
                                 'data', jsonb_build_object('id', h.id, 'task', t.task_key, 'kind', h.kind,
                                                            'from', fa.handle, 'to', ta.handle, 'reason', h.reason,
-                                                           'state', h.state, 'due_at', h.due_at)))
+                                                           'state', h.state, 'due_at', automation_time(h.due_at))))
                      FROM handoff h
                      JOIN task t ON t.id = h.task_id
                      JOIN project p ON p.id = h.project_id
@@ -198,9 +201,10 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
             let rows = client
                 .query(
                     "WITH captured AS (
-                         INSERT INTO automation_delivery (connection_id, project_id, event, subject, payload)
-                         SELECT $1, $2, 'release.ready', 'release:' || $3::bigint,
-                                jsonb_build_object('project', p.key, 'at', now(), 'data', $4::jsonb)
+                         INSERT INTO automation_delivery (connection_id, project_id, event, subject, entity, seq, payload)
+                         SELECT $1, $2, 'release.ready', 'release:' || $3::bigint, 'release:' || $3::bigint,
+                                automation_next_seq($2),
+                                jsonb_build_object('project', p.key, 'at', automation_time(now()), 'data', $4::jsonb)
                          FROM project p WHERE p.id = $2
                          ON CONFLICT (connection_id, event, subject) WHERE subject IS NOT NULL DO NOTHING
                          RETURNING id)
@@ -218,15 +222,24 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
     Ok(queued)
 }
 
-/// The body sent for a delivery: the same bytes on every attempt.
-pub fn body(id: Uuid, event: &str, payload: &Value) -> Vec<u8> {
+/// The body sent for a delivery: the same bytes on every attempt. `seq`
+/// numbers the project's events in the order they happened (a ping has none).
+pub fn body(id: Uuid, event: &str, seq: Option<i64>, payload: &Value) -> Vec<u8> {
     let mut object = match payload {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
     object.insert("delivery".into(), Value::String(id.to_string()));
     object.insert("event".into(), Value::String(event.to_string()));
+    if let Some(seq) = seq {
+        object.insert("seq".into(), Value::from(seq));
+    }
     serde_json::to_vec(&Value::Object(object)).unwrap_or_default()
+}
+
+/// Times in what mctl sends: RFC 3339 in UTC, with `Z` (as the SQL capture writes them).
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 fn client() -> &'static reqwest::Client {
@@ -261,8 +274,9 @@ pub fn credentials(connection: &Connection) -> Result<(String, Option<String>), 
     Ok((signing, token))
 }
 
-/// A POST of `body` to the connection's webhook, signed over the timestamp
-/// and body, with header auth when the connection has a token.
+/// A POST of `body` to the connection's webhook, signed over the timestamp,
+/// delivery id, method, path and body (`verify::signing_string`), with header
+/// auth when the connection has a token.
 fn signed_request(
     connection: &Connection,
     id: Uuid,
@@ -272,13 +286,17 @@ fn signed_request(
     token: Option<&str>,
 ) -> reqwest::RequestBuilder {
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+    // The path the workflow's Webhook node is at, as this request names it.
+    let path = reqwest::Url::parse(&connection.base_url).map(|url| url.path().to_string()).unwrap_or_default();
+    let delivery = id.to_string();
+    let signature = mc_signature(signing.as_bytes(), timestamp, &delivery, "POST", &path, &body);
     let request = client()
         .post(&connection.base_url)
         .header("content-type", "application/json")
-        .header("x-mc-delivery", id.to_string())
+        .header("x-mc-delivery", delivery)
         .header("x-mc-event", event)
         .header("x-mc-timestamp", timestamp.to_string())
-        .header("x-mc-signature", mc_signature(signing.as_bytes(), timestamp, &body))
+        .header("x-mc-signature", signature)
         .body(body);
     match token {
         None => request,
@@ -289,17 +307,42 @@ fn signed_request(
     }
 }
 
-/// What an answer other than 2xx says, for the operator.
-fn refusal(status: u16, event: &str) -> String {
+/// What an answer other than 2xx says, for the operator. A 401 whose body
+/// names the signature is the workflow's own check refusing the signing
+/// secret (assets/n8n answers so); n8n's header auth answers 403
+/// "Authorization data is wrong!" for a wrong token, 401 for a missing one
+/// (packages/nodes-base/nodes/Webhook/error.ts).
+fn refusal(status: u16, event: &str, body: &str) -> String {
     match status {
         404 => format!("n8n answered 404 for {event}: the workflow is not active (or the URL is wrong); activate it"),
-        401 | 403 => {
-            format!("n8n refused the credentials (HTTP {status}): check the token and the workflow's header auth")
-        }
+        401 if body.to_ascii_lowercase().contains("timestamp") => format!(
+            "the workflow found {event}'s X-MC-Timestamp stale (HTTP 401): the clocks of this host and n8n differ by more than 5 minutes; fix the clock"
+        ),
+        401 if body.to_ascii_lowercase().contains("signature") => format!(
+            "the workflow rejected the signature of {event} (HTTP 401): the connection's webhook secret is not the workflow's signing secret (its Crypto credential); set the same value on both"
+        ),
+        401 | 403 => format!(
+            "n8n refused the token (HTTP {status}): check what --token-ref points at and the Webhook node's Header Auth credential"
+        ),
         429 => format!("n8n is rate limiting (HTTP 429) and did not take {event}: try again later"),
         500..=599 => format!("n8n failed with HTTP {status}"),
         _ => format!("n8n rejected {event} with HTTP {status}: check the workflow's webhook node"),
     }
+}
+
+/// The start of an answer's body (at most 4 KiB read), to tell refusals
+/// apart; never logged or shown.
+async fn answer_text(mut response: reqwest::Response) -> String {
+    const LIMIT: usize = 4096;
+    let mut bytes = Vec::new();
+    while bytes.len() < LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(LIMIT);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// `mctl connection test` for n8n: sends one signed `ping` event, the way
@@ -307,15 +350,18 @@ fn refusal(status: u16, event: &str) -> String {
 /// it apart by `event` = `ping` (no task or project data in it).
 pub async fn ping(connection: &Connection, signing: &str, token: Option<&str>) -> Result<(), String> {
     let id = Uuid::new_v4();
-    let payload = json!({ "connection": connection.key, "sent_at": OffsetDateTime::now_utc().unix_timestamp() });
-    let request = signed_request(connection, id, "ping", body(id, "ping", &payload), signing, token);
+    let payload = json!({ "connection": connection.key, "sent_at": rfc3339(OffsetDateTime::now_utc()) });
+    let request = signed_request(connection, id, "ping", body(id, "ping", None, &payload), signing, token);
     match request.send().await {
         Err(e) if e.is_timeout() => {
             Err("sending a ping to n8n timed out: check the connection's URL and that n8n is up".into())
         }
         Err(_) => Err("could not reach n8n: check the connection's URL and that n8n is up".into()),
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(refusal(response.status().as_u16(), "ping")),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            Err(refusal(status, "ping", &answer_text(response).await))
+        }
     }
 }
 
@@ -328,7 +374,7 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
     let row = match store.client().await {
         Ok(client) => client
             .query_opt(
-                "SELECT event, payload, delivered_at IS NOT NULL FROM automation_delivery
+                "SELECT event, payload, delivered_at IS NOT NULL, entity, seq FROM automation_delivery
                  WHERE id = $1 AND connection_id = $2",
                 &[&id, &connection.id],
             )
@@ -336,12 +382,19 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
             .map_err(crate::store::StoreError::from),
         Err(e) => Err(e),
     };
-    let (event, payload) = match row {
+    let (event, payload, entity, seq) = match row {
         Ok(Some(row)) if row.get::<_, bool>(2) => return Outcome::Done,
-        Ok(Some(row)) => (row.get::<_, String>(0), row.get::<_, Value>(1)),
+        Ok(Some(row)) => {
+            (row.get::<_, String>(0), row.get::<_, Value>(1), row.get::<_, Option<String>>(3), row.get::<_, i64>(4))
+        }
         Ok(None) => return Outcome::Done, // removed with its connection: nothing to send
         Err(e) => return fail(e.to_string(), true, None),
     };
+    match earlier_pending(store, connection.id, entity.as_deref(), seq).await {
+        Ok(Some(wait)) => return Outcome::Again(wait),
+        Ok(None) => {}
+        Err(e) => return fail(e.to_string(), true, None),
+    }
     let (signing, token) = match credentials(connection) {
         Ok(credentials) => credentials,
         Err(e) => return fail(e, false, None),
@@ -354,7 +407,8 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
     if let Err(wait) = limiters.of(connection.id, per_minute).acquire().await {
         return Outcome::Deferred(OffsetDateTime::now_utc() + wait);
     }
-    let request = signed_request(connection, id, &event, body(id, &event, &payload), &signing, token.as_deref());
+    let request =
+        signed_request(connection, id, &event, body(id, &event, Some(seq), &payload), &signing, token.as_deref());
     let (status, outcome) = match request.send().await {
         Err(e) => {
             let what = if e.is_timeout() { "timed out" } else { "could not connect or the connection failed" };
@@ -384,7 +438,7 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
                     true,
                     retry_after,
                 ),
-                404 => fail(format!("{}, then retry this dead letter", refusal(status, &event)), false, None),
+                404 => fail(format!("{}, then retry this dead letter", refusal(status, &event, "")), false, None),
                 429 => {
                     let until = retry_after.unwrap_or(now + Duration::from_secs(60));
                     if let Ok(wait) = Duration::try_from(until - now) {
@@ -392,8 +446,8 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
                     }
                     fail(format!("n8n is rate limiting (HTTP 429) until {until}"), true, Some(until))
                 }
-                500..=599 => fail(refusal(status, &event), true, retry_after),
-                _ => fail(refusal(status, &event), false, None),
+                500..=599 => fail(refusal(status, &event, ""), true, retry_after),
+                _ => fail(refusal(status, &event, &answer_text(response).await), false, None),
             };
             (Some(status as i32), outcome)
         }
@@ -419,6 +473,31 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
         tracing::warn!(connection = %connection.key, "automation: recording a delivery attempt failed: {e}");
     }
     outcome
+}
+
+/// Events of one object go out in the order they happened: while an
+/// earlier event of the same object (lower `seq`) waits to be delivered on
+/// this connection, a later one waits too, until just after the earlier one
+/// is due. An earlier event that became a dead letter no longer holds the
+/// others back (the workflow orders by `seq` if it must).
+async fn earlier_pending(
+    store: &Store,
+    connection_id: i64,
+    entity: Option<&str>,
+    seq: i64,
+) -> StoreResult<Option<Duration>> {
+    let Some(entity) = entity else { return Ok(None) };
+    let client = store.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT greatest(extract(epoch FROM j.available_at - now()), 0)::float8 FROM automation_delivery d
+             JOIN sync_job j ON j.connection_id = d.connection_id AND j.key = 'delivery:' || d.id
+             WHERE d.connection_id = $1 AND d.entity = $2 AND d.seq < $3 AND d.delivered_at IS NULL AND NOT j.dead
+             ORDER BY d.seq LIMIT 1",
+            &[&connection_id, &entity, &seq],
+        )
+        .await?;
+    Ok(row.map(|r| Duration::from_secs_f64(r.get::<_, f64>(0).min(300.0)) + Duration::from_secs(1)))
 }
 
 /// Whether the connection's webhook ever took a delivery (then a 404 is n8n
@@ -455,11 +534,12 @@ mod tests {
     fn a_deliverys_body_is_stable_and_names_itself() {
         let id = Uuid::new_v4();
         let payload = json!({"project": "MC", "data": {"key": "MC-1"}});
-        let a = body(id, "task.moved", &payload);
-        assert_eq!(a, body(id, "task.moved", &payload));
+        let a = body(id, "task.moved", Some(7), &payload);
+        assert_eq!(a, body(id, "task.moved", Some(7), &payload));
         let parsed: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(parsed["delivery"], id.to_string());
         assert_eq!(parsed["event"], "task.moved");
+        assert_eq!(parsed["seq"], 7);
         assert_eq!(parsed["data"]["key"], "MC-1");
     }
 }

@@ -214,11 +214,41 @@ pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreR
 /// Deliveries older than this are pruned by the receiver.
 pub const RETENTION_DAYS: i32 = 14;
 
+/// Deletes inbox rows older than [`RETENTION_DAYS`]; returns how many.
 pub async fn prune(store: &Store) -> StoreResult<u64> {
     let client = store.client().await?;
+    // make_interval types its parameter as int4 (a bare `$1 * interval` would be inferred float8).
     Ok(client
-        .execute("DELETE FROM webhook_inbox WHERE received_at < now() - $1 * interval '1 day'", &[&RETENTION_DAYS])
+        .execute("DELETE FROM webhook_inbox WHERE received_at < now() - make_interval(days => $1)", &[&RETENTION_DAYS])
         .await?)
+}
+
+/// Escapes every NUL character in the payload's strings and keys as the six
+/// characters `\u0000` (PostgreSQL stores no NUL in jsonb). Returns whether
+/// there was one.
+pub fn escape_nul(value: &mut Value) -> bool {
+    fn escaped(text: &str) -> String {
+        text.replace('\0', "\\u0000")
+    }
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            *text = escaped(text);
+            true
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |found, item| escape_nul(item) | found),
+        Value::Object(map) => {
+            let mut found = false;
+            if map.keys().any(|k| k.contains('\0')) {
+                let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+                for (key, item) in entries {
+                    map.insert(escaped(&key), item);
+                }
+                found = true;
+            }
+            map.values_mut().fold(found, |found, item| escape_nul(item) | found)
+        }
+        _ => false,
+    }
 }
 
 /// The remote ids a provider's payload names, to find mapped local objects.
@@ -288,5 +318,13 @@ mod tests {
         assert_eq!(remote_ids(Provider::Plane, &plane), ["4af6c1e0-aaaa"]);
         assert!(remote_ids(Provider::Github, &json!([1, 2])).is_empty());
         assert!(remote_ids(Provider::Plane, &json!({"data": {"id": {"nested": true}}})).is_empty());
+    }
+
+    #[test]
+    fn nul_characters_are_escaped_in_strings_and_keys() {
+        let mut value = json!({"a\0": ["x\0y", 1, {"b": "\0"}], "clean": "z"});
+        assert!(escape_nul(&mut value));
+        assert_eq!(value, json!({"a\\u0000": ["x\\u0000y", 1, {"b": "\\u0000"}], "clean": "z"}));
+        assert!(!escape_nul(&mut value), "escaped once");
     }
 }

@@ -9,8 +9,8 @@
 //! | `GET /readyz` | the database answers and its schema is current; lists the sync workers and what they wait for |
 //!
 //! The raw body is verified before it is parsed. An accepted delivery is
-//! stored in the inbox (deduplicated) and queues reconcile keys; the answer
-//! is 202 at once. Every refusal is audited, at most once per connection and
+//! stored in the inbox (deduplicated) and queues reconcile keys (none for
+//! events that cannot change what mctl syncs); the answer is 202 at once. Every refusal is audited, at most once per connection and
 //! reason every 10 seconds, with the count of the ones in between.
 
 pub mod inbox;
@@ -225,7 +225,7 @@ impl Refusal {
 
 impl From<Rejection> for Refusal {
     fn from(r: Rejection) -> Refusal {
-        Refusal::new(StatusCode::UNAUTHORIZED, r.reason(), r.message())
+        Refusal::new(StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED), r.reason(), r.message())
     }
 }
 
@@ -268,7 +268,7 @@ async fn receive(
         }
     };
     let (parts, body) = request.into_parts();
-    match process(state, &target, &parts.headers, body, automation).await {
+    match process(state, &target, parts.uri.path(), &parts.headers, body, automation).await {
         Ok(answer) => answer,
         Err((refusal, delivery)) => {
             state.audit_refusal(Some(&target.connection), key.as_deref(), peer, &refusal, delivery.as_deref()).await;
@@ -282,6 +282,7 @@ type Refused = (Refusal, Option<String>);
 async fn process(
     state: &State,
     target: &Target,
+    path: &str,
     headers: &hyper::HeaderMap,
     body: Incoming,
     automation: bool,
@@ -322,18 +323,17 @@ async fn process(
             None,
         )
     })?;
-    let verified = if automation {
-        verify::verify_automation(secret, headers, &body, time::OffsetDateTime::now_utc().unix_timestamp())
-    } else {
-        verify::verify_provider(connection.provider, secret, headers, &body)
-    };
     let delivery = if automation {
-        verify::automation_delivery_key(headers, &body)
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        verify::verify_automation(secret, headers, "POST", path, &body, now)
+            .map_err(|r| (Refusal::from(r), verify::automation_delivery(headers).map(str::to_string)))?
     } else {
-        verify::delivery_key(connection.provider, headers, &body)
+        let delivery = verify::delivery_key(connection.provider, headers, &body);
+        verify::verify_provider(connection.provider, secret, headers, &body)
+            .map_err(|r| (Refusal::from(r), Some(delivery.clone())))?;
+        delivery
     };
-    verified.map_err(|r| (Refusal::from(r), Some(delivery.clone())))?;
-    let payload: Value = serde_json::from_slice(&body).map_err(|_| {
+    let mut payload: Value = serde_json::from_slice(&body).map_err(|_| {
         (
             Refusal::new(
                 StatusCode::BAD_REQUEST,
@@ -343,6 +343,14 @@ async fn process(
             Some(delivery.clone()),
         )
     })?;
+    // PostgreSQL cannot store a NUL in text or jsonb. A provider's payload is
+    // kept for operators only, so its NULs are escaped; a command's strings
+    // would be applied, so a command carrying one is refused, once, plainly.
+    if inbox::escape_nul(&mut payload) && automation {
+        let message =
+            "the command contains a NUL character (\\u0000), which mctl cannot store: remove it and send again";
+        return Err((Refusal::new(StatusCode::BAD_REQUEST, "nul_character", message), Some(delivery)));
+    }
     let store_failed = |e: StoreError| {
         tracing::warn!(connection = %connection.key, "webhook: storing a delivery failed: {e}");
         error(StatusCode::SERVICE_UNAVAILABLE, "the delivery could not be stored: try again later")
@@ -356,8 +364,9 @@ async fn process(
         );
     }
     let event = verify::event_name(connection.provider, headers);
-    let ping = event.as_deref() == Some("ping");
-    let remote_ids = inbox::remote_ids(connection.provider, &payload);
+    // Without an event name (a sender that omits it), reconcile as before.
+    let syncs = event.as_deref().is_none_or(|e| verify::event_syncs(connection.provider, e));
+    let remote_ids = if syncs { inbox::remote_ids(connection.provider, &payload) } else { Vec::new() };
     let stored = state
         .inbox
         .store(Delivery {
@@ -367,7 +376,7 @@ async fn process(
             payload,
             payload_bytes: body.len(),
             remote_ids,
-            pull_if_unmapped: !ping,
+            pull_if_unmapped: syncs,
         })
         .await;
     Ok(match stored {

@@ -20,15 +20,28 @@ pub enum Rejection {
     BadSignature,
     MissingTimestamp,
     StaleTimestamp,
+    /// An automation request without a usable `X-MC-Delivery`.
+    MissingDelivery,
+    /// An automation request whose signature does not match what was sent.
+    BadAutomationSignature,
 }
 
 impl Rejection {
     pub fn reason(self) -> &'static str {
         match self {
             Rejection::MissingSignature => "missing_signature",
-            Rejection::BadSignature => "bad_signature",
+            Rejection::BadSignature | Rejection::BadAutomationSignature => "bad_signature",
             Rejection::MissingTimestamp => "missing_timestamp",
             Rejection::StaleTimestamp => "stale_timestamp",
+            Rejection::MissingDelivery => "missing_delivery",
+        }
+    }
+
+    /// The HTTP status: 400 for a request that cannot be checked as sent, else 401.
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::MissingDelivery => 400,
+            _ => 401,
         }
     }
 
@@ -41,8 +54,14 @@ impl Rejection {
             Rejection::BadSignature => {
                 "the signature does not match the body: check that the webhook's secret is the connection's webhook secret"
             }
+            Rejection::BadAutomationSignature => {
+                "the signature does not match the body: sign \"{X-MC-Timestamp}.{X-MC-Delivery}.POST.{path}.{hex SHA-256 of the exact body bytes}\" and send the body as raw text, not re-serialized JSON (assets/n8n/README.md)"
+            }
+            Rejection::MissingDelivery => {
+                "X-MC-Delivery is missing or not 1-200 visible ASCII characters: give each command its own id (e.g. the execution id) and sign it"
+            }
             Rejection::MissingTimestamp => {
-                "X-MC-Timestamp is missing or not unix seconds: sign requests as docs/sync.md describes"
+                "X-MC-Timestamp is missing or not unix seconds: sign requests as assets/n8n/README.md describes"
             }
             Rejection::StaleTimestamp => {
                 "X-MC-Timestamp is more than 5 minutes from now: check the sender's clock and do not replay requests"
@@ -60,11 +79,21 @@ pub fn hmac_hex(secret: &[u8], parts: &[&[u8]]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
-/// The `X-MC-Signature` value for a body sent or received at `timestamp`:
-/// `sha256=` + hex HMAC-SHA256 of `"{timestamp}.{body}"`.
-pub fn mc_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let prefix = format!("{timestamp}.");
-    format!("sha256={}", hmac_hex(secret, &[prefix.as_bytes(), body]))
+/// What `X-MC-Signature` signs, in both directions:
+/// `"{timestamp}.{delivery}.{METHOD}.{path}.{hex SHA-256 of the body}"`.
+/// The delivery id is the replay key, so it is signed with the timestamp;
+/// the method and path bind the signature to one endpoint. The body enters
+/// as its hash, which n8n's Crypto node computes from the raw body's binary.
+/// Unambiguous: the timestamp is digits, and what follows the delivery id is
+/// fixed by the endpoint plus 64 hex digits.
+pub fn signing_string(timestamp: &str, delivery: &str, method: &str, path: &str, body: &[u8]) -> String {
+    format!("{timestamp}.{delivery}.{method}.{path}.{}", hex(&Sha256::digest(body)))
+}
+
+/// The `X-MC-Signature` value: `sha256=` + hex HMAC-SHA256 of [`signing_string`].
+pub fn mc_signature(secret: &[u8], timestamp: i64, delivery: &str, method: &str, path: &str, body: &[u8]) -> String {
+    let signed = signing_string(&timestamp.to_string(), delivery, method, path, body);
+    format!("sha256={}", hmac_hex(secret, &[signed.as_bytes()]))
 }
 
 /// Checks a hex HMAC (with or without a `sha256=` prefix) over `parts`.
@@ -128,31 +157,44 @@ pub fn verify_provider(
             let given = headers.get("x-plane-signature").ok_or(Rejection::MissingSignature)?;
             check_hmac(key, &[body], given)
         }
-        Provider::N8n => verify_automation(secret, headers, body, time::OffsetDateTime::now_utc().unix_timestamp()),
+        // n8n sends commands to /automation, checked by `verify_automation`.
+        Provider::N8n => Err(Rejection::MissingSignature),
     }
 }
 
-/// Checks an inbound automation request: `X-MC-Timestamp` within five
-/// minutes of `now`, and `X-MC-Signature` over `"{timestamp}.{body}"`.
+/// Checks an inbound automation request to `method path`: `X-MC-Timestamp`
+/// within five minutes of `now`, an `X-MC-Delivery`, and `X-MC-Signature`
+/// over all of them and the body ([`signing_string`]). Returns the delivery id.
 pub fn verify_automation(
     secret: &str,
     headers: &(impl Headers + ?Sized),
+    method: &str,
+    path: &str,
     body: &[u8],
     now: i64,
-) -> Result<(), Rejection> {
-    let stamp = headers.get("x-mc-timestamp").ok_or(Rejection::MissingTimestamp)?;
-    let timestamp: i64 = stamp.trim().parse().map_err(|_| Rejection::MissingTimestamp)?;
+) -> Result<String, Rejection> {
+    let stamp = headers.get("x-mc-timestamp").map(str::trim).ok_or(Rejection::MissingTimestamp)?;
+    let timestamp: i64 = stamp.parse().map_err(|_| Rejection::MissingTimestamp)?;
+    let delivery = automation_delivery(headers).ok_or(Rejection::MissingDelivery)?;
     let given = headers.get("x-mc-signature").ok_or(Rejection::MissingSignature)?;
     if !given.trim().starts_with("sha256=") {
-        return Err(Rejection::BadSignature);
+        return Err(Rejection::BadAutomationSignature);
     }
     // The signature first: an unsigned request learns nothing about the clock.
-    let prefix = format!("{}.", stamp.trim());
-    check_hmac(secret.as_bytes(), &[prefix.as_bytes(), body], given)?;
+    let signed = signing_string(stamp, delivery, method, path, body);
+    check_hmac(secret.as_bytes(), &[signed.as_bytes()], given).map_err(|_| Rejection::BadAutomationSignature)?;
     if (now - timestamp).abs() > MAX_SKEW_SECONDS {
         return Err(Rejection::StaleTimestamp);
     }
-    Ok(())
+    Ok(delivery.to_string())
+}
+
+/// An automation request's `X-MC-Delivery`, when it is usable as a key.
+pub fn automation_delivery(headers: &(impl Headers + ?Sized)) -> Option<&str> {
+    headers
+        .get("x-mc-delivery")
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.chars().all(|c| c.is_ascii_graphic()))
 }
 
 /// The key a delivery is deduplicated by: the provider's delivery id, or a
@@ -174,24 +216,6 @@ pub fn delivery_key(provider: Provider, headers: &(impl Headers + ?Sized), body:
         .unwrap_or_else(|| format!("sha256:{}", hex(&Sha256::digest(body))))
 }
 
-/// An automation request's key: its `X-MC-Delivery`, else a hash of the
-/// timestamp and body (two equal commands sent apart are two commands).
-pub fn automation_delivery_key(headers: &(impl Headers + ?Sized), body: &[u8]) -> String {
-    if let Some(key) = headers
-        .get("x-mc-delivery")
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 200 && v.chars().all(|c| c.is_ascii_graphic()))
-    {
-        return key.to_string();
-    }
-    let stamp = headers.get("x-mc-timestamp").unwrap_or_default().trim();
-    let mut hasher = Sha256::new();
-    hasher.update(stamp.as_bytes());
-    hasher.update(b".");
-    hasher.update(body);
-    format!("sha256:{}", hex(&hasher.finalize()))
-}
-
 /// The provider's event name, when it sends one.
 pub fn event_name(provider: Provider, headers: &(impl Headers + ?Sized)) -> Option<String> {
     let names: &[&str] = match provider {
@@ -206,6 +230,26 @@ pub fn event_name(provider: Provider, headers: &(impl Headers + ?Sized)) -> Opti
         .filter_map(|name| headers.get(name))
         .map(|v| crate::domain::text::clip(v.trim(), 100).into_owned())
         .find(|v| !v.is_empty() && !v.chars().any(char::is_control))
+}
+
+/// Whether a provider's event can change what mctl syncs (then it queues the
+/// objects it names, or the connection's pull). Everything else is stored
+/// for operators to read and queues nothing: a star or a label edit is not
+/// worth a pass. Names as each provider sends them in its event header
+/// (docs/conformance/webhooks.md cites where each list was checked).
+pub fn event_syncs(provider: Provider, event: &str) -> bool {
+    let synced: &[&str] = match provider {
+        // Issues, and the pass's delivery feeds: Actions runs, deployments, releases.
+        Provider::Github => &["issues", "workflow_run", "deployment", "deployment_status", "release"],
+        // Gitea's X-Gitea-Event folds issue_assign, issue_label and issue_milestone into "issues".
+        Provider::Gitea => &["issues", "release"],
+        Provider::Gitlab => {
+            &["Issue Hook", "Confidential Issue Hook", "Pipeline Hook", "Deployment Hook", "Release Hook"]
+        }
+        Provider::Plane => &["issue", "cycle", "module", "cycle_issue", "module_issue", "project"],
+        Provider::N8n => &[],
+    };
+    synced.contains(&event)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -322,33 +366,70 @@ mod tests {
     }
 
     #[test]
-    fn automation_requests_are_signed_with_their_timestamp_and_must_be_fresh() {
+    fn automation_requests_sign_timestamp_delivery_method_path_and_body_and_must_be_fresh() {
         let now = 1_800_000_000;
         let body = br#"{"command":"create_task","title":"x"}"#;
-        let sign =
-            |ts: i64| headers(&[("X-MC-Timestamp", ts.to_string()), ("X-MC-Signature", mc_signature(b"k", ts, body))]);
-        assert_eq!(verify_automation("k", view(&sign(now)).as_slice(), body, now), Ok(()));
-        assert_eq!(verify_automation("k", view(&sign(now - 299)).as_slice(), body, now), Ok(()));
-        assert_eq!(
-            verify_automation("k", view(&sign(now - 301)).as_slice(), body, now),
-            Err(Rejection::StaleTimestamp)
-        );
-        assert_eq!(
-            verify_automation("k", view(&sign(now + 301)).as_slice(), body, now),
-            Err(Rejection::StaleTimestamp)
-        );
-        assert_eq!(verify_automation("k", view(&sign(now)).as_slice(), b"{}", now), Err(Rejection::BadSignature));
-        // The timestamp is part of what is signed: moving it breaks the signature.
-        let mut moved = sign(now - 10);
+        let path = "/automation/flows";
+        let sign = |ts: i64, delivery: &str| {
+            headers(&[
+                ("X-MC-Timestamp", ts.to_string()),
+                ("X-MC-Delivery", delivery.to_string()),
+                ("X-MC-Signature", mc_signature(b"k", ts, delivery, "POST", path, body)),
+            ])
+        };
+        let check = |h: &[(&'static str, String)], body: &[u8]| {
+            verify_automation("k", view(h).as_slice(), "POST", path, body, now)
+        };
+        assert_eq!(check(&sign(now, "d-1"), body), Ok("d-1".to_string()));
+        assert_eq!(check(&sign(now - 299, "d-1"), body), Ok("d-1".to_string()));
+        assert_eq!(check(&sign(now - 301, "d-1"), body), Err(Rejection::StaleTimestamp));
+        assert_eq!(check(&sign(now + 301, "d-1"), body), Err(Rejection::StaleTimestamp));
+        assert_eq!(check(&sign(now, "d-1"), b"{}"), Err(Rejection::BadAutomationSignature));
+        // Each signed part, changed after signing, breaks the signature.
+        let mut moved = sign(now - 10, "d-1");
         moved[0].1 = now.to_string();
-        assert_eq!(verify_automation("k", view(&moved).as_slice(), body, now), Err(Rejection::BadSignature));
-        let unsigned = headers(&[("X-MC-Timestamp", now.to_string())]);
-        assert_eq!(verify_automation("k", view(&unsigned).as_slice(), body, now), Err(Rejection::MissingSignature));
-        let undated = headers(&[("X-MC-Signature", mc_signature(b"k", now, body))]);
-        assert_eq!(verify_automation("k", view(&undated).as_slice(), body, now), Err(Rejection::MissingTimestamp));
+        assert_eq!(check(&moved, body), Err(Rejection::BadAutomationSignature));
+        let mut renamed = sign(now, "d-1");
+        renamed[1].1 = "d-2".into();
+        assert_eq!(check(&renamed, body), Err(Rejection::BadAutomationSignature));
+        let elsewhere =
+            verify_automation("k", view(&sign(now, "d-1")).as_slice(), "POST", "/automation/other", body, now);
+        assert_eq!(elsewhere, Err(Rejection::BadAutomationSignature));
+        let put = verify_automation("k", view(&sign(now, "d-1")).as_slice(), "PUT", path, body, now);
+        assert_eq!(put, Err(Rejection::BadAutomationSignature));
+        // Without a delivery id (or with an unusable one) nothing is checked.
+        let mut undelivered = sign(now, "d-1");
+        undelivered.remove(1);
+        assert_eq!(check(&undelivered, body), Err(Rejection::MissingDelivery));
+        let mut spaced = sign(now, "d-1");
+        spaced[1].1 = "a b".into();
+        assert_eq!(check(&spaced, body), Err(Rejection::MissingDelivery));
+        assert_eq!(Rejection::MissingDelivery.status(), 400);
+        let mut unsigned = sign(now, "d-1");
+        unsigned.remove(2);
+        assert_eq!(check(&unsigned, body), Err(Rejection::MissingSignature));
+        let mut undated = sign(now, "d-1");
+        undated.remove(0);
+        assert_eq!(check(&undated, body), Err(Rejection::MissingTimestamp));
         // The recipe, spelled out.
-        let expected = format!("sha256={}", hmac_hex(b"k", &[format!("{now}.").as_bytes(), body]));
-        assert_eq!(mc_signature(b"k", now, body), expected);
+        let digest = hex(&Sha256::digest(body));
+        let string = format!("{now}.d-1.POST./automation/flows.{digest}");
+        assert_eq!(signing_string(&now.to_string(), "d-1", "POST", path, body), string);
+        let expected = format!("sha256={}", hmac_hex(b"k", &[string.as_bytes()]));
+        assert_eq!(mc_signature(b"k", now, "d-1", "POST", path, body), expected);
+    }
+
+    #[test]
+    fn only_events_that_can_change_synced_objects_queue_work() {
+        for event in ["issues", "workflow_run", "deployment", "deployment_status", "release"] {
+            assert!(event_syncs(Provider::Github, event), "{event}");
+        }
+        for event in ["ping", "star", "watch", "label", "issue_comment", "push", "pull_request", "fork"] {
+            assert!(!event_syncs(Provider::Github, event), "{event}");
+        }
+        assert!(event_syncs(Provider::Gitea, "issues") && !event_syncs(Provider::Gitea, "push"));
+        assert!(event_syncs(Provider::Gitlab, "Issue Hook") && !event_syncs(Provider::Gitlab, "Note Hook"));
+        assert!(event_syncs(Provider::Plane, "cycle_issue") && !event_syncs(Provider::Plane, "issue_comment"));
     }
 
     #[test]
