@@ -1,5 +1,6 @@
 //! Concurrent writers against one database: key allocation, optimistic
-//! concurrency on moves, and lane counts and ranks under contention.
+//! concurrency on moves, lane counts and ranks under contention, and the
+//! server connections a busy then idle session holds.
 
 mod common;
 
@@ -177,4 +178,39 @@ async fn lane_counts_stay_exact_while_their_deltas_are_folded() {
         .unwrap()
         .get(0);
     assert!(folded > 100, "the folded part holds most of the count: {folded}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_store_gives_its_pooled_connections_back() {
+    let db = TestDb::new().await;
+    let name = format!("mctl-idle-{}", fastrand::u32(..));
+    let options = mission_control::store::StoreOptions {
+        application_name: name.clone(),
+        idle_timeout: Some(std::time::Duration::from_millis(600)),
+        ..Default::default()
+    };
+    let store = mission_control::store::Store::connect(db.config.clone(), options).await.unwrap();
+    let admin = db.client().await;
+    let open = || {
+        let (admin, name) = (&admin, name.clone());
+        async move {
+            let row = admin
+                .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", &[&name])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0)
+        }
+    };
+    // Five queries at once need five connections.
+    let busy = (0..5).map(|_| {
+        let store = store.clone();
+        async move { store.client().await.unwrap().query_one("SELECT pg_sleep(0.3)::text", &[]).await.unwrap() }
+    });
+    join_all(busy).await;
+    assert_eq!(open().await, 5);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(open().await, 0, "idle connections are closed");
+    // And the store still works, on one connection again.
+    store.client().await.unwrap().query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(open().await, 1);
 }

@@ -68,6 +68,9 @@ pub struct StoreOptions {
     pub application_name: String,
     /// `sslmode` and certificates (libpq's `prefer` unless said otherwise).
     pub tls: crate::db::tls::TlsSettings,
+    /// Pooled connections unused this long are closed, so an idle console
+    /// or worker gives its server connections back (`None`: kept).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -77,9 +80,13 @@ impl Default for StoreOptions {
             read_only: false,
             application_name: "mctl".into(),
             tls: crate::db::tls::TlsSettings::default(),
+            idle_timeout: Some(IDLE_TIMEOUT),
         }
     }
 }
+
+/// How long a pooled connection may sit unused before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A connection outside the pool, over TLS when the settings ask for it.
 pub type DedicatedConnection = tokio_postgres::Connection<
@@ -137,6 +144,9 @@ impl Store {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if let Some(idle) = options.idle_timeout {
+            close_idle_connections(&pool, idle);
+        }
         let store = Store { pool, pg_config, tls, read_only: options.read_only };
         store.client().await?.simple_query("SELECT 1").await?;
         Ok(store)
@@ -164,6 +174,21 @@ impl Store {
     pub(crate) fn refuse_if_read_only(&self) -> StoreResult<()> {
         if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
     }
+}
+
+/// Closes pooled connections unused for `idle`, checking twice as often,
+/// until the pool is dropped: a default PostgreSQL allows 100 connections,
+/// and a rotation of idle consoles must not hold them.
+fn close_idle_connections(pool: &Pool, idle: Duration) {
+    let weak = pool.weak();
+    tokio::spawn(async move {
+        let every = (idle / 2).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(pool) = weak.upgrade() else { return };
+            pool.retain(|_, metrics| metrics.last_used() < idle);
+        }
+    });
 }
 
 /// Refuses a write made against a stale version of an optimistically locked row.
