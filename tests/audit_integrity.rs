@@ -1,7 +1,8 @@
-//! The audit log as evidence: the database records who wrote each entry
-//! (`session_user`, whatever the client claims), and a hash chain computed
-//! in the database makes an entry changed or removed afterwards — even by a
-//! superuser with the triggers off — visible to `mctl audit verify`.
+//! The database as the authority: it records who wrote each audit entry
+//! (`session_user`, whatever the client claims); a hash chain it computes
+//! makes an entry changed or removed afterwards — even by a superuser with
+//! the triggers off — visible to `mctl audit verify`; and with `mctl db
+//! setup-roles`, PostgreSQL itself refuses what a role may not do.
 
 mod common;
 
@@ -153,4 +154,127 @@ async fn concurrent_writers_never_fork_a_chain() {
     assert_eq!(reports[0].broken, None);
     assert_eq!(reports[0].entries, db.count(&format!("audit_entry WHERE project_id = {}", project.id)).await);
     assert!(reports[0].entries > 120);
+}
+
+/// A login role made for one test, dropped with it.
+struct Login {
+    name: String,
+    admin: tokio_postgres::Client,
+}
+
+impl Login {
+    async fn new(db: &TestDb, suffix: &str) -> Login {
+        let name = format!("mctl_test_{}_{suffix}", fastrand::u32(..));
+        let admin = db.client().await;
+        admin.batch_execute(&format!("CREATE ROLE {name} LOGIN")).await.unwrap();
+        Login { name, admin }
+    }
+
+    async fn connect(&self, db: &TestDb) -> tokio_postgres::Client {
+        let mut config = db.config.clone();
+        config.user(&self.name);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.expect("log in as the test role");
+        tokio::spawn(connection);
+        client
+    }
+
+    async fn drop_role(self) {
+        self.admin.batch_execute(&format!("DROP ROLE {}", self.name)).await.unwrap();
+    }
+}
+
+/// The SQLSTATE and message PostgreSQL refused `sql` with.
+async fn refused(client: &tokio_postgres::Client, sql: &str) -> (String, String) {
+    let error = client.batch_execute(sql).await.expect_err(sql);
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{sql}: {error}"));
+    (db.code().code().to_string(), db.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_what_each_role_may_not_do() {
+    let db = TestDb::new().await;
+    let project = project_with_history(&db).await;
+    let cli = Cli::new(&db);
+    cli.run(&["db", "setup-roles"]).ok();
+    cli.run(&["db", "setup-roles"]).ok(); // again: nothing changes, nothing fails
+    let owner: String = db
+        .client()
+        .await
+        .query_one("SELECT tableowner::text FROM pg_tables WHERE tablename = 'audit_entry'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "mctl_owner", "no login role owns the tables");
+
+    let (viewer, operator) = (Login::new(&db, "v").await, Login::new(&db, "o").await);
+    cli.run(&["db", "grant", &viewer.name, "--as", "viewer"]).ok();
+    cli.run(&["db", "grant", &operator.name, "--as", "operator"]).ok();
+    let missing = cli.run(&["db", "grant", "nobody_by_that_name", "--as", "viewer"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("does not exist"), "{}", missing.stderr);
+
+    // A viewer reads, and cannot write even with psql.
+    let as_viewer = viewer.connect(&db).await;
+    let tasks: i64 = as_viewer.query_one("SELECT count(*) FROM task", &[]).await.unwrap().get(0);
+    assert_eq!(tasks, 5);
+    assert_eq!(refused(&as_viewer, "UPDATE task SET title = 'mine'").await.0, "42501");
+    assert_eq!(refused(&as_viewer, "DELETE FROM audit_entry").await.0, "42501");
+
+    // An operator works through mctl; the log names its role, the client's name beside it.
+    let operator_url = format!("{} user={}", db.url().replace("user=postgres", ""), operator.name);
+    let mut command = cli.command();
+    command.env("MC_DATABASE_URL", &operator_url).env("MC_OPERATOR", "ana");
+    let created = common::run_from(
+        command.args(["--project", "AUD", "task", "create", "--title", "Written as myself"]).output().unwrap(),
+    );
+    assert_eq!(created.code, 0, "{}{}", created.stderr, created.stdout);
+    let status =
+        common::run_from(cli.command().env("MC_DATABASE_URL", &operator_url).args(["db", "status"]).output().unwrap());
+    assert!(status.stdout.contains(&format!("role {} (mctl_operator)", operator.name)), "{}", status.stdout);
+    let (actor, role): (String, String) = db
+        .client()
+        .await
+        .query_one(
+            "SELECT actor, db_role FROM audit_entry WHERE project_id = $1 AND action = 'task.create' ORDER BY id DESC LIMIT 1",
+            &[&project],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((actor.as_str(), role.as_str()), ("ana", operator.name.as_str()));
+
+    // …and cannot rewrite history, switch the guard off, or move the chain's head.
+    let as_operator = operator.connect(&db).await;
+    let (code, message) = refused(&as_operator, "DELETE FROM audit_entry").await;
+    assert_eq!(code, "42501");
+    assert!(message.contains("permission denied for table audit_entry"), "{message}");
+    for sql in [
+        "ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_no_update",
+        "DROP TABLE audit_entry",
+        "CREATE OR REPLACE FUNCTION audit_entry_is_append_only() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'",
+    ] {
+        let (code, message) = refused(&as_operator, sql).await;
+        assert_eq!(code, "42501", "{sql}: {message}");
+        // Not the owner; and replacing a function first needs CREATE on the schema, which nobody got.
+        assert!(
+            message.contains("must be owner") || message.contains("permission denied for schema"),
+            "{sql}: {message}"
+        );
+    }
+    assert_eq!(refused(&as_operator, "UPDATE audit_chain SET seq = 0").await.0, "42501");
+    assert_eq!(refused(&as_operator, "TRUNCATE audit_entry").await.0, "42501");
+    // What a later migration makes (as mctl_owner) is granted like the rest.
+    db.client()
+        .await
+        .batch_execute("SET ROLE mctl_owner; CREATE TABLE later_table (id int); RESET ROLE;")
+        .await
+        .unwrap();
+    as_operator.batch_execute("INSERT INTO later_table VALUES (1)").await.unwrap();
+    assert_eq!(refused(&as_viewer, "INSERT INTO later_table VALUES (2)").await.0, "42501");
+    // The chain is whole after all of it.
+    assert_eq!(cli.run(&["--project", "AUD", "audit", "verify"]).code, 0);
+
+    drop((as_viewer, as_operator));
+    viewer.drop_role().await;
+    operator.drop_role().await;
 }

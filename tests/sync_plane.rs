@@ -532,8 +532,8 @@ async fn an_idle_pass_reads_one_page_per_object_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_pass_with_a_failed_page_infers_no_deletion() {
-    // Three pages of work items.
-    let s = setup(250).await;
+    // Three pages of work items (Plane's pages hold 1000).
+    let s = setup(2100).await;
     assert_eq!(sync(&s).await.failed, 0);
     let task = tasks(&s).await[0].clone();
     let mapping = mapping_of(&s, &task.key).await;
@@ -548,7 +548,7 @@ async fn a_full_pass_with_a_failed_page_infers_no_deletion() {
     assert_eq!((report.jobs, report.failed), (1, 1), "{report:?}");
     let failed: Vec<_> = s.plane.requests().into_iter().filter(|r| r.status == 502).collect();
     assert_eq!(failed.len(), 1);
-    assert!(failed[0].path.ends_with("/work-items/") && failed[0].query.contains("cursor=100:1:0"), "{failed:?}");
+    assert!(failed[0].path.ends_with("/work-items/") && failed[0].query.contains("cursor=1000:1:0"), "{failed:?}");
     // Nothing is archived or marked deleted, not even the item that is gone,
     // and no absent item was looked up to confirm a deletion.
     assert_eq!(s.db.count("task WHERE archived").await, 0);

@@ -17,6 +17,18 @@ pub enum DbCommand {
     Start,
     /// Stop the embedded cluster.
     Stop,
+    /// Create mctl's group roles (mctl_owner, _admin, _operator, _viewer,
+    /// _agent, _sync) and hand every table to mctl_owner, so PostgreSQL
+    /// enforces what each may do. Idempotent; run as a superuser or the owner.
+    SetupRoles,
+    /// Make a login role a member of one mctl group.
+    Grant {
+        /// The PostgreSQL login role (an operator's own, for instance).
+        role: String,
+        /// What it may do.
+        #[arg(long = "as", value_enum)]
+        level: crate::db::roles::Level,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +74,16 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     let tls = target.tls.connector().map_err(crate::error::Error::Usage)?;
                     Some(pg.connect(tls).await.is_ok())
                 };
+            let identity = match reachable {
+                Some(true) => {
+                    let options = crate::store::StoreOptions { max_connections: 1, ..Default::default() };
+                    match crate::db::connect(&target, options).await {
+                        Ok(store) => crate::db::roles::identity(&store).await.ok(),
+                        Err(_) => None,
+                    }
+                }
+                _ => None,
+            };
             let roots = target.tls.roots.as_ref().map(|r| r.to_string());
             let client_certificate = target.tls.client.as_ref().map(|(cert, _)| cert.display().to_string());
             if ctx.json {
@@ -74,6 +96,7 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     "sslrootcert": roots,
                     "client_certificate": client_certificate,
                     "parameters_from": origins,
+                    "identity": identity,
                     "reachable": reachable,
                     "embedded": status,
                 }));
@@ -99,6 +122,9 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     output::line(format!("settings:   {}", origins.join(", ")));
                 }
             }
+            if let Some(identity) = &identity {
+                output::line(format!("identity:   {}", identity.describe()));
+            }
             output::line(format!(
                 "reachable:  {}",
                 match reachable {
@@ -121,6 +147,27 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     _ => "no PostgreSQL server binaries found".to_string(),
                 }
             ));
+            Ok(())
+        }
+        DbCommand::SetupRoles => {
+            let store = ctx.store().await?;
+            crate::db::roles::setup(&store, &ctx.actor()).await?;
+            let identity = crate::db::roles::identity(&store).await?;
+            if ctx.json {
+                return output::json(&json!({ "set_up": true, "identity": identity }));
+            }
+            output::line(
+                "roles set up: mctl_owner owns every table; grant operators with `mctl db grant ROLE --as operator`",
+            );
+            Ok(())
+        }
+        DbCommand::Grant { role, level } => {
+            let store = ctx.store().await?;
+            crate::db::roles::grant(&store, &ctx.actor(), &role, level).await?;
+            if ctx.json {
+                return output::json(&json!({ "role": role, "group": level.group() }));
+            }
+            output::line(format!("{role} is now {}", level.group()));
             Ok(())
         }
         DbCommand::Start => {

@@ -9,6 +9,7 @@
 
 pub mod conninfo;
 pub mod embedded;
+pub mod roles;
 pub mod tls;
 
 use std::str::FromStr;

@@ -29,10 +29,39 @@ impl Store {
     pub async fn migrate(&self) -> StoreResult<MigrationReport> {
         let mut client = self.client().await?;
         let pg: &mut tokio_postgres::Client = &mut client;
-        pg.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
-        let result = run_migrations(pg).await;
-        // Release even when the run failed; the session would release it on close anyway.
-        let _ = pg.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+        // Current already: nothing to take a lock for, nothing an operator's
+        // role (which may not create tables) would be refused.
+        let found = recorded_version(pg).await?;
+        if found == latest_known_version() {
+            return Ok(MigrationReport { applied: Vec::new(), current: found });
+        }
+        // With the roles set up in this database (its history table is
+        // mctl_owner's; the role itself is the cluster's), objects are made
+        // by the owner role.
+        let owner: bool = pg
+            .query_one(
+                "SELECT coalesce((SELECT pg_get_userbyid(relowner) = 'mctl_owner' FROM pg_class WHERE oid = to_regclass($1)), false)
+                        AND pg_has_role(current_user, 'mctl_owner', 'MEMBER')",
+                &[&HISTORY_TABLE],
+            )
+            .await?
+            .get(0);
+        if owner {
+            pg.batch_execute("SET ROLE mctl_owner").await?;
+        }
+        let result = match pg.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await {
+            Ok(_) => {
+                let result = run_migrations(pg).await;
+                // Release even when the run failed; the session would release it on close anyway.
+                let _ = pg.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+                result
+            }
+            Err(e) => Err(e.into()),
+        };
+        if owner {
+            // The connection goes back to the pool as the role it logged in as.
+            pg.batch_execute("RESET ROLE").await?;
+        }
         result
     }
 
