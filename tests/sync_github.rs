@@ -463,3 +463,73 @@ async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_req
     assert!(report.jobs >= 1, "the reorder queued the task");
     assert!(s.forge.requests().is_empty(), "{:?}", s.forge.requests());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_sharing_a_name_are_told_apart_by_the_providers_id() {
+    let s = connected(2, "newest").await;
+    // Nightlies: one name, three GitHub releases (ids and tags differ).
+    for (id, tag) in [(6001, "nightly-1"), (6002, "nightly-2"), (6003, "nightly-3")] {
+        s.forge.state().releases.push(serde_json::json!({
+            "id": id, "tag_name": tag, "name": "Nightly", "draft": false, "prerelease": true,
+            "target_commitish": "main", "html_url": format!("https://github.example/acme/app/releases/{tag}"),
+            "published_at": "2026-01-05T00:00:00Z", "body": ""
+        }));
+    }
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.passes[0].errors.is_empty(), "{:?}", report.passes);
+    assert_eq!(tasks(&s).await.len(), 2);
+    let releases = s.store.list_releases(s.project_id).await.unwrap();
+    let mut tags: Vec<_> = releases.iter().filter_map(|r| r.tag.clone()).collect();
+    tags.sort();
+    assert_eq!(tags, ["nightly-1", "nightly-2", "nightly-3"]);
+    let names: std::collections::HashSet<_> = releases.iter().map(|r| r.name.to_lowercase()).collect();
+    assert_eq!(names.len(), 3, "each has a name of its own: {releases:?}");
+    // The names are stable: another pass changes nothing.
+    let audit = s.db.count("audit_entry WHERE entity_kind = 'release'").await;
+    let again = full(&s).await;
+    assert!(again.passes[0].errors.is_empty(), "{:?}", again.passes);
+    assert_eq!(s.db.count("audit_entry WHERE entity_kind = 'release'").await, audit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_repository_is_followed_and_keeps_its_mappings() {
+    let s = connected(3, "newest").await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let edited = task_of(&s, 2).await;
+    s.forge.dialect.rename("acme/renamed");
+    // A local edit: its reconcile reads the issue through the old name.
+    s.store
+        .edit_task(
+            &actor("bo"),
+            &edited.key,
+            TaskEdit { title: Some("Edited here".into()), ..TaskEdit::default() },
+            None,
+        )
+        .await
+        .unwrap();
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let after = s.store.task_by_key(&edited.key).await.unwrap();
+    assert!(!after.archived, "a rename is not a deletion");
+    assert_eq!(mapping_of(&s, &edited.key).await.sync_state, SyncState::InSync);
+    assert_eq!(s.forge.item(2).unwrap().title, "Edited here");
+    // The connection names the repository as it is called now.
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    assert_eq!(connection.config["repo"], "acme/renamed");
+    // A full pass keeps every mapping and archives nothing.
+    s.forge.edit(3, |i| i.title = "Edited there".into());
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(task_of(&s, 3).await.title, "Edited there");
+    assert!(tasks(&s).await.iter().all(|t| !t.archived));
+    assert_eq!(s.db.count("external_mapping WHERE sync_state = 'deleted'").await, 0);
+    // The next worker asks under the new name: no more redirects.
+    s.forge.reset_log();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert!(s.forge.requests().iter().all(|r| r.status != 301 && r.status != 307), "{:?}", s.forge.requests());
+    // A transferred issue is still gone from this repository.
+    s.forge.transfer(1);
+    assert_eq!(full(&s).await.failed, 0);
+    assert!(task_of(&s, 1).await.archived);
+}

@@ -71,14 +71,60 @@ impl WritePacer {
 
 pub struct GitHub {
     http: Http,
-    repo: String,
+    /// The API root (`https://api.github.com`).
+    root: String,
+    /// `{root}/repos/{owner}/{name}`; moves when the repository is renamed.
+    repo: std::sync::Mutex<String>,
+    /// A rename seen and followed, not yet recorded on the connection.
+    renamed: std::sync::Mutex<Option<String>>,
     pacer: WritePacer,
     etags: EtagCache,
 }
 
 impl GitHub {
+    fn repo(&self) -> String {
+        self.repo.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn url(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.repo)
+        format!("{}/{rest}", self.repo())
+    }
+
+    /// Whether an issue whose `repository_url` is `home` is still ours.
+    /// GitHub answers a renamed repository's old name with a redirect to
+    /// `/repositories/{id}` and names the new one in every answer; the
+    /// repository read through the old name then has that new name. Then the
+    /// rename is followed (and kept for the connection); otherwise the issue
+    /// was transferred.
+    async fn follow_rename(&self, home: &str) -> ProviderResult<bool> {
+        let body = self.http.send(Method::GET, &self.repo(), None).await?;
+        let Some(full_name) = body.get("full_name").and_then(Value::as_str) else { return Ok(false) };
+        let home = home.trim_end_matches('/').to_ascii_lowercase();
+        if !home.ends_with(&format!("/repos/{}", full_name.to_ascii_lowercase())) {
+            return Ok(false);
+        }
+        let safe = full_name.split('/').count() == 2
+            && full_name.split('/').all(|p| {
+                !p.is_empty()
+                    && !p.starts_with('.')
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            });
+        if !safe {
+            return Ok(false);
+        }
+        let moved = format!("{}/repos/{full_name}", self.root);
+        if !moved.eq_ignore_ascii_case(&self.repo()) {
+            *self.repo.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+            *self.renamed.lock().unwrap_or_else(|e| e.into_inner()) = Some(full_name.to_string());
+        }
+        Ok(true)
+    }
+
+    /// The repository `field` names (`repository_url` of an issue, `url` of
+    /// the repository itself) when it is not the one we use.
+    fn foreign(&self, value: &Value, field: &str) -> Option<String> {
+        let home = value.get(field).and_then(Value::as_str)?.trim_end_matches('/');
+        (!home.eq_ignore_ascii_case(&self.repo())).then(|| home.to_string())
     }
 
     async fn feed(&self, url: &str) -> ProviderResult<Option<Value>> {
@@ -237,9 +283,12 @@ impl RepoProvider for GitHub {
         let http = Http::new(limiter, "Authorization", format!("Bearer {secret}"))?
             .with_header("Accept", "application/vnd.github+json")
             .with_header("X-GitHub-Api-Version", "2022-11-28");
+        let root = api_root(&connection.base_url);
         Ok(GitHub {
             http,
-            repo: format!("{}/repos/{}/{}", api_root(&connection.base_url), parts[0], parts[1]),
+            repo: std::sync::Mutex::new(format!("{root}/repos/{}/{}", parts[0], parts[1])),
+            root,
+            renamed: std::sync::Mutex::new(None),
             pacer: WritePacer::of(connection, 1000),
             etags: EtagCache::default(),
         })
@@ -260,6 +309,7 @@ impl RepoProvider for GitHub {
             None => self.url(&format!("issues?state=all&sort=created&direction=asc&per_page={PER_PAGE}")),
         };
         let mut issues = Vec::new();
+        let mut foreign = None;
         let mut listing = repo::read_pages(
             &self.http,
             &self.etags,
@@ -268,6 +318,9 @@ impl RepoProvider for GitHub {
             |body| {
                 let mut numbers = Vec::new();
                 for item in array(body, None)? {
+                    if foreign.is_none() {
+                        foreign = self.foreign(item, "repository_url");
+                    }
                     if let Some(issue) = issue_of(item)? {
                         numbers.push(issue.number);
                         issues.push(issue);
@@ -277,22 +330,22 @@ impl RepoProvider for GitHub {
             },
         )
         .await?;
+        // The listing was answered through a redirect: the repository was renamed.
+        if let Some(home) = foreign {
+            self.follow_rename(&home).await?;
+        }
         listing.issues = issues;
         Ok(listing)
     }
 
     async fn issue(&self, number: i64) -> ProviderResult<Option<Issue>> {
         match self.http.send(Method::GET, &self.url(&format!("issues/{number}")), None).await {
-            // A transferred issue redirects to its new repository: gone from this one.
-            Ok(value)
-                if value
-                    .get("repository_url")
-                    .and_then(Value::as_str)
-                    .is_some_and(|r| !r.trim_end_matches('/').eq_ignore_ascii_case(&self.repo)) =>
-            {
-                Ok(None)
-            }
-            Ok(value) => issue_of(&value),
+            // Another repository: ours renamed (followed), or the issue
+            // transferred (gone from this one).
+            Ok(value) => match self.foreign(&value, "repository_url") {
+                Some(home) if !self.follow_rename(&home).await? => Ok(None),
+                _ => issue_of(&value),
+            },
             Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -382,8 +435,15 @@ impl RepoProvider for GitHub {
     }
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {
-        let body = self.http.send(Method::GET, &self.repo, None).await?;
+        let body = self.http.send(Method::GET, &self.repo(), None).await?;
+        if let Some(home) = self.foreign(&body, "url") {
+            self.follow_rename(&home).await?;
+        }
         Ok(repo::repo_info_of(&body, "full_name"))
+    }
+
+    fn renamed(&self) -> Option<String> {
+        self.renamed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

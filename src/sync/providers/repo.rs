@@ -310,6 +310,12 @@ pub trait RepoProvider: Sized {
 
     /// The repository itself (auth and reachability).
     async fn repository(&self) -> ProviderResult<RepoInfo>;
+
+    /// A rename of the repository the provider saw and followed since last
+    /// asked (`owner/new-name`), for the connection to record.
+    fn renamed(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The environment kind a name suggests.

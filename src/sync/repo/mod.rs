@@ -91,6 +91,20 @@ impl<P: RepoProvider> RepoSync<P> {
         Ok(())
     }
 
+    /// Records a rename the provider followed: the connection names the
+    /// repository as it is called now, and every mapping stays (issue
+    /// numbers do not change with the repository's name).
+    pub async fn record_rename(&mut self) -> SyncResult<()> {
+        let Some(full_name) = self.provider.renamed() else { return Ok(()) };
+        let update = crate::store::integrations::ConnectionUpdate {
+            config: Some(json!({ "repo": full_name })),
+            ..Default::default()
+        };
+        self.connection = self.store.update_connection(&self.actor, &self.connection.key, update).await?;
+        tracing::info!(connection = %self.connection.key, repo = %full_name, "sync: the repository was renamed; followed");
+        Ok(())
+    }
+
     pub async fn step(&self, name: &'static str) {
         if let Some(hook) = &self.hook {
             hook(name).await;
@@ -231,15 +245,27 @@ impl AnyRepo {
     }
 
     pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<ObjectOutcome> {
-        each!(self, sync => sync.reconcile_task(task_id, remote_changed).await)
+        each!(self, sync => {
+            let outcome = sync.reconcile_task(task_id, remote_changed).await;
+            sync.record_rename().await?;
+            outcome
+        })
     }
 
     pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
-        each!(self, sync => sync.reconcile_remote(key).await)
+        each!(self, sync => {
+            let outcome = sync.reconcile_remote(key).await;
+            sync.record_rename().await?;
+            outcome
+        })
     }
 
     pub async fn pull(&mut self, full: bool) -> SyncResult<PassReport> {
-        each!(self, sync => sync.pull(full).await)
+        each!(self, sync => {
+            let report = sync.pull(full).await;
+            sync.record_rename().await?;
+            report
+        })
     }
 
     pub async fn plan(&self) -> SyncResult<SyncPlan> {
