@@ -96,3 +96,32 @@ async fn connection_test_reports_no_deployments_api() {
     assert_eq!((report.actions, report.deployments), (Some(true), Some(false)));
     assert!(report.lines().iter().any(|l| l.contains("deployments") && l.contains("unavailable")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_label_names_are_kept_exactly() {
+    suite::keeps_remote_label_names(&connected(1, "newest").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_past_the_first_page_are_found_by_id() {
+    let s = connected(0, "newest").await;
+    let number = {
+        let mut state = s.forge.state();
+        for k in 0..70 {
+            state.label_id(&format!("area-{k:02}"));
+        }
+        state.create("Deep label", "", vec!["area-65".into()], vec![], false)
+    };
+    assert_eq!(sync(&s).await.failed, 0);
+    let task = common::repo::task_of(&s, number).await;
+    let edit = mission_control::store::tasks::TaskEdit { add_labels: vec!["area-03".into()], ..Default::default() };
+    s.store.edit_task(&common::actor("bo"), &task.key, edit, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let mut labels = s.forge.item(number).unwrap().labels;
+    labels.sort();
+    assert_eq!(labels, ["area-03", "area-65"]);
+    // Both were found among the 70 (two pages of 50): none was made again.
+    assert_eq!(s.forge.state().labels.len(), 70);
+    assert_eq!(s.forge.count("POST", "/labels"), 0);
+}

@@ -533,3 +533,8 @@ async fn a_renamed_repository_is_followed_and_keeps_its_mappings() {
     assert_eq!(full(&s).await.failed, 0);
     assert!(task_of(&s, 1).await.archived);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_label_names_are_kept_exactly() {
+    common::repo_suite::keeps_remote_label_names(&connected(1, "newest").await).await;
+}

@@ -121,3 +121,8 @@ async fn pipelines_deployments_and_releases_are_pulled() {
     assert_eq!(releases[0].name, "Spring");
     assert_eq!(releases[0].tag.as_deref(), Some("v2.1.0"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_label_names_are_kept_exactly() {
+    suite::keeps_remote_label_names(&connected(1, "newest").await).await;
+}

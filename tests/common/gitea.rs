@@ -126,12 +126,18 @@ impl Dialect for GiteaApi {
                 let labels: Vec<Value> = state.items[&number].labels.iter().map(|l| json!({"name": l})).collect();
                 Reply::ok(json!(labels))
             }
+            // routers/api/v1/repo/label.go ListLabels: paged by `page`/`limit`
+            // (utils.GetListOptions: at most 50 a page), X-Total-Count.
             ("GET", ["labels"]) => {
-                Reply::ok(json!(state.labels.iter().map(|(n, id)| json!({"id": id, "name": n})).collect::<Vec<_>>()))
+                let labels: Vec<Value> = state.labels.iter().map(|(n, id)| json!({"id": id, "name": n})).collect();
+                let (slice, _) = page(&labels, call.number("page", 1), call.number("limit", 30).min(50));
+                Reply::ok(json!(slice)).header("x-total-count", labels.len().to_string())
             }
+            // CreateLabel: a new label every time (names are not unique in Gitea).
             ("POST", ["labels"]) => {
                 let name = call.body.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-                let id = state.label_id(&name);
+                let id = 100 + state.labels.len() as i64;
+                state.labels.push((name.clone(), id));
                 Reply::json(201, json!({"id": id, "name": name}))
             }
             ("GET", ["actions", "runs"]) if state.actions => {

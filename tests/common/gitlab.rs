@@ -40,6 +40,12 @@ fn apply(state: &mut State, number: i64, body: &Value) {
         .get("assignee_ids")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).filter_map(|id| state.user_name(id)).collect());
+    // doc/api/issues.md: a label named that does not exist yet is created.
+    if let Some(labels) = body.get("labels").and_then(Value::as_str) {
+        for label in labels.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+            state.label_id(label);
+        }
+    }
     let item = state.items.get_mut(&number).unwrap();
     if let Some(title) = body.get("title").and_then(Value::as_str) {
         item.title = title.into();
@@ -121,6 +127,15 @@ impl Dialect for GitLabApi {
                 state.item_mut(number);
                 apply(state, number, &call.body);
                 Reply::ok(issue_json(state, &base, &state.items[&number]))
+            }
+            // doc/api/labels.md: GET /projects/:id/labels, offset paging.
+            ("GET", ["labels"]) => {
+                let labels: Vec<Value> = state.labels.iter().map(|(n, id)| json!({"id": id, "name": n})).collect();
+                let current = call.number("page", 1);
+                let (slice, more) = page(&labels, current, call.number("per_page", 20));
+                Reply::ok(json!(slice))
+                    .header("x-page", current.to_string())
+                    .header("x-next-page", if more { (current + 1).to_string() } else { String::new() })
             }
             ("GET", ["pipelines"]) => Reply::ok(json!(state.runs)),
             ("GET", ["deployments"]) => Reply::ok(json!(state.deployments)),

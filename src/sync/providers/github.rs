@@ -442,6 +442,11 @@ impl RepoProvider for GitHub {
         Ok(repo::repo_info_of(&body, "full_name"))
     }
 
+    async fn label_names(&self) -> ProviderResult<Vec<String>> {
+        let first = self.url(&format!("labels?per_page={PER_PAGE}"));
+        Ok(repo::names_of(&repo::read_all(&self.http, first, |answer, _| answer.next_link()).await?))
+    }
+
     fn renamed(&self) -> Option<String> {
         self.renamed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }

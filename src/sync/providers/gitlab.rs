@@ -353,6 +353,11 @@ impl RepoProvider for GitLab {
         Ok(Feed::Items(releases))
     }
 
+    async fn label_names(&self) -> ProviderResult<Vec<String>> {
+        let first = self.url(&format!("labels?per_page={PER_PAGE}"));
+        Ok(repo::names_of(&repo::read_all(&self.http, first, next_page).await?))
+    }
+
     async fn repository(&self) -> ProviderResult<RepoInfo> {
         let body = self.http.send(Method::GET, &format!("{}/projects/{}", self.api, self.project), None).await?;
         Ok(repo::repo_info_of(&body, "path_with_namespace"))

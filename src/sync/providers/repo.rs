@@ -247,6 +247,32 @@ pub async fn read_pages(
     Ok(listing)
 }
 
+/// Every item of a small listing (labels), page by page from `first`.
+pub async fn read_all(
+    http: &Http,
+    first: String,
+    next: impl Fn(&Answer, &str) -> Option<String>,
+) -> ProviderResult<Vec<serde_json::Value>> {
+    let mut items = Vec::new();
+    let mut url = Some(first);
+    let mut pages = 0;
+    while let Some(current) = url.take() {
+        pages += 1;
+        if pages > 100 {
+            break;
+        }
+        let answer = http.exchange(reqwest::Method::GET, &current, None, None).await?;
+        items.extend(array(&answer.body, None)?.iter().cloned());
+        url = next(&answer, &current);
+    }
+    Ok(items)
+}
+
+/// The `name` of each item.
+pub fn names_of(items: &[serde_json::Value]) -> Vec<String> {
+    items.iter().filter_map(|l| l.get("name").and_then(serde_json::Value::as_str)).map(str::to_string).collect()
+}
+
 /// Reads one delivery listing, asking with its last ETag: `None` on a 304.
 pub async fn read_feed(http: &Http, etags: &EtagCache, url: &str) -> ProviderResult<Option<serde_json::Value>> {
     let memo = etags.get(url);
@@ -310,6 +336,9 @@ pub trait RepoProvider: Sized {
 
     /// The repository itself (auth and reachability).
     async fn repository(&self) -> ProviderResult<RepoInfo>;
+
+    /// Every label name the repository has.
+    async fn label_names(&self) -> ProviderResult<Vec<String>>;
 
     /// A rename of the repository the provider saw and followed since last
     /// asked (`owner/new-name`), for the connection to record.

@@ -257,6 +257,7 @@ impl<P: RepoProvider> RepoSync<P> {
     /// An open issue as a new local task with its mapping; `None` when no
     /// lane can hold it.
     fn imported(&self, issue: &Issue) -> Option<ImportedTask> {
+        self.labels.learn(issue.labels.iter().map(String::as_str));
         let remote = remote_fields(issue);
         let mut local = Fields::new();
         for (field, value) in &remote {

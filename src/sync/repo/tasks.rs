@@ -149,7 +149,14 @@ impl<P: RepoProvider> RepoSync<P> {
 
     async fn converge(&mut self, task: Task, mapping: &SyncMapping, issue: &Issue) -> SyncResult<ObjectOutcome> {
         let stored: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+        if let Some(Value::Array(names)) = stored.remote.get("labels") {
+            self.labels.learn(names.iter().filter_map(Value::as_str));
+        }
+        self.labels.prefer(issue.labels.iter().map(String::as_str));
         let local = local_fields(&task);
+        if stored.local.get("labels") != local.get("labels") {
+            self.know_labels(&task.labels).await?;
+        }
         let remote = remote_fields(issue);
         let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: issue.updated_at };
@@ -205,6 +212,7 @@ impl<P: RepoProvider> RepoSync<P> {
             self.adopt(task, found).await?;
             return Ok(ObjectOutcome::Adopted);
         }
+        self.know_labels(&task.labels).await?;
         let local = local_fields(task);
         let mut remote = Fields::new();
         for field in ISSUE_FIELDS {
@@ -229,6 +237,7 @@ impl<P: RepoProvider> RepoSync<P> {
     /// the agreed base, so what differs here is pushed by the reconcile that
     /// follows (queued now).
     pub async fn adopt(&mut self, task: &Task, issue: &Issue) -> SyncResult<()> {
+        self.labels.learn(issue.labels.iter().map(String::as_str));
         let remote = remote_fields(issue);
         let mut local = Fields::new();
         for (field, value) in &remote {
