@@ -538,3 +538,82 @@ async fn a_renamed_repository_is_followed_and_keeps_its_mappings() {
 async fn remote_label_names_are_kept_exactly() {
     common::repo_suite::keeps_remote_label_names(&connected(1, "newest").await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_is_a_wait_not_bad_credentials() {
+    let s = connected(2, "newest").await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let task = task_of(&s, 1).await;
+    s.store
+        .edit_task(
+            &actor("bo"),
+            &task.key,
+            TaskEdit { title: Some("Pushed later".into()), ..TaskEdit::default() },
+            None,
+        )
+        .await
+        .unwrap();
+    s.forge.reset_log();
+    // 403, requests left in the primary budget, no Retry-After: GitHub's
+    // secondary limit. Wait at least a minute; the key lives.
+    s.forge.fail_next("PATCH", "/issues/1", Fault::SecondaryLimit);
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.deferred >= 1, "{report:?}");
+    assert_eq!(s.forge.count("PATCH", "/issues"), 1, "refused once, not sent again at once");
+    assert_eq!(s.db.count("sync_job WHERE dead").await, 0, "no dead letter");
+    assert_eq!(s.db.count("sync_cursor WHERE paused_until > now() + interval '50 seconds'").await, 1);
+    assert_eq!(s.forge.item(1).unwrap().title, "Issue 1");
+    make_due(&s).await;
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.forge.item(1).unwrap().title, "Pushed later");
+    assert_eq!(s.forge.count("PATCH", "/issues"), 2);
+    // A listing throttled the same way defers the pass.
+    make_due(&s).await;
+    s.forge.fail_next("GET", "/issues", Fault::SecondaryLimit);
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.db.count("sync_job WHERE key = 'full' AND available_at > now() + interval '50 seconds'").await, 1);
+    assert_eq!(s.db.count("sync_job WHERE dead").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_actions_permission_still_syncs_issues() {
+    let s = connected(3, "newest").await;
+    github::seed_delivery(&s.forge);
+    s.forge.state().denied = vec!["actions".into(), "deployments".into()];
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.passes[0].errors.is_empty(), "a missing permission is no failure: {:?}", report.passes);
+    assert_eq!(tasks(&s).await.len(), 3);
+    assert_eq!(s.store.list_releases(s.project_id).await.unwrap().len(), 1, "releases still come");
+    assert_eq!(s.db.count("sync_cursor WHERE last_pass_ok").await, 1);
+    assert_eq!(
+        s.db.count(
+            "sync_cursor WHERE capabilities ->> 'actions' = 'false' AND capabilities ->> 'missing' LIKE '%actions=read%'"
+        )
+        .await,
+        1
+    );
+    // Validators were kept: once the incremental listing is known, a pass
+    // asks conditionally and is answered 304.
+    assert_eq!(sync(&s).await.failed, 0);
+    s.forge.reset_log();
+    assert_eq!(sync(&s).await.failed, 0);
+    let issue_reads: Vec<_> =
+        s.forge.requests().into_iter().filter(|r| r.method == "GET" && r.path.ends_with("/issues")).collect();
+    assert!(
+        !issue_reads.is_empty() && issue_reads.iter().all(|r| r.if_none_match && r.status == 304),
+        "{issue_reads:?}"
+    );
+
+    // `connection test`: usable, and says what the token lacks.
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    let check = mission_control::sync::check::check(&connection).await;
+    assert!(check.ok, "{check:?}");
+    assert_eq!(check.actions, Some(false));
+    let lines = check.lines().join("\n");
+    assert!(lines.contains("actions") && lines.contains("actions=read"), "{lines}");
+    assert!(lines.contains("deployments=read"), "{lines}");
+}

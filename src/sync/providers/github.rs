@@ -390,6 +390,7 @@ impl RepoProvider for GitHub {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
             Err(ProviderError::NotFound { .. }) => return Ok(Feed::Unavailable),
+            Err(e @ ProviderError::Forbidden { .. }) => return Ok(Feed::Denied(e.to_string())),
             Err(e) => return Err(e),
         };
         let mut deployments = Vec::new();

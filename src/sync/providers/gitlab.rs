@@ -251,7 +251,7 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+            Err(ProviderError::NotFound { .. } | ProviderError::Forbidden { .. }) => {
                 return Ok(Feed::Unavailable);
             }
             Err(e) => return Err(e),
@@ -282,7 +282,7 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+            Err(ProviderError::NotFound { .. } | ProviderError::Forbidden { .. }) => {
                 return Ok(Feed::Unavailable);
             }
             Err(e) => return Err(e),
@@ -321,7 +321,7 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+            Err(ProviderError::NotFound { .. } | ProviderError::Forbidden { .. }) => {
                 return Ok(Feed::Unavailable);
             }
             Err(e) => return Err(e),

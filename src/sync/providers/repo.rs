@@ -91,13 +91,17 @@ pub struct Listing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feed<T> {
     Unavailable,
+    /// The server has it, but the token may not read it (a fine-grained
+    /// token without that permission): why, in one line. The rest syncs.
+    Denied(String),
     Unchanged,
     Items(Vec<T>),
 }
 
 impl<T> Feed<T> {
     /// A feed from a conditional read ([`read_feed`]): a 304 is unchanged, a
-    /// 404 means the server does not offer it, a body is parsed into items.
+    /// 404 means the server does not offer it, a 403 (not a rate limit) that
+    /// the token may not read it, a body is parsed into items.
     pub fn from_read(
         read: ProviderResult<Option<serde_json::Value>>,
         parse: impl FnOnce(&serde_json::Value) -> ProviderResult<Vec<T>>,
@@ -106,6 +110,7 @@ impl<T> Feed<T> {
             Ok(Some(body)) => Ok(Feed::Items(parse(&body)?)),
             Ok(None) => Ok(Feed::Unchanged),
             Err(ProviderError::NotFound { .. }) => Ok(Feed::Unavailable),
+            Err(e @ ProviderError::Forbidden { .. }) => Ok(Feed::Denied(e.to_string())),
             Err(e) => Err(e),
         }
     }

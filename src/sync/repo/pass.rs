@@ -57,6 +57,9 @@ pub struct Capabilities {
     pub actions: Option<bool>,
     pub deployments: Option<bool>,
     pub releases: Option<bool>,
+    /// Listings the token may not read, each with why (`actions: …`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 /// One delivery object's upsert: its key (`release:ID`), how an operator
@@ -295,6 +298,10 @@ impl<P: RepoProvider> RepoSync<P> {
         capabilities.actions = match feed(pipelines, "pipelines", report)? {
             None => None,
             Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Denied(why)) => {
+                capabilities.missing.push(format!("pipelines: {why}"));
+                Some(false)
+            }
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(runs)) => {
                 for run in runs {
@@ -310,6 +317,10 @@ impl<P: RepoProvider> RepoSync<P> {
         capabilities.deployments = match feed(deployments, "deployments", report)? {
             None => None,
             Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Denied(why)) => {
+                capabilities.missing.push(format!("deployments: {why}"));
+                Some(false)
+            }
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(deployments)) => {
                 for deployment in deployments {
@@ -333,6 +344,10 @@ impl<P: RepoProvider> RepoSync<P> {
         capabilities.releases = match feed(releases, "releases", report)? {
             None => None,
             Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Denied(why)) => {
+                capabilities.missing.push(format!("releases: {why}"));
+                Some(false)
+            }
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(releases)) => {
                 for release in releases {
