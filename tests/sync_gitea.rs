@@ -65,8 +65,17 @@ async fn actions_runs_and_releases_are_pulled_and_missing_apis_are_capabilities(
     let report = sync(&s).await;
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     let pipelines = s.store.list_pipelines(s.project_id, 10).await.unwrap();
-    assert_eq!(pipelines.len(), 1);
-    assert_eq!(pipelines[0].status.as_str(), "failed");
+    assert_eq!(pipelines.len(), 2);
+    let done = pipelines.iter().find(|p| p.external_id == "31").unwrap();
+    assert_eq!(done.status.as_str(), "failed");
+    // Gitea's fields: the title, started_at and completed_at.
+    assert_eq!(done.name, "Fix the build");
+    let at = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(done.started_at, Some(at("2026-01-03T09:00:00Z")));
+    assert_eq!(done.finished_at, Some(at("2026-01-03T09:04:00Z")));
+    let queued = pipelines.iter().find(|p| p.external_id == "32").unwrap();
+    assert_eq!((queued.status.as_str(), queued.name.as_str()), ("queued", "Waiting for a runner"));
+    assert_eq!((queued.started_at, queued.finished_at), (None, None), "a zero time is no time");
     let releases = s.store.list_releases(s.project_id).await.unwrap();
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].name, "v0.9.0");

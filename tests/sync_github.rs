@@ -617,3 +617,57 @@ async fn a_token_without_actions_permission_still_syncs_issues() {
     assert!(lines.contains("actions") && lines.contains("actions=read"), "{lines}");
     assert!(lines.contains("deployments=read"), "{lines}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_runs_are_named_by_their_title_and_awaiting_approval_is_not_failed() {
+    let s = connected(0, "newest").await;
+    // rest-api-description: workflow-run `name` may be empty; `display_title`
+    // is the run's title; `action_required` is a conclusion of a run waiting
+    // for approval.
+    s.forge.state().runs.push(serde_json::json!({
+        "id": 7101, "name": "", "display_title": "Bump the parser", "head_branch": "deps", "head_sha": "abc1234def",
+        "status": "completed", "conclusion": "action_required",
+        "html_url": "https://github.example/acme/app/actions/runs/7101",
+        "run_started_at": "2026-01-02T10:00:00Z", "created_at": "2026-01-02T10:00:00Z", "updated_at": "2026-01-02T10:00:05Z"
+    }));
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let pipelines = s.store.list_pipelines(s.project_id, 10).await.unwrap();
+    assert_eq!(pipelines.len(), 1);
+    assert_eq!(pipelines[0].name, "Bump the parser");
+    assert_eq!(pipelines[0].status.as_str(), "queued", "waiting for approval, not failed");
+    assert_eq!(pipelines[0].finished_at, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_closes_its_issue_as_not_planned() {
+    let s = connected(3, "newest").await;
+    let lane = mission_control::store::lanes::NewLane {
+        name: "Cancelled".into(),
+        category: LaneCategory::Cancelled,
+        role: mission_control::domain::LaneRole::Normal,
+        position: None,
+        wip_limit: None,
+    };
+    s.store.create_lane(&actor("ops"), s.project_id, lane).await.unwrap();
+    assert_eq!(sync(&s).await.failed, 0);
+    let (dropped, finished) = (task_of(&s, 1).await, task_of(&s, 2).await);
+    s.store.move_task(&actor("bo"), &dropped.key, Some("Cancelled"), Position::Top, None).await.unwrap();
+    s.store.move_task(&actor("bo"), &finished.key, Some("Done"), Position::Top, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let (one, two) = (s.forge.item(1).unwrap(), s.forge.item(2).unwrap());
+    assert!(one.closed && two.closed);
+    assert_eq!(one.state_reason.as_deref(), Some("not_planned"));
+    assert_eq!(two.state_reason.as_deref(), Some("completed"));
+    // Done, then cancelled after all: still closed, now as not planned.
+    s.store.move_task(&actor("bo"), &finished.key, Some("Cancelled"), Position::Top, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.forge.item(2).unwrap().state_reason.as_deref(), Some("not_planned"));
+    // Nothing echoes back: the tasks stay where they were put.
+    s.forge.reset_log();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.forge.count("PATCH", "/issues"), 0);
+    assert_eq!(s.store.task_by_key(&finished.key).await.unwrap().lane, "Cancelled");
+}

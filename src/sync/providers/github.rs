@@ -184,6 +184,11 @@ fn write_body(write: &IssueWrite) -> Value {
     }
     if let Some(closed) = write.closed {
         body.insert("state".into(), json!(if closed { "closed" } else { "open" }));
+        // rest-api-description: issues/update `state_reason`
+        // (completed, not_planned, reopened).
+        if closed {
+            body.insert("state_reason".into(), json!(if write.not_planned { "not_planned" } else { "completed" }));
+        }
     }
     if let Some(labels) = &write.labels {
         body.insert("labels".into(), json!(labels));
@@ -202,6 +207,8 @@ pub fn run_status(status: Option<&str>, conclusion: Option<&str>) -> PipelineSta
         (Some("completed"), Some("success" | "neutral")) => PipelineStatus::Success,
         (Some("completed"), Some("cancelled")) => PipelineStatus::Cancelled,
         (Some("completed"), Some("skipped" | "stale")) => PipelineStatus::Skipped,
+        // Waiting for someone to approve it: not run yet, not failed.
+        (Some("completed"), Some("action_required")) => PipelineStatus::Queued,
         (Some("completed"), _) => PipelineStatus::Failed,
         (Some("in_progress"), _) => PipelineStatus::Running,
         _ => PipelineStatus::Queued,
@@ -213,12 +220,21 @@ pub fn runs_of(provider: &str, body: &Value) -> ProviderResult<Vec<PipelineRepor
     let mut runs = Vec::new();
     for run in array(body, Some("workflow_runs"))? {
         let Some(id) = run.get("id").and_then(Value::as_i64) else { continue };
-        let name = repo::line_of(run.get("name").or_else(|| run.get("display_title")), 200);
+        // GitHub may send `name: ""`; Gitea sends no `name` at all
+        // (modules/structs/repo_actions.go ActionWorkflowRun: display_title).
+        let name = ["name", "display_title", "title"]
+            .iter()
+            .map(|field| repo::line_of(run.get(*field), 200))
+            .find(|name| !name.is_empty())
+            .unwrap_or_default();
         let status =
             run_status(run.get("status").and_then(Value::as_str), run.get("conclusion").and_then(Value::as_str));
+        // GitHub: `run_started_at` and `updated_at`; Gitea: `started_at` and
+        // `completed_at` (a zero time, the Unix epoch, until then).
+        let at = |field: &str| repo::time_of(run.get(field)).filter(|t| t.unix_timestamp() > 0);
         let finished = matches!(status, PipelineStatus::Queued | PipelineStatus::Running)
             .then_some(None)
-            .unwrap_or_else(|| repo::time_of(run.get("updated_at")));
+            .unwrap_or_else(|| at("completed_at").or_else(|| at("updated_at")));
         runs.push(PipelineReport {
             provider: provider.into(),
             external_id: id.to_string(),
@@ -227,7 +243,7 @@ pub fn runs_of(provider: &str, body: &Value) -> ProviderResult<Vec<PipelineRepor
             commit_sha: repo::commit_of(run.get("head_sha")),
             status,
             url: repo::url_of(run.get("html_url")),
-            started_at: repo::time_of(run.get("run_started_at")).or_else(|| repo::time_of(run.get("created_at"))),
+            started_at: at("run_started_at").or_else(|| at("started_at")).or_else(|| at("created_at")),
             finished_at: finished,
         });
     }
@@ -277,6 +293,7 @@ fn deployment_status(state: Option<&str>) -> DeploymentStatus {
 
 impl RepoProvider for GitHub {
     const NAME: &'static str = "github";
+    const CLOSE_REASONS: bool = true;
 
     fn new(connection: &Connection, secret: String, limiter: Arc<RateLimiter>) -> ProviderResult<GitHub> {
         let parts = repo::repo_path(connection, false)?;
@@ -369,7 +386,7 @@ impl RepoProvider for GitHub {
         first.closed = None;
         let issue = self.write(Method::POST, &self.url("issues"), &write_body(&first)).await?;
         if write.closed == Some(true) {
-            let close = IssueWrite { closed: Some(true), ..IssueWrite::default() };
+            let close = IssueWrite { closed: Some(true), not_planned: write.not_planned, ..IssueWrite::default() };
             return self.update_issue(issue.number, &close).await;
         }
         Ok(issue)

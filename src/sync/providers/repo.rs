@@ -66,6 +66,10 @@ pub struct IssueWrite {
     pub closed: Option<bool>,
     pub labels: Option<Vec<String>>,
     pub assignees: Option<Vec<String>>,
+    /// With `closed: Some(true)`: closed as not planned (a cancelled lane)
+    /// rather than completed, where the provider records why (GitHub's
+    /// `state_reason`).
+    pub not_planned: bool,
 }
 
 impl IssueWrite {
@@ -309,6 +313,10 @@ pub fn array<'a>(value: &'a serde_json::Value, field: Option<&str>) -> ProviderR
 pub trait RepoProvider: Sized {
     /// The provider's name in delivery rows (`github`, `gitea`, `gitlab`).
     const NAME: &'static str;
+
+    /// Whether a closed issue records why it closed (completed or not
+    /// planned), so moving a task between closed lanes is a write.
+    const CLOSE_REASONS: bool = false;
 
     fn new(
         connection: &Connection,

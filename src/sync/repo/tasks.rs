@@ -48,9 +48,10 @@ fn strings(value: &Value) -> Option<Vec<String>> {
     value.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
 }
 
-/// What to write remotely for merged fields.
-fn issue_write(push: &Fields, task_id: i64) -> IssueWrite {
-    let mut write = IssueWrite::default();
+/// What to write remotely for merged fields; `not_planned`: the task's lane
+/// is a cancelled one.
+fn issue_write(push: &Fields, task_id: i64, not_planned: bool) -> IssueWrite {
+    let mut write = IssueWrite { not_planned, ..IssueWrite::default() };
     for (field, value) in push {
         match field.as_str() {
             "title" => write.title = value.as_str().map(str::to_string),
@@ -81,6 +82,11 @@ pub fn local_changes(pull: &Fields) -> SyncedTask {
 }
 
 impl<P: RepoProvider> RepoSync<P> {
+    /// Whether a lane is a cancelled one.
+    fn cancelled(&self, lane_id: i64) -> bool {
+        self.lanes.iter().any(|l| l.id == lane_id && l.category == crate::domain::LaneCategory::Cancelled)
+    }
+
     pub fn link(&self, issue: &Issue, base: &Base, state: SyncState) -> MappingUpdate {
         MappingUpdate {
             connection_id: self.connection.id,
@@ -160,7 +166,22 @@ impl<P: RepoProvider> RepoSync<P> {
         let remote = remote_fields(issue);
         let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: issue.updated_at };
-        let plan = merge::merge(ISSUE_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        let mut plan = merge::merge(ISSUE_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        // Moved between a completed and a cancelled lane: still closed, but
+        // the provider records why, so the close is written again.
+        let cancelled = self.cancelled(task.lane_id);
+        if P::CLOSE_REASONS
+            && issue.closed
+            && !plan.push.contains_key("lane")
+            && !plan.pull.contains_key("lane")
+            && base.local.get("lane") != local.get("lane")
+            && base.local.get("lane").and_then(Value::as_i64).map(|l| self.cancelled(l)) != Some(cancelled)
+            && self.to_remote("lane", &json!(task.lane_id)) == Some(json!("closed"))
+        {
+            plan.push.insert("lane".into(), json!("closed"));
+            plan.base.local.insert("lane".into(), json!(task.lane_id));
+            plan.base.remote.insert("lane".into(), json!("closed"));
+        }
         let open_conflicts =
             crate::sync::cursor::record_conflicts(&self.store, &self.actor, mapping, &task.key, &plan).await?;
         let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
@@ -175,7 +196,7 @@ impl<P: RepoProvider> RepoSync<P> {
         let mut base = plan.base.clone();
         if pushed {
             self.step("task.before_push").await;
-            issue = self.provider.update_issue(issue.number, &issue_write(&plan.push, task.id)).await?;
+            issue = self.provider.update_issue(issue.number, &issue_write(&plan.push, task.id, cancelled)).await?;
             self.step("task.pushed").await;
             // What the server made of our values is the new remote base.
             let answered = remote_fields(&issue);
@@ -223,7 +244,7 @@ impl<P: RepoProvider> RepoSync<P> {
         // The body always carries the marker.
         remote.entry("description".into()).or_insert_with(|| json!(""));
         self.step("task.before_create").await;
-        let issue = self.provider.create_issue(&issue_write(&remote, task.id)).await?;
+        let issue = self.provider.create_issue(&issue_write(&remote, task.id, self.cancelled(task.lane_id))).await?;
         self.step("task.created_remotely").await;
         let base = Base::new(local, remote_fields(&issue));
         self.store
