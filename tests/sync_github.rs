@@ -671,3 +671,107 @@ async fn a_cancelled_task_closes_its_issue_as_not_planned() {
     assert_eq!(s.forge.count("PATCH", "/issues"), 0);
     assert_eq!(s.store.task_by_key(&finished.key).await.unwrap().lane, "Cancelled");
 }
+
+/// The recorded exchanges of one octokit/fixtures scenario.
+fn recorded(scenario: &str) -> Vec<serde_json::Value> {
+    let path = format!("{}/tests/fixtures/github/{scenario}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_issue_pages_are_followed_by_link_and_asked_again_with_their_etags() {
+    let replay = github::Replay::start(&["paginate-issues"]).await;
+    let repo = "octokit-fixture-org/paginate-issues";
+    let bare = common::repo::connect(&replay.url(), github::TOKEN, Provider::Github, repo, "newest").await;
+    let report = bare.full().await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    // Every open issue GitHub recorded over its five pages (3 a page there).
+    let pages = recorded("paginate-issues");
+    let open: Vec<i64> = pages
+        .iter()
+        .flat_map(|p| p["response"].as_array().unwrap().clone())
+        .filter(|i| i["state"] == "open" && i.get("pull_request").is_none())
+        .map(|i| i["number"].as_i64().unwrap())
+        .collect();
+    let filter =
+        mission_control::store::tasks::TaskFilter { project_id: bare.project_id, limit: 1000, ..Default::default() };
+    let imported = bare.store.list_tasks(&filter).await.unwrap();
+    assert_eq!(imported.len(), open.len());
+    let reads: Vec<_> = replay.requests().into_iter().filter(|r| r.path.ends_with("/issues")).collect();
+    assert_eq!(reads.len(), pages.len(), "one request a recorded page: {reads:?}");
+    // The `Link` header led to GitHub's /repositories/{id} URLs, page by page.
+    for (k, read) in reads.iter().enumerate().skip(1) {
+        assert_eq!(read.path, "/repositories/1000/issues");
+        assert!(read.query.contains(&format!("page={}", k + 1)), "{read:?}");
+    }
+    // Again: every page asked with its ETag, every one a 304, nothing changed.
+    replay.reset_log();
+    let again = bare.full().await;
+    assert_eq!(again.failed, 0, "{:?}", again.errors);
+    let reads: Vec<_> = replay.requests().into_iter().filter(|r| r.path.ends_with("/issues")).collect();
+    assert_eq!(reads.len(), pages.len(), "{reads:?}");
+    assert!(reads.iter().all(|r| r.if_none_match && r.status == 304), "{reads:?}");
+    assert_eq!(again.passes[0].not_modified, pages.len());
+    assert_eq!(bare.store.list_tasks(&filter).await.unwrap().len(), open.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_rename_is_followed_to_the_new_name() {
+    use mission_control::sync::providers::repo::RepoProvider;
+    let replay = github::Replay::start(&["rename-repository"]).await;
+    let old = "octokit-fixture-org/rename-repository";
+    let bare = common::repo::connect(&replay.url(), github::TOKEN, Provider::Github, old, "newest").await;
+    let connection = bare.store.connection_by_key("github").await.unwrap();
+    let renamed = recorded("rename-repository")
+        .iter()
+        .find(|e| e["path"] == "/repositories/1000" && e["method"] == "get")
+        .map(|e| e["response"]["full_name"].as_str().unwrap().to_string())
+        .unwrap();
+    let github = mission_control::sync::providers::github::GitHub::new(
+        &connection,
+        github::TOKEN.into(),
+        mission_control::sync::providers::http::RateLimiter::new(0),
+    )
+    .unwrap();
+    let info = github.repository().await.unwrap();
+    assert_eq!(info.full_name, renamed);
+    assert_eq!(github.renamed().as_deref(), Some(renamed.as_str()), "the rename is kept for the connection");
+    let seen: Vec<_> = replay.requests().iter().map(|r| (r.path.clone(), r.status)).collect();
+    assert_eq!(seen[0], (format!("/repos/{old}"), 301), "{seen:?}");
+    assert_eq!(seen[1], ("/repositories/1000".to_string(), 200), "{seen:?}");
+    // `connection test` shows the repository by its new name.
+    let check = mission_control::sync::check::check(&connection).await;
+    assert!(check.repository.as_deref().is_some_and(|r| r.starts_with(&renamed)), "{check:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_default_labels_are_read_by_their_names() {
+    use mission_control::sync::providers::repo::RepoProvider;
+    let replay = github::Replay::start(&["labels", "errors"]).await;
+    let bare =
+        common::repo::connect(&replay.url(), github::TOKEN, Provider::Github, "octokit-fixture-org/labels", "newest")
+            .await;
+    let connection = bare.store.connection_by_key("github").await.unwrap();
+    let limiter = mission_control::sync::providers::http::RateLimiter::new(0);
+    let github =
+        mission_control::sync::providers::github::GitHub::new(&connection, github::TOKEN.into(), limiter.clone())
+            .unwrap();
+    let expected: Vec<String> = recorded("labels")[0]["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    let names = github.label_names().await.unwrap();
+    assert_eq!(names, expected);
+    assert!(names.iter().any(|n| n == "good first issue") && names.iter().any(|n| n == "help wanted"));
+    // A recorded 422: rejected with GitHub's own words, in one line.
+    let http = mission_control::sync::providers::http::Http::new(limiter, "Authorization", "Bearer x".into()).unwrap();
+    let url = format!("{}/repos/octokit-fixture-org/errors/labels", replay.url());
+    let body = serde_json::json!({"name": "foo", "color": "invalid"});
+    let error = http.send(reqwest::Method::POST, &url, Some(&body)).await.unwrap_err();
+    assert_eq!(error.status(), Some(422));
+    let shown = error.to_string();
+    assert!(shown.contains("Validation Failed") && !shown.contains('\n'), "{shown}");
+    assert!(!error.is_transient());
+}
