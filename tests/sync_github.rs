@@ -660,16 +660,20 @@ async fn a_cancelled_task_closes_its_issue_as_not_planned() {
     assert!(one.closed && two.closed);
     assert_eq!(one.state_reason.as_deref(), Some("not_planned"));
     assert_eq!(two.state_reason.as_deref(), Some("completed"));
-    // Done, then cancelled after all: still closed, now as not planned.
-    s.store.move_task(&actor("bo"), &finished.key, Some("Cancelled"), Position::Top, None).await.unwrap();
-    let report = sync(&s).await;
-    assert_eq!(report.failed, 0, "{:?}", report.errors);
-    assert_eq!(s.forge.item(2).unwrap().state_reason.as_deref(), Some("not_planned"));
     // Nothing echoes back: the tasks stay where they were put.
     s.forge.reset_log();
     assert_eq!(sync(&s).await.failed, 0);
     assert_eq!(s.forge.count("PATCH", "/issues"), 0);
-    assert_eq!(s.store.task_by_key(&finished.key).await.unwrap().lane, "Cancelled");
+    assert_eq!(s.store.task_by_key(&dropped.key).await.unwrap().lane, "Cancelled");
+    // Reopened and cancelled again: closed as not planned once more.
+    s.forge.edit(2, |i| i.closed = false);
+    assert_eq!(sync(&s).await.failed, 0);
+    s.store.move_task(&actor("bo"), &finished.key, Some("Cancelled"), Position::Top, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let two = s.forge.item(2).unwrap();
+    assert!(two.closed);
+    assert_eq!(two.state_reason.as_deref(), Some("not_planned"));
 }
 
 /// The recorded exchanges of one octokit/fixtures scenario.

@@ -78,8 +78,10 @@ fn strings(value: &Value) -> Option<Vec<String>> {
     value.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
 }
 
-/// Applies an issue write body (GitHub's field names). GitHub keeps
-/// `state_reason` as sent, and sets `reopened` on a reopen that names none.
+/// Applies an issue write body (GitHub's field names). `state_reason` is
+/// taken only with a change of `state` (rest-api-description issues/update:
+/// "Ignored unless `state` is changed"); a close that names none is
+/// `completed`, a reopen `reopened`.
 pub fn apply(item: &mut Item, body: &Value) {
     if let Some(title) = body.get("title").and_then(Value::as_str) {
         item.title = title.into();
@@ -88,14 +90,15 @@ pub fn apply(item: &mut Item, body: &Value) {
         item.body = text.into();
     }
     if let Some(state) = body.get("state").and_then(Value::as_str) {
-        let reopened = item.closed && state == "open";
-        item.closed = state == "closed";
-        item.state_reason = match body.get("state_reason").and_then(Value::as_str) {
-            Some(reason) => Some(reason.to_string()),
-            None if reopened => Some("reopened".into()),
-            None if item.closed => Some("completed".into()),
-            None => item.state_reason.take(),
-        };
+        let closed = state == "closed";
+        if closed != item.closed {
+            item.closed = closed;
+            item.state_reason = match body.get("state_reason").and_then(Value::as_str) {
+                Some(reason) => Some(reason.to_string()),
+                None if closed => Some("completed".into()),
+                None => Some("reopened".into()),
+            };
+        }
     }
     if let Some(labels) = body.get("labels").and_then(strings) {
         item.labels = labels;

@@ -184,8 +184,8 @@ fn write_body(write: &IssueWrite) -> Value {
     }
     if let Some(closed) = write.closed {
         body.insert("state".into(), json!(if closed { "closed" } else { "open" }));
-        // rest-api-description: issues/update `state_reason`
-        // (completed, not_planned, reopened).
+        // rest-api-description issues/update: `state_reason` (completed,
+        // not_planned, reopened), ignored unless `state` changes.
         if closed {
             body.insert("state_reason".into(), json!(if write.not_planned { "not_planned" } else { "completed" }));
         }
@@ -293,7 +293,6 @@ fn deployment_status(state: Option<&str>) -> DeploymentStatus {
 
 impl RepoProvider for GitHub {
     const NAME: &'static str = "github";
-    const CLOSE_REASONS: bool = true;
 
     fn new(connection: &Connection, secret: String, limiter: Arc<RateLimiter>) -> ProviderResult<GitHub> {
         let parts = repo::repo_path(connection, false)?;

@@ -314,10 +314,6 @@ pub trait RepoProvider: Sized {
     /// The provider's name in delivery rows (`github`, `gitea`, `gitlab`).
     const NAME: &'static str;
 
-    /// Whether a closed issue records why it closed (completed or not
-    /// planned), so moving a task between closed lanes is a write.
-    const CLOSE_REASONS: bool = false;
-
     fn new(
         connection: &Connection,
         secret: String,

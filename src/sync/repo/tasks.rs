@@ -166,22 +166,10 @@ impl<P: RepoProvider> RepoSync<P> {
         let remote = remote_fields(issue);
         let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: issue.updated_at };
-        let mut plan = merge::merge(ISSUE_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
-        // Moved between a completed and a cancelled lane: still closed, but
-        // the provider records why, so the close is written again.
+        let plan = merge::merge(ISSUE_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        // GitHub keeps why an issue closed (`state_reason`), but only with a
+        // change of `state`: a task moved between closed lanes stays as it was.
         let cancelled = self.cancelled(task.lane_id);
-        if P::CLOSE_REASONS
-            && issue.closed
-            && !plan.push.contains_key("lane")
-            && !plan.pull.contains_key("lane")
-            && base.local.get("lane") != local.get("lane")
-            && base.local.get("lane").and_then(Value::as_i64).map(|l| self.cancelled(l)) != Some(cancelled)
-            && self.to_remote("lane", &json!(task.lane_id)) == Some(json!("closed"))
-        {
-            plan.push.insert("lane".into(), json!("closed"));
-            plan.base.local.insert("lane".into(), json!(task.lane_id));
-            plan.base.remote.insert("lane".into(), json!("closed"));
-        }
         let open_conflicts =
             crate::sync::cursor::record_conflicts(&self.store, &self.actor, mapping, &task.key, &plan).await?;
         let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
