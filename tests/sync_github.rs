@@ -779,3 +779,33 @@ async fn recorded_default_labels_are_read_by_their_names() {
     assert!(shown.contains("Validation Failed") && !shown.contains('\n'), "{shown}");
     assert!(!error.is_transient());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_after_a_rename_brings_the_change_in_and_archives_nothing() {
+    let s = connected(2, "newest").await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let secret = common::hooks::secret_file("whsec-rename");
+    let client = s.db.client().await;
+    client
+        .execute(
+            "UPDATE integration_connection SET config = config || jsonb_build_object('webhook_secret_ref', $1::text)
+             WHERE id = $2",
+            &[&secret.reference, &s.connection_id],
+        )
+        .await
+        .unwrap();
+    let receiver = common::hooks::Receiver::start(&s.store).await;
+    s.forge.dialect.rename("acme/renamed");
+    s.forge.edit(2, |i| i.title = "Renamed there".into());
+    let body = serde_json::to_vec(&serde_json::json!({ "action": "edited", "issue": { "number": 2 } })).unwrap();
+    let headers = common::hooks::github("whsec-rename", "rn-1", "issues", &body);
+    let (status, answer) = receiver.post("/hooks/github", &headers, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let task = task_of(&s, 2).await;
+    assert_eq!(task.title, "Renamed there");
+    assert!(!task.archived);
+    assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::InSync);
+    assert_eq!(s.store.connection_by_key("github").await.unwrap().config["repo"], "acme/renamed");
+}
