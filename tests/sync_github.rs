@@ -485,6 +485,12 @@ async fn releases_sharing_a_name_are_told_apart_by_the_providers_id() {
     assert_eq!(tags, ["nightly-1", "nightly-2", "nightly-3"]);
     let names: std::collections::HashSet<_> = releases.iter().map(|r| r.name.to_lowercase()).collect();
     assert_eq!(names.len(), 3, "each has a name of its own: {releases:?}");
+    // `sync plan` sees nothing to change.
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    let limiter = mission_control::sync::providers::http::RateLimiter::new(0);
+    let repo = mission_control::sync::repo::AnyRepo::load(&s.store, connection, limiter).await.unwrap();
+    let plan = repo.plan().await.unwrap();
+    assert!(plan.releases.pull.is_empty() && plan.releases.create_local.is_empty(), "{:?}", plan.releases);
     // The names are stable: another pass changes nothing.
     let audit = s.db.count("audit_entry WHERE entity_kind = 'release'").await;
     let again = full(&s).await;

@@ -448,7 +448,9 @@ impl<P: RepoProvider> RepoSync<P> {
                 None => plan.create_local.push(release.name.clone()),
                 Some((_, name, status, tag)) => {
                     let mut fields = Vec::new();
-                    if *name != release.name {
+                    // A release whose name another holds is kept as `NAME (provider …)`.
+                    let told_apart = name.starts_with(&format!("{} ({}", release.name, P::NAME));
+                    if *name != release.name && !told_apart {
                         fields.push("name".to_string());
                     }
                     if status != release.status.as_str() {
