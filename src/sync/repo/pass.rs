@@ -386,6 +386,9 @@ impl<P: RepoProvider> RepoSync<P> {
             .chain(listing.unchanged.iter().map(i64::to_string))
             .collect();
         for issue in &listing.issues {
+            self.labels.learn(issue.labels.iter().map(String::as_str));
+        }
+        for issue in &listing.issues {
             match by_remote.get(issue.number.to_string().as_str()) {
                 None if !issue.closed && repo::marked_task(&issue.body).is_none() => {
                     plan.tasks.create_local.push(format!("#{} {}", issue.number, issue.title))
