@@ -65,8 +65,17 @@ async fn actions_runs_and_releases_are_pulled_and_missing_apis_are_capabilities(
     let report = sync(&s).await;
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     let pipelines = s.store.list_pipelines(s.project_id, 10).await.unwrap();
-    assert_eq!(pipelines.len(), 1);
-    assert_eq!(pipelines[0].status.as_str(), "failed");
+    assert_eq!(pipelines.len(), 2);
+    let done = pipelines.iter().find(|p| p.external_id == "31").unwrap();
+    assert_eq!(done.status.as_str(), "failed");
+    // Gitea's fields: the title, started_at and completed_at.
+    assert_eq!(done.name, "Fix the build");
+    let at = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(done.started_at, Some(at("2026-01-03T09:00:00Z")));
+    assert_eq!(done.finished_at, Some(at("2026-01-03T09:04:00Z")));
+    let queued = pipelines.iter().find(|p| p.external_id == "32").unwrap();
+    assert_eq!((queued.status.as_str(), queued.name.as_str()), ("queued", "Waiting for a runner"));
+    assert_eq!((queued.started_at, queued.finished_at), (None, None), "a zero time is no time");
     let releases = s.store.list_releases(s.project_id).await.unwrap();
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].name, "v0.9.0");
@@ -95,4 +104,33 @@ async fn connection_test_reports_no_deployments_api() {
     assert!(report.ok, "{report:?}");
     assert_eq!((report.actions, report.deployments), (Some(true), Some(false)));
     assert!(report.lines().iter().any(|l| l.contains("deployments") && l.contains("unavailable")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_label_names_are_kept_exactly() {
+    suite::keeps_remote_label_names(&connected(1, "newest").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_past_the_first_page_are_found_by_id() {
+    let s = connected(0, "newest").await;
+    let number = {
+        let mut state = s.forge.state();
+        for k in 0..70 {
+            state.label_id(&format!("area-{k:02}"));
+        }
+        state.create("Deep label", "", vec!["area-65".into()], vec![], false)
+    };
+    assert_eq!(sync(&s).await.failed, 0);
+    let task = common::repo::task_of(&s, number).await;
+    let edit = mission_control::store::tasks::TaskEdit { add_labels: vec!["area-03".into()], ..Default::default() };
+    s.store.edit_task(&common::actor("bo"), &task.key, edit, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let mut labels = s.forge.item(number).unwrap().labels;
+    labels.sort();
+    assert_eq!(labels, ["area-03", "area-65"]);
+    // Both were found among the 70 (two pages of 50): none was made again.
+    assert_eq!(s.forge.state().labels.len(), 70);
+    assert_eq!(s.forge.count("POST", "/labels"), 0);
 }

@@ -463,3 +463,355 @@ async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_req
     assert!(report.jobs >= 1, "the reorder queued the task");
     assert!(s.forge.requests().is_empty(), "{:?}", s.forge.requests());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_sharing_a_name_are_told_apart_by_the_providers_id() {
+    let s = connected(2, "newest").await;
+    // Nightlies: one name, three GitHub releases (ids and tags differ).
+    for (id, tag) in [(6001, "nightly-1"), (6002, "nightly-2"), (6003, "nightly-3")] {
+        s.forge.state().releases.push(serde_json::json!({
+            "id": id, "tag_name": tag, "name": "Nightly", "draft": false, "prerelease": true,
+            "target_commitish": "main", "html_url": format!("https://github.example/acme/app/releases/{tag}"),
+            "published_at": "2026-01-05T00:00:00Z", "body": ""
+        }));
+    }
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.passes[0].errors.is_empty(), "{:?}", report.passes);
+    assert_eq!(tasks(&s).await.len(), 2);
+    let releases = s.store.list_releases(s.project_id).await.unwrap();
+    let mut tags: Vec<_> = releases.iter().filter_map(|r| r.tag.clone()).collect();
+    tags.sort();
+    assert_eq!(tags, ["nightly-1", "nightly-2", "nightly-3"]);
+    let names: std::collections::HashSet<_> = releases.iter().map(|r| r.name.to_lowercase()).collect();
+    assert_eq!(names.len(), 3, "each has a name of its own: {releases:?}");
+    // `sync plan` sees nothing to change.
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    let limiter = mission_control::sync::providers::http::RateLimiter::new(0);
+    let repo = mission_control::sync::repo::AnyRepo::load(&s.store, connection, limiter).await.unwrap();
+    let plan = repo.plan().await.unwrap();
+    assert!(plan.releases.pull.is_empty() && plan.releases.create_local.is_empty(), "{:?}", plan.releases);
+    // The names are stable: another pass changes nothing.
+    let audit = s.db.count("audit_entry WHERE entity_kind = 'release'").await;
+    let again = full(&s).await;
+    assert!(again.passes[0].errors.is_empty(), "{:?}", again.passes);
+    assert_eq!(s.db.count("audit_entry WHERE entity_kind = 'release'").await, audit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_repository_is_followed_and_keeps_its_mappings() {
+    let s = connected(3, "newest").await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let edited = task_of(&s, 2).await;
+    s.forge.dialect.rename("acme/renamed");
+    // A local edit: its reconcile reads the issue through the old name.
+    s.store
+        .edit_task(
+            &actor("bo"),
+            &edited.key,
+            TaskEdit { title: Some("Edited here".into()), ..TaskEdit::default() },
+            None,
+        )
+        .await
+        .unwrap();
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let after = s.store.task_by_key(&edited.key).await.unwrap();
+    assert!(!after.archived, "a rename is not a deletion");
+    assert_eq!(mapping_of(&s, &edited.key).await.sync_state, SyncState::InSync);
+    assert_eq!(s.forge.item(2).unwrap().title, "Edited here");
+    // The connection names the repository as it is called now.
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    assert_eq!(connection.config["repo"], "acme/renamed");
+    // A full pass keeps every mapping and archives nothing.
+    s.forge.edit(3, |i| i.title = "Edited there".into());
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(task_of(&s, 3).await.title, "Edited there");
+    assert!(tasks(&s).await.iter().all(|t| !t.archived));
+    assert_eq!(s.db.count("external_mapping WHERE sync_state = 'deleted'").await, 0);
+    // The next worker asks under the new name: no more redirects.
+    s.forge.reset_log();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert!(s.forge.requests().iter().all(|r| r.status != 301 && r.status != 307), "{:?}", s.forge.requests());
+    // A transferred issue is still gone from this repository.
+    s.forge.transfer(1);
+    assert_eq!(full(&s).await.failed, 0);
+    assert!(task_of(&s, 1).await.archived);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_label_names_are_kept_exactly() {
+    common::repo_suite::keeps_remote_label_names(&connected(1, "newest").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_rate_limit_is_a_wait_not_bad_credentials() {
+    let s = connected(2, "newest").await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let task = task_of(&s, 1).await;
+    s.store
+        .edit_task(
+            &actor("bo"),
+            &task.key,
+            TaskEdit { title: Some("Pushed later".into()), ..TaskEdit::default() },
+            None,
+        )
+        .await
+        .unwrap();
+    s.forge.reset_log();
+    // 403, requests left in the primary budget, no Retry-After: GitHub's
+    // secondary limit. Wait at least a minute; the key lives.
+    s.forge.fail_next("PATCH", "/issues/1", Fault::SecondaryLimit);
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.deferred >= 1, "{report:?}");
+    assert_eq!(s.forge.count("PATCH", "/issues"), 1, "refused once, not sent again at once");
+    assert_eq!(s.db.count("sync_job WHERE dead").await, 0, "no dead letter");
+    assert_eq!(s.db.count("sync_cursor WHERE paused_until > now() + interval '50 seconds'").await, 1);
+    assert_eq!(s.forge.item(1).unwrap().title, "Issue 1");
+    make_due(&s).await;
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.forge.item(1).unwrap().title, "Pushed later");
+    assert_eq!(s.forge.count("PATCH", "/issues"), 2);
+    // A listing throttled the same way defers the pass.
+    make_due(&s).await;
+    s.forge.fail_next("GET", "/issues", Fault::SecondaryLimit);
+    let report = full(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert_eq!(s.db.count("sync_job WHERE key = 'full' AND available_at > now() + interval '50 seconds'").await, 1);
+    assert_eq!(s.db.count("sync_job WHERE dead").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_actions_permission_still_syncs_issues() {
+    let s = connected(3, "newest").await;
+    github::seed_delivery(&s.forge);
+    s.forge.state().denied = vec!["actions".into(), "deployments".into()];
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    assert!(report.passes[0].errors.is_empty(), "a missing permission is no failure: {:?}", report.passes);
+    assert_eq!(tasks(&s).await.len(), 3);
+    assert_eq!(s.store.list_releases(s.project_id).await.unwrap().len(), 1, "releases still come");
+    assert_eq!(s.db.count("sync_cursor WHERE last_pass_ok").await, 1);
+    assert_eq!(
+        s.db.count(
+            "sync_cursor WHERE capabilities ->> 'actions' = 'false' AND capabilities ->> 'missing' LIKE '%actions=read%'"
+        )
+        .await,
+        1
+    );
+    // Validators were kept: once the incremental listing is known, a pass
+    // asks conditionally and is answered 304.
+    assert_eq!(sync(&s).await.failed, 0);
+    s.forge.reset_log();
+    assert_eq!(sync(&s).await.failed, 0);
+    let issue_reads: Vec<_> =
+        s.forge.requests().into_iter().filter(|r| r.method == "GET" && r.path.ends_with("/issues")).collect();
+    assert!(
+        !issue_reads.is_empty() && issue_reads.iter().all(|r| r.if_none_match && r.status == 304),
+        "{issue_reads:?}"
+    );
+
+    // `connection test`: usable, and says what the token lacks.
+    let connection = s.store.connection_by_key("github").await.unwrap();
+    let check = mission_control::sync::check::check(&connection).await;
+    assert!(check.ok, "{check:?}");
+    assert_eq!(check.actions, Some(false));
+    let lines = check.lines().join("\n");
+    assert!(lines.contains("actions") && lines.contains("actions=read"), "{lines}");
+    assert!(lines.contains("deployments=read"), "{lines}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_runs_are_named_by_their_title_and_awaiting_approval_is_not_failed() {
+    let s = connected(0, "newest").await;
+    // rest-api-description: workflow-run `name` may be empty; `display_title`
+    // is the run's title; `action_required` is a conclusion of a run waiting
+    // for approval.
+    s.forge.state().runs.push(serde_json::json!({
+        "id": 7101, "name": "", "display_title": "Bump the parser", "head_branch": "deps", "head_sha": "abc1234def",
+        "status": "completed", "conclusion": "action_required",
+        "html_url": "https://github.example/acme/app/actions/runs/7101",
+        "run_started_at": "2026-01-02T10:00:00Z", "created_at": "2026-01-02T10:00:00Z", "updated_at": "2026-01-02T10:00:05Z"
+    }));
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let pipelines = s.store.list_pipelines(s.project_id, 10).await.unwrap();
+    assert_eq!(pipelines.len(), 1);
+    assert_eq!(pipelines[0].name, "Bump the parser");
+    assert_eq!(pipelines[0].status.as_str(), "queued", "waiting for approval, not failed");
+    assert_eq!(pipelines[0].finished_at, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_closes_its_issue_as_not_planned() {
+    let s = connected(3, "newest").await;
+    let lane = mission_control::store::lanes::NewLane {
+        name: "Cancelled".into(),
+        category: LaneCategory::Cancelled,
+        role: mission_control::domain::LaneRole::Normal,
+        position: None,
+        wip_limit: None,
+    };
+    s.store.create_lane(&actor("ops"), s.project_id, lane).await.unwrap();
+    assert_eq!(sync(&s).await.failed, 0);
+    let (dropped, finished) = (task_of(&s, 1).await, task_of(&s, 2).await);
+    s.store.move_task(&actor("bo"), &dropped.key, Some("Cancelled"), Position::Top, None).await.unwrap();
+    s.store.move_task(&actor("bo"), &finished.key, Some("Done"), Position::Top, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let (one, two) = (s.forge.item(1).unwrap(), s.forge.item(2).unwrap());
+    assert!(one.closed && two.closed);
+    assert_eq!(one.state_reason.as_deref(), Some("not_planned"));
+    assert_eq!(two.state_reason.as_deref(), Some("completed"));
+    // Nothing echoes back: the tasks stay where they were put.
+    s.forge.reset_log();
+    assert_eq!(sync(&s).await.failed, 0);
+    assert_eq!(s.forge.count("PATCH", "/issues"), 0);
+    assert_eq!(s.store.task_by_key(&dropped.key).await.unwrap().lane, "Cancelled");
+    // Reopened and cancelled again: closed as not planned once more.
+    s.forge.edit(2, |i| i.closed = false);
+    assert_eq!(sync(&s).await.failed, 0);
+    s.store.move_task(&actor("bo"), &finished.key, Some("Cancelled"), Position::Top, None).await.unwrap();
+    let report = sync(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let two = s.forge.item(2).unwrap();
+    assert!(two.closed);
+    assert_eq!(two.state_reason.as_deref(), Some("not_planned"));
+}
+
+/// The recorded exchanges of one octokit/fixtures scenario.
+fn recorded(scenario: &str) -> Vec<serde_json::Value> {
+    let path = format!("{}/tests/fixtures/github/{scenario}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_issue_pages_are_followed_by_link_and_asked_again_with_their_etags() {
+    let replay = github::Replay::start(&["paginate-issues"]).await;
+    let repo = "octokit-fixture-org/paginate-issues";
+    let bare = common::repo::connect(&replay.url(), github::TOKEN, Provider::Github, repo, "newest").await;
+    let report = bare.full().await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    // Every open issue GitHub recorded over its five pages (3 a page there).
+    let pages = recorded("paginate-issues");
+    let open: Vec<i64> = pages
+        .iter()
+        .flat_map(|p| p["response"].as_array().unwrap().clone())
+        .filter(|i| i["state"] == "open" && i.get("pull_request").is_none())
+        .map(|i| i["number"].as_i64().unwrap())
+        .collect();
+    let filter =
+        mission_control::store::tasks::TaskFilter { project_id: bare.project_id, limit: 1000, ..Default::default() };
+    let imported = bare.store.list_tasks(&filter).await.unwrap();
+    assert_eq!(imported.len(), open.len());
+    let reads: Vec<_> = replay.requests().into_iter().filter(|r| r.path.ends_with("/issues")).collect();
+    assert_eq!(reads.len(), pages.len(), "one request a recorded page: {reads:?}");
+    // The `Link` header led to GitHub's /repositories/{id} URLs, page by page.
+    for (k, read) in reads.iter().enumerate().skip(1) {
+        assert_eq!(read.path, "/repositories/1000/issues");
+        assert!(read.query.contains(&format!("page={}", k + 1)), "{read:?}");
+    }
+    // Again: every page asked with its ETag, every one a 304, nothing changed.
+    replay.reset_log();
+    let again = bare.full().await;
+    assert_eq!(again.failed, 0, "{:?}", again.errors);
+    let reads: Vec<_> = replay.requests().into_iter().filter(|r| r.path.ends_with("/issues")).collect();
+    assert_eq!(reads.len(), pages.len(), "{reads:?}");
+    assert!(reads.iter().all(|r| r.if_none_match && r.status == 304), "{reads:?}");
+    assert_eq!(again.passes[0].not_modified, pages.len());
+    assert_eq!(bare.store.list_tasks(&filter).await.unwrap().len(), open.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_rename_is_followed_to_the_new_name() {
+    use mission_control::sync::providers::repo::RepoProvider;
+    let replay = github::Replay::start(&["rename-repository"]).await;
+    let old = "octokit-fixture-org/rename-repository";
+    let bare = common::repo::connect(&replay.url(), github::TOKEN, Provider::Github, old, "newest").await;
+    let connection = bare.store.connection_by_key("github").await.unwrap();
+    let renamed = recorded("rename-repository")
+        .iter()
+        .find(|e| e["path"] == "/repositories/1000" && e["method"] == "get")
+        .map(|e| e["response"]["full_name"].as_str().unwrap().to_string())
+        .unwrap();
+    let github = mission_control::sync::providers::github::GitHub::new(
+        &connection,
+        github::TOKEN.into(),
+        mission_control::sync::providers::http::RateLimiter::new(0),
+    )
+    .unwrap();
+    let info = github.repository().await.unwrap();
+    assert_eq!(info.full_name, renamed);
+    assert_eq!(github.renamed().as_deref(), Some(renamed.as_str()), "the rename is kept for the connection");
+    let seen: Vec<_> = replay.requests().iter().map(|r| (r.path.clone(), r.status)).collect();
+    assert_eq!(seen[0], (format!("/repos/{old}"), 301), "{seen:?}");
+    assert_eq!(seen[1], ("/repositories/1000".to_string(), 200), "{seen:?}");
+    // `connection test` shows the repository by its new name.
+    let check = mission_control::sync::check::check(&connection).await;
+    assert!(check.repository.as_deref().is_some_and(|r| r.starts_with(&renamed)), "{check:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_default_labels_are_read_by_their_names() {
+    use mission_control::sync::providers::repo::RepoProvider;
+    let replay = github::Replay::start(&["labels", "errors"]).await;
+    let bare =
+        common::repo::connect(&replay.url(), github::TOKEN, Provider::Github, "octokit-fixture-org/labels", "newest")
+            .await;
+    let connection = bare.store.connection_by_key("github").await.unwrap();
+    let limiter = mission_control::sync::providers::http::RateLimiter::new(0);
+    let github =
+        mission_control::sync::providers::github::GitHub::new(&connection, github::TOKEN.into(), limiter.clone())
+            .unwrap();
+    let expected: Vec<String> = recorded("labels")[0]["response"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect();
+    let names = github.label_names().await.unwrap();
+    assert_eq!(names, expected);
+    assert!(names.iter().any(|n| n == "good first issue") && names.iter().any(|n| n == "help wanted"));
+    // A recorded 422: rejected with GitHub's own words, in one line.
+    let http = mission_control::sync::providers::http::Http::new(limiter, "Authorization", "Bearer x".into()).unwrap();
+    let url = format!("{}/repos/octokit-fixture-org/errors/labels", replay.url());
+    let body = serde_json::json!({"name": "foo", "color": "invalid"});
+    let error = http.send(reqwest::Method::POST, &url, Some(&body)).await.unwrap_err();
+    assert_eq!(error.status(), Some(422));
+    let shown = error.to_string();
+    assert!(shown.contains("Validation Failed") && !shown.contains('\n'), "{shown}");
+    assert!(!error.is_transient());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_after_a_rename_brings_the_change_in_and_archives_nothing() {
+    let s = connected(2, "newest").await;
+    assert_eq!(sync(&s).await.failed, 0);
+    let secret = common::hooks::secret_file("whsec-rename");
+    let client = s.db.client().await;
+    client
+        .execute(
+            "UPDATE integration_connection SET config = config || jsonb_build_object('webhook_secret_ref', $1::text)
+             WHERE id = $2",
+            &[&secret.reference, &s.connection_id],
+        )
+        .await
+        .unwrap();
+    let receiver = common::hooks::Receiver::start(&s.store).await;
+    s.forge.dialect.rename("acme/renamed");
+    s.forge.edit(2, |i| i.title = "Renamed there".into());
+    let body = serde_json::to_vec(&serde_json::json!({ "action": "edited", "issue": { "number": 2 } })).unwrap();
+    let headers = common::hooks::github("whsec-rename", "rn-1", "issues", &body);
+    let (status, answer) = receiver.post("/hooks/github", &headers, &body).await;
+    assert_eq!(status, 202, "{answer}");
+    let report = drain(&s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let task = task_of(&s, 2).await;
+    assert_eq!(task.title, "Renamed there");
+    assert!(!task.archived);
+    assert_eq!(mapping_of(&s, &task.key).await.sync_state, SyncState::InSync);
+    assert_eq!(s.store.connection_by_key("github").await.unwrap().config["repo"], "acme/renamed");
+}

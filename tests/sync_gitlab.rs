@@ -110,14 +110,37 @@ async fn pipelines_deployments_and_releases_are_pulled() {
     assert_eq!(pipelines[0].provider, "gitlab");
     assert_eq!(pipelines[0].status.as_str(), "success");
     let deployments = s.store.list_deployments(s.project_id, None, 10).await.unwrap();
-    assert_eq!(deployments.len(), 1);
-    assert_eq!(deployments[0].status.as_str(), "in_progress");
-    assert_eq!(deployments[0].environment, "staging");
+    assert_eq!(deployments.len(), 2, "the recently updated ones: {deployments:?}");
+    let running = deployments.iter().find(|d| d.external_id == "77").unwrap();
+    assert_eq!(running.status.as_str(), "in_progress");
+    assert_eq!(running.environment, "staging");
+    assert_eq!(running.finished_at, None);
+    // Finished: when its job finished (the deployment has no finished_at).
+    let done = deployments.iter().find(|d| d.external_id == "78").unwrap();
+    assert_eq!(done.status.as_str(), "success");
+    let job = s.forge.state().deployments[1]["deployable"].clone();
+    let at = |v: &serde_json::Value| {
+        time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert_eq!(done.finished_at, Some(at(&job["finished_at"])));
+    assert_eq!(done.started_at, Some(at(&job["started_at"])));
+    // The kind is the environment's tier (from the environments list).
     let environments = s.store.list_environments(s.project_id).await.unwrap();
-    assert_eq!(environments[0].kind.as_str(), "staging");
-    assert_eq!(environments[0].url.as_deref(), Some("https://staging.example.com"));
+    let kind = |name: &str| environments.iter().find(|e| e.name == name).map(|e| e.kind.as_str().to_string());
+    assert_eq!(kind("staging").as_deref(), Some("staging"));
+    assert_eq!(kind("eu-west").as_deref(), Some("production"), "the tier, not the name");
+    let staging = environments.iter().find(|e| e.name == "staging").unwrap();
+    assert_eq!(staging.url.as_deref(), Some("https://staging.example.com"));
+    // Sorted by update only together with an update window.
+    let listing = s.forge.requests().into_iter().find(|r| r.path.ends_with("/deployments")).unwrap();
+    assert!(listing.query.contains("order_by=updated_at") && listing.query.contains("updated_after="), "{listing:?}");
     let releases = s.store.list_releases(s.project_id).await.unwrap();
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].name, "Spring");
     assert_eq!(releases[0].tag.as_deref(), Some("v2.1.0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_label_names_are_kept_exactly() {
+    suite::keeps_remote_label_names(&connected(1, "newest").await).await;
 }

@@ -391,15 +391,9 @@ impl Store {
             Some(id) => Some(read_release(&tx, id).await?),
             None => None,
         };
-        // Another provider's release may hold the name: this one is told apart.
-        let taken: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM release WHERE project_id = $1 AND lower(name) = lower($2) AND id <> coalesce($3::bigint, 0))",
-                &[&project_id, &name, &existing],
-            )
-            .await?
-            .get(0);
-        let name = if taken { format!("{} ({provider})", text::clip(&name, 100)) } else { name };
+        // The provider's id is the release's identity; the local name is only
+        // unique here, so a name another release holds is told apart.
+        let name = free_release_name(&tx, project_id, &name, &provider, &external_id, existing).await?;
         let id: i64 = match existing {
             Some(id) => tx
                 .query_one(
@@ -860,4 +854,40 @@ async fn read_deployment(client: &impl GenericClient, id: i64) -> StoreResult<De
         )
         .await?;
     rows::deployment(&row)
+}
+
+/// A name for a provider's release that no other release of the project
+/// holds: its own name, else `NAME (provider)`, else `NAME (provider ID)`
+/// (then a counter). Deterministic, so a release keeps the name it got.
+async fn free_release_name(
+    client: &impl GenericClient,
+    project_id: i64,
+    name: &str,
+    provider: &str,
+    external_id: &str,
+    existing: Option<i64>,
+) -> StoreResult<String> {
+    let id = text::clip(external_id, 40);
+    let room = |extra: usize| 120usize.saturating_sub(provider.len() + id.chars().count() + extra).max(1);
+    let mut candidates = vec![
+        name.to_string(),
+        format!("{} ({provider})", text::clip(name, 100)),
+        format!("{} ({provider} {id})", text::clip(name, room(4))),
+    ];
+    candidates.extend((2..=20).map(|n| format!("{} ({provider} {id}-{n})", text::clip(name, room(8)))));
+    for candidate in candidates {
+        let taken: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM release WHERE project_id = $1 AND lower(name) = lower($2) AND id <> coalesce($3::bigint, 0))",
+                &[&project_id, &candidate, &existing],
+            )
+            .await?
+            .get(0);
+        if !taken {
+            return Ok(candidate);
+        }
+    }
+    Err(StoreError::invalid(format!(
+        "every name for {provider} release {external_id} is taken here: rename the local release called {name:?}"
+    )))
 }

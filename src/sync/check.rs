@@ -29,6 +29,10 @@ pub struct CheckReport {
     pub actions: Option<bool>,
     /// Repositories: whether deployments can be read.
     pub deployments: Option<bool>,
+    /// Repositories: listings the token may not read, each with why (the
+    /// rest of the connection works).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
     /// n8n: whether the workflow accepted a signed `ping` event.
     pub ping: Option<bool>,
     pub problem: Option<String>,
@@ -64,8 +68,13 @@ impl CheckReport {
             Some(false) => Some(format!("  {name:<12} unavailable on this server (not synced)")),
             None => None,
         };
-        lines.extend(capability("actions", self.actions));
-        lines.extend(capability("deployments", self.deployments));
+        for (name, available) in [("actions", self.actions), ("deployments", self.deployments)] {
+            match self.missing.iter().find_map(|m| m.strip_prefix(&format!("{name}: "))) {
+                Some(why) => lines
+                    .push(format!("  {name:<12} not readable with this token (not synced; issues still sync): {why}")),
+                None => lines.extend(capability(name, available)),
+            }
+        }
         if self.ping == Some(true) {
             lines.push("  ping         a signed ping event was accepted by the workflow".into());
         }
@@ -154,13 +163,23 @@ async fn check_repo<P: RepoProvider>(connection: &Connection, secret: String, mu
     };
     let result = async {
         let info = provider.repository().await?;
-        let actions = !matches!(provider.pipelines().await?, Feed::Unavailable);
-        let deployments = !matches!(provider.deployments().await?, Feed::Unavailable);
-        Ok::<_, super::providers::http::ProviderError>((info, actions, deployments))
+        let mut missing = Vec::new();
+        let mut readable = |name: &str, feed_is: Result<(), Option<String>>| match feed_is {
+            Ok(()) => true,
+            Err(None) => false,
+            Err(Some(why)) => {
+                missing.push(format!("{name}: {why}"));
+                false
+            }
+        };
+        let actions = readable("actions", availability(provider.pipelines().await?));
+        let deployments = readable("deployments", availability(provider.deployments().await?));
+        Ok::<_, super::providers::http::ProviderError>((info, actions, deployments, missing))
     }
     .await;
     match result {
-        Ok((info, actions, deployments)) => {
+        Ok((info, actions, deployments, missing)) => {
+            report.missing = missing;
             report.authenticated = true;
             report.repository = Some(match info.default_branch {
                 Some(branch) => format!("{} (default branch {branch})", info.full_name),
@@ -173,4 +192,14 @@ async fn check_repo<P: RepoProvider>(connection: &Connection, secret: String, mu
         Err(e) => report.problem = Some(e.to_string()),
     }
     report
+}
+
+/// Whether a feed can be read: `Err(None)` when the server has none,
+/// `Err(Some(why))` when the token may not read it.
+fn availability<T>(feed: Feed<T>) -> Result<(), Option<String>> {
+    match feed {
+        Feed::Unavailable => Err(None),
+        Feed::Denied(why) => Err(Some(why)),
+        Feed::Unchanged | Feed::Items(_) => Ok(()),
+    }
 }

@@ -34,6 +34,8 @@ pub struct Item {
     /// Moved to another repository: gone from listings, still answered by
     /// GitHub's GET (a redirect to the new home).
     pub transferred: bool,
+    /// GitHub's `state_reason` as last written (`completed`, `not_planned`, `reopened`).
+    pub state_reason: Option<String>,
 }
 
 /// What to do to the next request a fault selects.
@@ -49,6 +51,10 @@ pub enum Fault {
     PrimaryLimit { reset_in_secs: i64 },
     /// Answer 429 with `Retry-After`.
     RetryAfter(u64),
+    /// Answer as GitHub's secondary rate limit does when it names no wait:
+    /// 403, requests left in the primary budget, no `Retry-After`, and a
+    /// message saying so.
+    SecondaryLimit,
     /// Answer 429 as GitLab's throttle may: its `RateLimit-*` headers (the
     /// reset this far ahead, as a Unix time) and no `Retry-After`.
     GitLabLimit { reset_in_secs: i64 },
@@ -99,6 +105,9 @@ pub struct State {
     pub releases: Vec<Value>,
     /// Whether the server has an Actions / pipelines API.
     pub actions: bool,
+    /// Listings the token may not read (`actions`, `deployments`, …): a
+    /// fine-grained token without that permission.
+    pub denied: Vec<String>,
     pub log: Vec<Record>,
     faults: Vec<(String, String, Fault)>,
     pub token: String,
@@ -132,6 +141,7 @@ impl State {
                 updated_at: at,
                 deleted: false,
                 transferred: false,
+                state_reason: None,
             },
         );
         number
@@ -347,6 +357,20 @@ impl<D: Dialect> Responder<D> {
                     .header("x-ratelimit-remaining", "0")
                     .header("x-ratelimit-reset", reset.to_string());
             }
+            Some(Fault::SecondaryLimit) => {
+                // github docs: rest/using-the-rest-api/rate-limits-for-the-rest-api.md "Exceeding the rate limit"
+                let reset = OffsetDateTime::now_utc().unix_timestamp() + 3000;
+                return Reply::json(
+                    403,
+                    json!({
+                        "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                        "documentation_url": "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+                    }),
+                )
+                .header("x-ratelimit-limit", "5000")
+                .header("x-ratelimit-remaining", "4990")
+                .header("x-ratelimit-reset", reset.to_string());
+            }
             Some(Fault::RetryAfter(secs)) => {
                 return Reply::json(429, json!({"message": "slow down"})).header("retry-after", secs.to_string());
             }
@@ -415,6 +439,7 @@ impl<D: Dialect> Forge<D> {
             environments: Vec::new(),
             releases: Vec::new(),
             actions: true,
+            denied: Vec::new(),
             log: Vec::new(),
             faults: Vec::new(),
             token: token.to_string(),

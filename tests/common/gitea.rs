@@ -126,12 +126,18 @@ impl Dialect for GiteaApi {
                 let labels: Vec<Value> = state.items[&number].labels.iter().map(|l| json!({"name": l})).collect();
                 Reply::ok(json!(labels))
             }
+            // routers/api/v1/repo/label.go ListLabels: paged by `page`/`limit`
+            // (utils.GetListOptions: at most 50 a page), X-Total-Count.
             ("GET", ["labels"]) => {
-                Reply::ok(json!(state.labels.iter().map(|(n, id)| json!({"id": id, "name": n})).collect::<Vec<_>>()))
+                let labels: Vec<Value> = state.labels.iter().map(|(n, id)| json!({"id": id, "name": n})).collect();
+                let (slice, _) = page(&labels, call.number("page", 1), call.number("limit", 30).min(50));
+                Reply::ok(json!(slice)).header("x-total-count", labels.len().to_string())
             }
+            // CreateLabel: a new label every time (names are not unique in Gitea).
             ("POST", ["labels"]) => {
                 let name = call.body.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-                let id = state.label_id(&name);
+                let id = 100 + state.labels.len() as i64;
+                state.labels.push((name.clone(), id));
                 Reply::json(201, json!({"id": id, "name": name}))
             }
             ("GET", ["actions", "runs"]) if state.actions => {
@@ -146,10 +152,23 @@ impl Dialect for GiteaApi {
 /// A finished Actions run and a published release.
 pub fn seed_delivery(forge: &FakeGitea) {
     let mut state = forge.state();
+    // modules/structs/repo_actions.go ActionWorkflowRun, as
+    // services/convert/convert.go ToActionWorkflowRun fills it: no `name`,
+    // `updated_at`, `run_started_at` or `created_at`; a time not reached yet
+    // is the zero TimeStamp (the Unix epoch).
     state.runs.push(json!({
-        "id": 31, "name": "build", "head_branch": "main", "head_sha": "0123abcd",
-        "status": "completed", "conclusion": "failure", "html_url": "https://gitea.example/acme/app/actions/runs/31",
-        "run_started_at": "2026-01-03T09:00:00Z", "updated_at": "2026-01-03T09:04:00Z"
+        "id": 31, "url": "https://gitea.example/api/v1/repos/acme/app/actions/runs/31",
+        "html_url": "https://gitea.example/acme/app/actions/runs/31", "display_title": "Fix the build",
+        "path": "build.yml@refs/heads/main", "event": "push", "run_attempt": 1, "run_number": 9,
+        "head_sha": "0123abcd", "head_branch": "main", "status": "completed", "conclusion": "failure",
+        "started_at": "2026-01-03T09:00:00Z", "completed_at": "2026-01-03T09:04:00Z"
+    }));
+    state.runs.push(json!({
+        "id": 32, "url": "https://gitea.example/api/v1/repos/acme/app/actions/runs/32",
+        "html_url": "https://gitea.example/acme/app/actions/runs/32", "display_title": "Waiting for a runner",
+        "path": "build.yml@refs/heads/main", "event": "push", "run_attempt": 1, "run_number": 10,
+        "head_sha": "1234abcd", "head_branch": "main", "status": "queued",
+        "started_at": "1970-01-01T00:00:00Z", "completed_at": "1970-01-01T00:00:00Z"
     }));
     state.releases.push(json!({
         "id": 12, "tag_name": "v0.9.0", "name": "", "draft": true, "prerelease": false,

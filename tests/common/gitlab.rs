@@ -40,6 +40,12 @@ fn apply(state: &mut State, number: i64, body: &Value) {
         .get("assignee_ids")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).filter_map(|id| state.user_name(id)).collect());
+    // doc/api/issues.md: a label named that does not exist yet is created.
+    if let Some(labels) = body.get("labels").and_then(Value::as_str) {
+        for label in labels.split(',').map(str::trim).filter(|l| !l.is_empty()) {
+            state.label_id(label);
+        }
+    }
     let item = state.items.get_mut(&number).unwrap();
     if let Some(title) = body.get("title").and_then(Value::as_str) {
         item.title = title.into();
@@ -122,8 +128,42 @@ impl Dialect for GitLabApi {
                 apply(state, number, &call.body);
                 Reply::ok(issue_json(state, &base, &state.items[&number]))
             }
+            // doc/api/labels.md: GET /projects/:id/labels, offset paging.
+            ("GET", ["labels"]) => {
+                let labels: Vec<Value> = state.labels.iter().map(|(n, id)| json!({"id": id, "name": n})).collect();
+                let current = call.number("page", 1);
+                let (slice, more) = page(&labels, current, call.number("per_page", 20));
+                Reply::ok(json!(slice))
+                    .header("x-page", current.to_string())
+                    .header("x-next-page", if more { (current + 1).to_string() } else { String::new() })
+            }
             ("GET", ["pipelines"]) => Reply::ok(json!(state.runs)),
-            ("GET", ["deployments"]) => Reply::ok(json!(state.deployments)),
+            // lib/api/deployments.rb over app/finders/deployments_finder.rb:
+            // `order_by=updated_at` without an `updated_after`/`updated_before`
+            // filter is an InefficientQueryError (tracked today, a 400 to come:
+            // gitlab-org/gitlab#328500), answered here as that 400.
+            ("GET", ["deployments"]) => {
+                let filtered = call.param("updated_after").is_some() || call.param("updated_before").is_some();
+                if (call.param("order_by") == Some("updated_at")) != filtered {
+                    return Reply::json(
+                        400,
+                        json!({"message": "400 Bad request - `updated_at` filter and `updated_at` sorting must be paired"}),
+                    );
+                }
+                let after = call.time("updated_after");
+                let listed: Vec<&Value> = state
+                    .deployments
+                    .iter()
+                    .filter(|d| {
+                        let at = d.get("updated_at").and_then(Value::as_str).and_then(|t| {
+                            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                        });
+                        after.is_none_or(|after| at.is_some_and(|at| at > after))
+                    })
+                    .collect();
+                Reply::ok(json!(listed))
+            }
+            // doc/api/environments.md: each environment with its `tier`.
             ("GET", ["environments"]) => Reply::ok(json!(state.environments)),
             ("GET", ["releases"]) => Reply::ok(json!(state.releases)),
             _ => Reply::not_found(),
@@ -139,11 +179,40 @@ pub fn seed_delivery(forge: &FakeGitLab) {
         "web_url": "https://gitlab.example/acme/app/-/pipelines/401",
         "created_at": "2026-01-04T08:00:00Z", "updated_at": "2026-01-04T08:06:00Z"
     }));
+    // lib/api/entities/deployment.rb: no `finished_at`; the environment is an
+    // Entities::EnvironmentBasic (no `tier`); `deployable` is the CI job
+    // (Entities::Ci::Job, with started_at/finished_at), null when the
+    // deployment was made through the API.
+    let at = |minutes: i64| {
+        rfc3339(time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - time::Duration::minutes(minutes))
+    };
     state.deployments.push(json!({
         "id": 77, "iid": 3, "ref": "main", "sha": "fedcba98", "status": "running",
-        "environment": {"id": 5, "name": "staging", "tier": "staging", "external_url": "https://staging.example.com"},
-        "created_at": "2026-01-04T08:07:00Z", "updated_at": "2026-01-04T08:07:30Z", "finished_at": null
+        "environment": {"id": 5, "name": "staging", "slug": "staging", "external_url": "https://staging.example.com",
+                        "created_at": at(600), "updated_at": at(30)},
+        "deployable": null, "user": {"id": 1, "username": "ana"},
+        "created_at": at(31), "updated_at": at(30)
     }));
+    state.deployments.push(json!({
+        "id": 78, "iid": 4, "ref": "main", "sha": "fedcba98", "status": "success",
+        "environment": {"id": 6, "name": "eu-west", "slug": "eu-west", "external_url": "https://eu.example.com",
+                        "created_at": at(600), "updated_at": at(10)},
+        "deployable": {"id": 901, "status": "success", "stage": "deploy", "name": "deploy", "ref": "main",
+                       "created_at": at(25), "started_at": at(20), "finished_at": at(12),
+                       "web_url": "https://gitlab.example/acme/app/-/jobs/901"},
+        "user": {"id": 1, "username": "ana"},
+        "created_at": at(25), "updated_at": at(10)
+    }));
+    // A deployment updated long ago: outside any recent window.
+    state.deployments.push(json!({
+        "id": 12, "iid": 1, "ref": "main", "sha": "fedcba98", "status": "success",
+        "environment": {"id": 5, "name": "staging", "slug": "staging", "external_url": "https://staging.example.com"},
+        "deployable": null, "created_at": "2025-01-04T08:07:00Z", "updated_at": "2025-01-04T08:07:30Z"
+    }));
+    state.environments = vec![
+        json!({"id": 5, "name": "staging", "slug": "staging", "external_url": "https://staging.example.com", "tier": "staging", "state": "available"}),
+        json!({"id": 6, "name": "eu-west", "slug": "eu-west", "external_url": "https://eu.example.com", "tier": "production", "state": "available"}),
+    ];
     state.releases.push(json!({
         "tag_name": "v2.1.0", "name": "Spring", "description": "Notes",
         "released_at": "2026-01-04T09:00:00Z", "upcoming_release": false,

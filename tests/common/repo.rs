@@ -26,6 +26,38 @@ pub struct Setup<D: Dialect> {
 /// A project `SYN` with the default lanes and agents `ana` and `bo`,
 /// connected to `forge` as `repo` (the repository path the fake serves).
 pub async fn setup<D: Dialect>(forge: Forge<D>, provider: Provider, repo: &str, policy: &str) -> Setup<D> {
+    let bare = connect(&forge.url(), &forge.token(), provider, repo, policy).await;
+    Setup {
+        db: bare.db,
+        store: bare.store,
+        forge,
+        project_id: bare.project_id,
+        connection_id: bare.connection_id,
+        _secret: bare._secret,
+    }
+}
+
+/// A project connected to any server at `url` (a replay of recorded traffic).
+pub struct Bare {
+    pub db: TestDb,
+    pub store: Store,
+    pub project_id: i64,
+    pub connection_id: i64,
+    _secret: tempfile::TempDir,
+}
+
+impl Bare {
+    /// A full pass now and everything queued.
+    pub async fn full(&self) -> DrainReport {
+        let mut worker = project_worker(&self.store, self.project_id);
+        mission_control::sync::queue::enqueue(&self.store, self.connection_id, mission_control::sync::queue::FULL)
+            .await
+            .unwrap();
+        worker.drain().await.unwrap()
+    }
+}
+
+pub async fn connect(url: &str, token: &str, provider: Provider, repo: &str, policy: &str) -> Bare {
     let db = TestDb::new().await;
     let store = db.store().await;
     let project = store.create_project(&actor("ops"), "SYN", "Sync", "").await.unwrap();
@@ -46,7 +78,7 @@ pub async fn setup<D: Dialect>(forge: Forge<D>, provider: Provider, repo: &str, 
     }
     let secret = tempfile::tempdir().unwrap();
     let token_file = secret.path().join("token");
-    std::fs::write(&token_file, format!("{}\n", forge.token())).unwrap();
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
     let connection = store
         .add_connection(
             &actor("ops"),
@@ -54,7 +86,7 @@ pub async fn setup<D: Dialect>(forge: Forge<D>, provider: Provider, repo: &str, 
             NewConnection {
                 key: provider.to_string(),
                 provider,
-                base_url: forge.url(),
+                base_url: url.to_string(),
                 config: json!({
                     "repo": repo,
                     "requests_per_minute": 0,
@@ -66,7 +98,7 @@ pub async fn setup<D: Dialect>(forge: Forge<D>, provider: Provider, repo: &str, 
         )
         .await
         .unwrap();
-    Setup { db, store, forge, project_id: project.id, connection_id: connection.id, _secret: secret }
+    Bare { db, store, project_id: project.id, connection_id: connection.id, _secret: secret }
 }
 
 pub fn worker<D: Dialect>(s: &Setup<D>) -> Worker {

@@ -169,3 +169,56 @@ pub async fn retries_failures<D: Dialect>(s: &Setup<D>, seeded: usize) {
     assert_eq!(tasks(s).await.len(), seeded);
     assert_eq!(s.db.count("sync_job WHERE dead").await, 0);
 }
+
+/// Remote label names are kept as they are: `good first issue` shows here
+/// as `good-first-issue`, and a local label change writes the remote's own
+/// names back (never our slugs, which would replace the real labels). A
+/// label only the repository knows (`Needs Triage`, on no issue) is found
+/// in the repository's labels when a new task carries it.
+pub async fn keeps_remote_label_names<D: Dialect>(s: &Setup<D>) {
+    let number = {
+        let mut state = s.forge.state();
+        state.label_id("Needs Triage");
+        state.create(
+            "Starter task",
+            "For newcomers",
+            vec!["good first issue".into(), "help wanted".into()],
+            vec![],
+            false,
+        )
+    };
+    let report = sync(s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let task = task_of(s, number).await;
+    assert_eq!(task.labels, vec!["good-first-issue", "help-wanted"]);
+    let edit = TaskEdit { add_labels: vec!["ops".into()], ..TaskEdit::default() };
+    s.store.edit_task(&actor("bo"), &task.key, edit, None).await.unwrap();
+    let report = sync(s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let mut labels = s.forge.item(number).unwrap().labels;
+    labels.sort();
+    assert_eq!(labels, vec!["good first issue", "help wanted", "ops"], "the remote names, and the new one");
+    assert_eq!(task_of(s, number).await.labels, vec!["good-first-issue", "help-wanted", "ops"]);
+
+    let created = s
+        .store
+        .create_task(
+            &actor("bo"),
+            s.project_id,
+            NewTask { title: "Triage me".into(), labels: vec!["needs-triage".into()], ..NewTask::default() },
+        )
+        .await
+        .unwrap();
+    let report = sync(s).await;
+    assert_eq!(report.failed, 0, "{:?}", report.errors);
+    let made = s.forge.issues().into_iter().find(|i| i.title == "Triage me").expect("created remotely");
+    assert_eq!(made.labels, vec!["Needs Triage"]);
+    assert_eq!(s.store.task_by_key(&created.key).await.unwrap().labels, vec!["needs-triage"]);
+    // No label was made twice under another spelling.
+    let names: Vec<String> = s.forge.state().labels.iter().map(|(n, _)| n.to_lowercase()).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "{names:?}");
+    assert!(!names.contains(&"good-first-issue".to_string()) && !names.contains(&"needs-triage".to_string()));
+}

@@ -64,13 +64,12 @@ impl Gitea {
         let known = self.labels.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut known = match known {
             Some(known) => known,
-            None => {
-                let body = self.http.send(Method::GET, &self.url("labels?limit=50&page=1"), None).await?;
-                array(&body, None)?
-                    .iter()
-                    .filter_map(|l| Some((l.get("name")?.as_str()?.to_lowercase(), l.get("id")?.as_i64()?)))
-                    .collect()
-            }
+            None => self
+                .all_labels()
+                .await?
+                .iter()
+                .filter_map(|l| Some((l.get("name")?.as_str()?.to_lowercase(), l.get("id")?.as_i64()?)))
+                .collect(),
         };
         let mut ids = Vec::new();
         for name in names {
@@ -95,6 +94,12 @@ impl Gitea {
         }
         *self.labels.lock().unwrap_or_else(|e| e.into_inner()) = Some(known);
         Ok(ids)
+    }
+
+    /// Every label of the repository: Gitea pages them like any list
+    /// (routers/api/v1/repo/label.go ListLabels: `page`/`limit`, `X-Total-Count`).
+    async fn all_labels(&self) -> ProviderResult<Vec<Value>> {
+        repo::read_all(&self.http, self.url(&format!("labels?limit={LIMIT}&page=1")), next_page).await
     }
 
     async fn write_body(&self, write: &IssueWrite, labels_inline: bool) -> ProviderResult<Value> {
@@ -227,6 +232,10 @@ impl RepoProvider for Gitea {
             repo::read_feed(&self.http, &self.etags, &self.url(&format!("releases?limit={LIMIT}&page=1"))).await,
             |body| releases_of(Self::NAME, body),
         )
+    }
+
+    async fn label_names(&self) -> ProviderResult<Vec<String>> {
+        Ok(repo::names_of(&self.all_labels().await?))
     }
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {

@@ -71,14 +71,60 @@ impl WritePacer {
 
 pub struct GitHub {
     http: Http,
-    repo: String,
+    /// The API root (`https://api.github.com`).
+    root: String,
+    /// `{root}/repos/{owner}/{name}`; moves when the repository is renamed.
+    repo: std::sync::Mutex<String>,
+    /// A rename seen and followed, not yet recorded on the connection.
+    renamed: std::sync::Mutex<Option<String>>,
     pacer: WritePacer,
     etags: EtagCache,
 }
 
 impl GitHub {
+    fn repo(&self) -> String {
+        self.repo.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn url(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.repo)
+        format!("{}/{rest}", self.repo())
+    }
+
+    /// Whether an issue whose `repository_url` is `home` is still ours.
+    /// GitHub answers a renamed repository's old name with a redirect to
+    /// `/repositories/{id}` and names the new one in every answer; the
+    /// repository read through the old name then has that new name. Then the
+    /// rename is followed (and kept for the connection); otherwise the issue
+    /// was transferred.
+    async fn follow_rename(&self, home: &str) -> ProviderResult<bool> {
+        let body = self.http.send(Method::GET, &self.repo(), None).await?;
+        let Some(full_name) = body.get("full_name").and_then(Value::as_str) else { return Ok(false) };
+        let home = home.trim_end_matches('/').to_ascii_lowercase();
+        if !home.ends_with(&format!("/repos/{}", full_name.to_ascii_lowercase())) {
+            return Ok(false);
+        }
+        let safe = full_name.split('/').count() == 2
+            && full_name.split('/').all(|p| {
+                !p.is_empty()
+                    && !p.starts_with('.')
+                    && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            });
+        if !safe {
+            return Ok(false);
+        }
+        let moved = format!("{}/repos/{full_name}", self.root);
+        if !moved.eq_ignore_ascii_case(&self.repo()) {
+            *self.repo.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+            *self.renamed.lock().unwrap_or_else(|e| e.into_inner()) = Some(full_name.to_string());
+        }
+        Ok(true)
+    }
+
+    /// The repository `field` names (`repository_url` of an issue, `url` of
+    /// the repository itself) when it is not the one we use.
+    fn foreign(&self, value: &Value, field: &str) -> Option<String> {
+        let home = value.get(field).and_then(Value::as_str)?.trim_end_matches('/');
+        (!home.eq_ignore_ascii_case(&self.repo())).then(|| home.to_string())
     }
 
     async fn feed(&self, url: &str) -> ProviderResult<Option<Value>> {
@@ -138,6 +184,11 @@ fn write_body(write: &IssueWrite) -> Value {
     }
     if let Some(closed) = write.closed {
         body.insert("state".into(), json!(if closed { "closed" } else { "open" }));
+        // rest-api-description issues/update: `state_reason` (completed,
+        // not_planned, reopened), ignored unless `state` changes.
+        if closed {
+            body.insert("state_reason".into(), json!(if write.not_planned { "not_planned" } else { "completed" }));
+        }
     }
     if let Some(labels) = &write.labels {
         body.insert("labels".into(), json!(labels));
@@ -156,6 +207,8 @@ pub fn run_status(status: Option<&str>, conclusion: Option<&str>) -> PipelineSta
         (Some("completed"), Some("success" | "neutral")) => PipelineStatus::Success,
         (Some("completed"), Some("cancelled")) => PipelineStatus::Cancelled,
         (Some("completed"), Some("skipped" | "stale")) => PipelineStatus::Skipped,
+        // Waiting for someone to approve it: not run yet, not failed.
+        (Some("completed"), Some("action_required")) => PipelineStatus::Queued,
         (Some("completed"), _) => PipelineStatus::Failed,
         (Some("in_progress"), _) => PipelineStatus::Running,
         _ => PipelineStatus::Queued,
@@ -167,12 +220,21 @@ pub fn runs_of(provider: &str, body: &Value) -> ProviderResult<Vec<PipelineRepor
     let mut runs = Vec::new();
     for run in array(body, Some("workflow_runs"))? {
         let Some(id) = run.get("id").and_then(Value::as_i64) else { continue };
-        let name = repo::line_of(run.get("name").or_else(|| run.get("display_title")), 200);
+        // GitHub may send `name: ""`; Gitea sends no `name` at all
+        // (modules/structs/repo_actions.go ActionWorkflowRun: display_title).
+        let name = ["name", "display_title", "title"]
+            .iter()
+            .map(|field| repo::line_of(run.get(*field), 200))
+            .find(|name| !name.is_empty())
+            .unwrap_or_default();
         let status =
             run_status(run.get("status").and_then(Value::as_str), run.get("conclusion").and_then(Value::as_str));
+        // GitHub: `run_started_at` and `updated_at`; Gitea: `started_at` and
+        // `completed_at` (a zero time, the Unix epoch, until then).
+        let at = |field: &str| repo::time_of(run.get(field)).filter(|t| t.unix_timestamp() > 0);
         let finished = matches!(status, PipelineStatus::Queued | PipelineStatus::Running)
             .then_some(None)
-            .unwrap_or_else(|| repo::time_of(run.get("updated_at")));
+            .unwrap_or_else(|| at("completed_at").or_else(|| at("updated_at")));
         runs.push(PipelineReport {
             provider: provider.into(),
             external_id: id.to_string(),
@@ -181,7 +243,7 @@ pub fn runs_of(provider: &str, body: &Value) -> ProviderResult<Vec<PipelineRepor
             commit_sha: repo::commit_of(run.get("head_sha")),
             status,
             url: repo::url_of(run.get("html_url")),
-            started_at: repo::time_of(run.get("run_started_at")).or_else(|| repo::time_of(run.get("created_at"))),
+            started_at: at("run_started_at").or_else(|| at("started_at")).or_else(|| at("created_at")),
             finished_at: finished,
         });
     }
@@ -237,9 +299,12 @@ impl RepoProvider for GitHub {
         let http = Http::new(limiter, "Authorization", format!("Bearer {secret}"))?
             .with_header("Accept", "application/vnd.github+json")
             .with_header("X-GitHub-Api-Version", "2022-11-28");
+        let root = api_root(&connection.base_url);
         Ok(GitHub {
             http,
-            repo: format!("{}/repos/{}/{}", api_root(&connection.base_url), parts[0], parts[1]),
+            repo: std::sync::Mutex::new(format!("{root}/repos/{}/{}", parts[0], parts[1])),
+            root,
+            renamed: std::sync::Mutex::new(None),
             pacer: WritePacer::of(connection, 1000),
             etags: EtagCache::default(),
         })
@@ -260,6 +325,7 @@ impl RepoProvider for GitHub {
             None => self.url(&format!("issues?state=all&sort=created&direction=asc&per_page={PER_PAGE}")),
         };
         let mut issues = Vec::new();
+        let mut foreign = None;
         let mut listing = repo::read_pages(
             &self.http,
             &self.etags,
@@ -268,6 +334,9 @@ impl RepoProvider for GitHub {
             |body| {
                 let mut numbers = Vec::new();
                 for item in array(body, None)? {
+                    if foreign.is_none() {
+                        foreign = self.foreign(item, "repository_url");
+                    }
                     if let Some(issue) = issue_of(item)? {
                         numbers.push(issue.number);
                         issues.push(issue);
@@ -277,22 +346,22 @@ impl RepoProvider for GitHub {
             },
         )
         .await?;
+        // The listing was answered through a redirect: the repository was renamed.
+        if let Some(home) = foreign {
+            self.follow_rename(&home).await?;
+        }
         listing.issues = issues;
         Ok(listing)
     }
 
     async fn issue(&self, number: i64) -> ProviderResult<Option<Issue>> {
         match self.http.send(Method::GET, &self.url(&format!("issues/{number}")), None).await {
-            // A transferred issue redirects to its new repository: gone from this one.
-            Ok(value)
-                if value
-                    .get("repository_url")
-                    .and_then(Value::as_str)
-                    .is_some_and(|r| !r.trim_end_matches('/').eq_ignore_ascii_case(&self.repo)) =>
-            {
-                Ok(None)
-            }
-            Ok(value) => issue_of(&value),
+            // Another repository: ours renamed (followed), or the issue
+            // transferred (gone from this one).
+            Ok(value) => match self.foreign(&value, "repository_url") {
+                Some(home) if !self.follow_rename(&home).await? => Ok(None),
+                _ => issue_of(&value),
+            },
             Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -316,7 +385,7 @@ impl RepoProvider for GitHub {
         first.closed = None;
         let issue = self.write(Method::POST, &self.url("issues"), &write_body(&first)).await?;
         if write.closed == Some(true) {
-            let close = IssueWrite { closed: Some(true), ..IssueWrite::default() };
+            let close = IssueWrite { closed: Some(true), not_planned: write.not_planned, ..IssueWrite::default() };
             return self.update_issue(issue.number, &close).await;
         }
         Ok(issue)
@@ -337,6 +406,7 @@ impl RepoProvider for GitHub {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
             Err(ProviderError::NotFound { .. }) => return Ok(Feed::Unavailable),
+            Err(e @ ProviderError::Forbidden { .. }) => return Ok(Feed::Denied(e.to_string())),
             Err(e) => return Err(e),
         };
         let mut deployments = Vec::new();
@@ -382,8 +452,20 @@ impl RepoProvider for GitHub {
     }
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {
-        let body = self.http.send(Method::GET, &self.repo, None).await?;
+        let body = self.http.send(Method::GET, &self.repo(), None).await?;
+        if let Some(home) = self.foreign(&body, "url") {
+            self.follow_rename(&home).await?;
+        }
         Ok(repo::repo_info_of(&body, "full_name"))
+    }
+
+    async fn label_names(&self) -> ProviderResult<Vec<String>> {
+        let first = self.url(&format!("labels?per_page={PER_PAGE}"));
+        Ok(repo::names_of(&repo::read_all(&self.http, first, |answer, _| answer.next_link()).await?))
+    }
+
+    fn renamed(&self) -> Option<String> {
+        self.renamed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

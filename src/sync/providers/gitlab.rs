@@ -127,9 +127,23 @@ fn tier_kind(tier: Option<&str>, name: &str) -> EnvironmentKind {
     }
 }
 
+/// Deployments updated this many days back are read on each pass.
+const DEPLOYMENT_DAYS: i64 = 30;
+
 impl GitLab {
     fn url(&self, rest: &str) -> String {
         format!("{}/projects/{}/{rest}", self.api, self.project)
+    }
+
+    /// Environment name → tier (doc/api/environments.md); empty when the
+    /// list cannot be read (the names then suggest the kind).
+    async fn environment_tiers(&self) -> HashMap<String, String> {
+        let first = self.url(&format!("environments?per_page={PER_PAGE}"));
+        let Ok(environments) = repo::read_all(&self.http, first, next_page).await else { return HashMap::new() };
+        environments
+            .iter()
+            .filter_map(|e| Some((e.get("name")?.as_str()?.to_string(), e.get("tier")?.as_str()?.to_string())))
+            .collect()
     }
 
     async fn user_id(&self, username: &str) -> ProviderResult<Option<i64>> {
@@ -251,7 +265,7 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+            Err(ProviderError::NotFound { .. } | ProviderError::Forbidden { .. }) => {
                 return Ok(Feed::Unavailable);
             }
             Err(e) => return Err(e),
@@ -278,24 +292,50 @@ impl RepoProvider for GitLab {
     }
 
     async fn deployments(&self) -> ProviderResult<Feed<DeploymentInfo>> {
-        let url = self.url("deployments?order_by=updated_at&sort=desc&per_page=50");
+        // app/finders/deployments_finder.rb: sorting by `updated_at` must be
+        // paired with an `updated_at` filter (a hard error to come). The
+        // window starts at a whole day, so the URL (and its ETag) holds a day.
+        let today = OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+        let since = repo::query_time(today - time::Duration::days(DEPLOYMENT_DAYS));
+        let url = self.url(&format!("deployments?order_by=updated_at&sort=desc&updated_after={since}&per_page=50"));
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+            Err(ProviderError::NotFound { .. } | ProviderError::Forbidden { .. }) => {
                 return Ok(Feed::Unavailable);
             }
             Err(e) => return Err(e),
         };
+        let listed = array(&body, None)?;
+        // A deployment's environment (Entities::EnvironmentBasic) has no
+        // `tier`; the environments list (Entities::Environment) has.
+        let tiers = if listed.is_empty() { HashMap::new() } else { self.environment_tiers().await };
         let mut deployments = Vec::new();
-        for deployment in array(&body, None)? {
+        for deployment in listed {
             let Some(id) = deployment.get("id").and_then(Value::as_i64) else { continue };
             let env = deployment.get("environment").cloned().unwrap_or(Value::Null);
-            let name = repo::environment_name(&repo::line_of(env.get("name"), 200));
+            let raw_name = repo::line_of(env.get("name"), 200);
+            let name = repo::environment_name(&raw_name);
             let status = deployment_status(deployment.get("status").and_then(Value::as_str));
+            let tier = env.get("tier").and_then(Value::as_str).or_else(|| tiers.get(&raw_name).map(String::as_str));
+            // lib/api/entities/deployment.rb has no `finished_at`: the job
+            // that deployed (`deployable`, Entities::Ci::Job) has, when there is
+            // one; else the last update of a finished deployment.
+            let job = deployment.get("deployable").filter(|d| d.is_object());
+            let done =
+                matches!(status, DeploymentStatus::Success | DeploymentStatus::Failed | DeploymentStatus::Cancelled);
+            let finished = done
+                .then(|| {
+                    job.and_then(|j| repo::time_of(j.get("finished_at")))
+                        .or_else(|| repo::time_of(deployment.get("updated_at")))
+                })
+                .flatten();
+            let started = job
+                .and_then(|j| repo::time_of(j.get("started_at")))
+                .or_else(|| repo::time_of(deployment.get("created_at")));
             deployments.push(DeploymentInfo {
                 environment: EnvironmentInfo {
-                    kind: tier_kind(env.get("tier").and_then(Value::as_str), &name),
+                    kind: tier_kind(tier, &name),
                     url: repo::url_of(env.get("external_url")),
                     name: name.clone(),
                 },
@@ -306,10 +346,10 @@ impl RepoProvider for GitLab {
                     git_ref: repo::line_of(deployment.get("ref"), 255),
                     commit_sha: repo::commit_of(deployment.get("sha")),
                     status,
-                    url: repo::url_of(deployment.get("deployable").and_then(|d| d.get("web_url"))),
+                    url: repo::url_of(job.and_then(|d| d.get("web_url"))),
                     release: None,
-                    started_at: repo::time_of(deployment.get("created_at")),
-                    finished_at: repo::time_of(deployment.get("finished_at")),
+                    started_at: started,
+                    finished_at: finished,
                 },
             });
         }
@@ -321,7 +361,7 @@ impl RepoProvider for GitLab {
         let body = match repo::read_feed(&self.http, &self.etags, &url).await {
             Ok(Some(body)) => body,
             Ok(None) => return Ok(Feed::Unchanged),
-            Err(ProviderError::NotFound { .. } | ProviderError::Unauthorized { status: 403, .. }) => {
+            Err(ProviderError::NotFound { .. } | ProviderError::Forbidden { .. }) => {
                 return Ok(Feed::Unavailable);
             }
             Err(e) => return Err(e),
@@ -351,6 +391,11 @@ impl RepoProvider for GitLab {
             });
         }
         Ok(Feed::Items(releases))
+    }
+
+    async fn label_names(&self) -> ProviderResult<Vec<String>> {
+        let first = self.url(&format!("labels?per_page={PER_PAGE}"));
+        Ok(repo::names_of(&repo::read_all(&self.http, first, next_page).await?))
     }
 
     async fn repository(&self) -> ProviderResult<RepoInfo> {

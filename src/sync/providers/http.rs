@@ -35,11 +35,16 @@ pub enum ProviderError {
     /// 409 naming the object that already exists (Plane's idempotent create).
     #[error("already exists as {existing}")]
     AlreadyExists { existing: String },
-    /// 401/403: the token is wrong or lacks rights; retrying will not help.
+    /// 401 (or a 403 that names no permission): the token is wrong or
+    /// lacks rights; retrying will not help.
     #[error(
         "the provider refused the credentials (HTTP {status}, {request}): check the token the connection's secret reference points at"
     )]
     Unauthorized { request: String, status: u16 },
+    /// 403 that is no rate limit: the token may not do this one thing (a
+    /// fine-grained token without that permission); other requests work.
+    #[error("the token may not do this (HTTP 403, {request}): {message}")]
+    Forbidden { request: String, message: String },
     /// 4xx that will not heal by retrying, with the provider's own words and,
     /// where the provider gives one, its machine-readable reason (Plane's
     /// `"code": "CYCLE_COMPLETED"`).
@@ -87,6 +92,7 @@ impl ProviderError {
             | ProviderError::NotFound { status, .. }
             | ProviderError::Unauthorized { status, .. }
             | ProviderError::Rejected { status, .. } => Some(*status),
+            ProviderError::Forbidden { .. } => Some(403),
             ProviderError::AlreadyExists { .. } => Some(409),
             _ => None,
         }
@@ -263,19 +269,40 @@ impl Http {
             .map(|epoch| Duration::from_secs((epoch - now.unix_timestamp()).clamp(0, 3600) as u64));
         self.limiter.observe(remaining, reset_in);
         let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, now));
-        // 429, or a 403 that says why (GitHub's primary and secondary limits).
-        let throttled = status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::FORBIDDEN && (remaining == Some(0) || retry_after.is_some()));
-        if throttled {
-            let until = retry_after.or_else(|| reset_in.map(|d| now + d)).unwrap_or(now + Duration::from_secs(60));
-            self.limiter.pause_for((until - now).try_into().unwrap_or(Duration::ZERO));
-            return Err(ProviderError::RateLimited { until });
-        }
+        let reset = reset_in.map(|d| now + d);
         let mut answer = Answer { status: status.as_u16(), body: Value::Null, headers };
         if status == StatusCode::NOT_MODIFIED {
             return Ok(answer);
         }
+        // A 429, or a 403 GitHub marks as a rate limit, is a throttle, never a
+        // refusal of the credentials. GitHub's signals (docs: "Rate limits for
+        // the REST API", Exceeding the rate limit): `retry-after`; else
+        // `x-ratelimit-remaining: 0` until `x-ratelimit-reset`; else (a
+        // secondary limit naming no time, told by its message) at least a
+        // minute.
+        let forbidden = status == StatusCode::FORBIDDEN;
         let bytes = response.bytes().await.map_err(network)?;
+        let says_rate_limit = forbidden && {
+            serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .map(|v| error_message(&v).to_ascii_lowercase())
+                .is_some_and(|m| m.contains("rate limit") || m.contains("abuse detection"))
+        };
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || (forbidden && (remaining == Some(0) || retry_after.is_some() || says_rate_limit));
+        if throttled {
+            let minute = now + Duration::from_secs(60);
+            let until = match retry_after {
+                Some(at) => at,
+                None if remaining == Some(0) => reset.unwrap_or(minute),
+                // GitLab's 429 may name only its window's reset.
+                None if status == StatusCode::TOO_MANY_REQUESTS => reset.unwrap_or(minute),
+                None => minute,
+            };
+            let until = until.max(now + Duration::from_secs(1));
+            self.limiter.pause_for((until - now).try_into().unwrap_or(Duration::ZERO));
+            return Err(ProviderError::RateLimited { until });
+        }
         if bytes.len() > MAX_BODY {
             return Err(ProviderError::Malformed(format!("{call} answered {} bytes", bytes.len())));
         }
@@ -295,8 +322,19 @@ impl Http {
         let field = |name: &str| body.as_ref().and_then(|v| v.get(name)).and_then(Value::as_str).map(str::to_string);
         let (existing, code) = (field("id"), field("code"));
         let request = call.clone();
+        // GitHub names what a fine-grained token lacks (docs: "Permissions
+        // required for fine-grained personal access tokens").
+        let needs =
+            answer.header("x-accepted-github-permissions").map(|p| crate::domain::text::clip(p, 100).into_owned());
         Err(match status.as_u16() {
-            status @ (401 | 403) => ProviderError::Unauthorized { request, status },
+            401 => ProviderError::Unauthorized { request, status: 401 },
+            403 => ProviderError::Forbidden {
+                request,
+                message: match needs {
+                    Some(needs) => format!("{message}; give the token the permission {needs}"),
+                    None => format!("{message}; check the token's permissions"),
+                },
+            },
             status @ (404 | 410) => ProviderError::NotFound { request, status },
             // A 409 naming the object; Plane says a taken module name with a
             // 400 and `"code": "MODULE_NAME_ALREADY_EXISTS"` instead.

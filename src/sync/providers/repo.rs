@@ -66,6 +66,10 @@ pub struct IssueWrite {
     pub closed: Option<bool>,
     pub labels: Option<Vec<String>>,
     pub assignees: Option<Vec<String>>,
+    /// With `closed: Some(true)`: closed as not planned (a cancelled lane)
+    /// rather than completed, where the provider records why (GitHub's
+    /// `state_reason`).
+    pub not_planned: bool,
 }
 
 impl IssueWrite {
@@ -91,13 +95,17 @@ pub struct Listing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Feed<T> {
     Unavailable,
+    /// The server has it, but the token may not read it (a fine-grained
+    /// token without that permission): why, in one line. The rest syncs.
+    Denied(String),
     Unchanged,
     Items(Vec<T>),
 }
 
 impl<T> Feed<T> {
     /// A feed from a conditional read ([`read_feed`]): a 304 is unchanged, a
-    /// 404 means the server does not offer it, a body is parsed into items.
+    /// 404 means the server does not offer it, a 403 (not a rate limit) that
+    /// the token may not read it, a body is parsed into items.
     pub fn from_read(
         read: ProviderResult<Option<serde_json::Value>>,
         parse: impl FnOnce(&serde_json::Value) -> ProviderResult<Vec<T>>,
@@ -106,6 +114,7 @@ impl<T> Feed<T> {
             Ok(Some(body)) => Ok(Feed::Items(parse(&body)?)),
             Ok(None) => Ok(Feed::Unchanged),
             Err(ProviderError::NotFound { .. }) => Ok(Feed::Unavailable),
+            Err(e @ ProviderError::Forbidden { .. }) => Ok(Feed::Denied(e.to_string())),
             Err(e) => Err(e),
         }
     }
@@ -247,6 +256,32 @@ pub async fn read_pages(
     Ok(listing)
 }
 
+/// Every item of a small listing (labels), page by page from `first`.
+pub async fn read_all(
+    http: &Http,
+    first: String,
+    next: impl Fn(&Answer, &str) -> Option<String>,
+) -> ProviderResult<Vec<serde_json::Value>> {
+    let mut items = Vec::new();
+    let mut url = Some(first);
+    let mut pages = 0;
+    while let Some(current) = url.take() {
+        pages += 1;
+        if pages > 100 {
+            break;
+        }
+        let answer = http.exchange(reqwest::Method::GET, &current, None, None).await?;
+        items.extend(array(&answer.body, None)?.iter().cloned());
+        url = next(&answer, &current);
+    }
+    Ok(items)
+}
+
+/// The `name` of each item.
+pub fn names_of(items: &[serde_json::Value]) -> Vec<String> {
+    items.iter().filter_map(|l| l.get("name").and_then(serde_json::Value::as_str)).map(str::to_string).collect()
+}
+
 /// Reads one delivery listing, asking with its last ETag: `None` on a 304.
 pub async fn read_feed(http: &Http, etags: &EtagCache, url: &str) -> ProviderResult<Option<serde_json::Value>> {
     let memo = etags.get(url);
@@ -310,6 +345,15 @@ pub trait RepoProvider: Sized {
 
     /// The repository itself (auth and reachability).
     async fn repository(&self) -> ProviderResult<RepoInfo>;
+
+    /// Every label name the repository has.
+    async fn label_names(&self) -> ProviderResult<Vec<String>>;
+
+    /// A rename of the repository the provider saw and followed since last
+    /// asked (`owner/new-name`), for the connection to record.
+    fn renamed(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The environment kind a name suggests.

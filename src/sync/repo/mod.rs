@@ -42,6 +42,50 @@ pub struct RepoSync<P: RepoProvider> {
     pub hook: Option<crate::sync::worker::Hook>,
     /// How long an object's transient failure is retried (the worker's setting).
     pub retry_for: std::time::Duration,
+    /// Remote label names by the local label they show as (`help wanted` is
+    /// `help-wanted` here): a push writes the remote's own names back.
+    pub labels: LabelNames,
+}
+
+/// Remote label names by local label, learnt from every issue read and, for
+/// a label no issue showed, from the repository's label list (read once).
+#[derive(Debug, Default)]
+pub struct LabelNames {
+    names: std::sync::Mutex<HashMap<String, String>>,
+    listed: std::sync::atomic::AtomicBool,
+}
+
+impl LabelNames {
+    /// Learns remote names; the first name seen for a local label stays.
+    pub fn learn<'a>(&self, remote: impl IntoIterator<Item = &'a str>) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        for name in remote {
+            let local = local_label(name);
+            if !local.is_empty() {
+                names.entry(local).or_insert_with(|| name.to_string());
+            }
+        }
+    }
+
+    /// Learns remote names, these taking precedence (the issue being merged).
+    pub fn prefer<'a>(&self, remote: impl IntoIterator<Item = &'a str>) {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        for name in remote {
+            let local = local_label(name);
+            if !local.is_empty() {
+                names.insert(local, name.to_string());
+            }
+        }
+    }
+
+    /// The remote name of a local label (the label itself when none is known).
+    pub fn remote(&self, local: &str) -> String {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).get(local).cloned().unwrap_or_else(|| local.to_string())
+    }
+
+    pub fn knows(&self, local: &str) -> bool {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).contains_key(local)
+    }
 }
 
 impl<P: RepoProvider> RepoSync<P> {
@@ -66,6 +110,7 @@ impl<P: RepoProvider> RepoSync<P> {
             agent_of_login: HashMap::new(),
             hook: None,
             retry_for: crate::sync::retry::DEFAULT_RETRY_FOR,
+            labels: LabelNames::default(),
         };
         sync.refresh().await?;
         Ok(sync)
@@ -87,6 +132,38 @@ impl<P: RepoProvider> RepoSync<P> {
             let login = mapped.get(&agent.agent.id).cloned().unwrap_or_else(|| agent.agent.handle.to_lowercase());
             self.agent_of_login.entry(login.clone()).or_insert(agent.agent.id);
             self.login_of_agent.insert(agent.agent.id, login);
+        }
+        Ok(())
+    }
+
+    /// Records a rename the provider followed: the connection names the
+    /// repository as it is called now, and every mapping stays (issue
+    /// numbers do not change with the repository's name).
+    pub async fn record_rename(&mut self) -> SyncResult<()> {
+        let Some(full_name) = self.provider.renamed() else { return Ok(()) };
+        let update = crate::store::integrations::ConnectionUpdate {
+            config: Some(json!({ "repo": full_name })),
+            ..Default::default()
+        };
+        self.connection = self.store.update_connection(&self.actor, &self.connection.key, update).await?;
+        tracing::info!(connection = %self.connection.key, repo = %full_name, "sync: the repository was renamed; followed");
+        Ok(())
+    }
+
+    /// Before a push of `labels` (local names): a label no issue showed is
+    /// looked up in the repository's labels, once, so an existing label is
+    /// written by its own name, never created again under ours.
+    pub async fn know_labels(&self, labels: &[String]) -> SyncResult<()> {
+        use std::sync::atomic::Ordering;
+        if labels.iter().all(|l| self.labels.knows(l)) || self.labels.listed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.provider.label_names().await {
+            Ok(names) => self.labels.learn(names.iter().map(String::as_str)),
+            Err(e) => {
+                self.labels.listed.store(false, Ordering::SeqCst);
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -181,8 +258,9 @@ impl<P: RepoProvider> Convert for RepoSync<P> {
             },
             "labels" => {
                 let mut names: Vec<String> =
-                    local.as_array()?.iter().filter_map(Value::as_str).map(str::to_string).collect();
+                    local.as_array()?.iter().filter_map(Value::as_str).map(|l| self.labels.remote(l)).collect();
                 names.sort();
+                names.dedup();
                 Some(json!(names))
             }
             _ => None,
@@ -231,15 +309,27 @@ impl AnyRepo {
     }
 
     pub async fn reconcile_task(&mut self, task_id: i64, remote_changed: bool) -> SyncResult<ObjectOutcome> {
-        each!(self, sync => sync.reconcile_task(task_id, remote_changed).await)
+        each!(self, sync => {
+            let outcome = sync.reconcile_task(task_id, remote_changed).await;
+            sync.record_rename().await?;
+            outcome
+        })
     }
 
     pub async fn reconcile_remote(&mut self, key: &str) -> SyncResult<()> {
-        each!(self, sync => sync.reconcile_remote(key).await)
+        each!(self, sync => {
+            let outcome = sync.reconcile_remote(key).await;
+            sync.record_rename().await?;
+            outcome
+        })
     }
 
     pub async fn pull(&mut self, full: bool) -> SyncResult<PassReport> {
-        each!(self, sync => sync.pull(full).await)
+        each!(self, sync => {
+            let report = sync.pull(full).await;
+            sync.record_rename().await?;
+            report
+        })
     }
 
     pub async fn plan(&self) -> SyncResult<SyncPlan> {

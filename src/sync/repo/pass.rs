@@ -57,6 +57,9 @@ pub struct Capabilities {
     pub actions: Option<bool>,
     pub deployments: Option<bool>,
     pub releases: Option<bool>,
+    /// Listings the token may not read, each with why (`actions: …`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
 
 /// One delivery object's upsert: its key (`release:ID`), how an operator
@@ -257,6 +260,7 @@ impl<P: RepoProvider> RepoSync<P> {
     /// An open issue as a new local task with its mapping; `None` when no
     /// lane can hold it.
     fn imported(&self, issue: &Issue) -> Option<ImportedTask> {
+        self.labels.learn(issue.labels.iter().map(String::as_str));
         let remote = remote_fields(issue);
         let mut local = Fields::new();
         for (field, value) in &remote {
@@ -294,6 +298,10 @@ impl<P: RepoProvider> RepoSync<P> {
         capabilities.actions = match feed(pipelines, "pipelines", report)? {
             None => None,
             Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Denied(why)) => {
+                capabilities.missing.push(format!("pipelines: {why}"));
+                Some(false)
+            }
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(runs)) => {
                 for run in runs {
@@ -309,6 +317,10 @@ impl<P: RepoProvider> RepoSync<P> {
         capabilities.deployments = match feed(deployments, "deployments", report)? {
             None => None,
             Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Denied(why)) => {
+                capabilities.missing.push(format!("deployments: {why}"));
+                Some(false)
+            }
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(deployments)) => {
                 for deployment in deployments {
@@ -332,6 +344,10 @@ impl<P: RepoProvider> RepoSync<P> {
         capabilities.releases = match feed(releases, "releases", report)? {
             None => None,
             Some(Feed::Unavailable) => Some(false),
+            Some(Feed::Denied(why)) => {
+                capabilities.missing.push(format!("releases: {why}"));
+                Some(false)
+            }
             Some(Feed::Unchanged) => Some(true),
             Some(Feed::Items(releases)) => {
                 for release in releases {
@@ -369,6 +385,9 @@ impl<P: RepoProvider> RepoSync<P> {
             .map(|i| i.number.to_string())
             .chain(listing.unchanged.iter().map(i64::to_string))
             .collect();
+        for issue in &listing.issues {
+            self.labels.learn(issue.labels.iter().map(String::as_str));
+        }
         for issue in &listing.issues {
             match by_remote.get(issue.number.to_string().as_str()) {
                 None if !issue.closed && repo::marked_task(&issue.body).is_none() => {
@@ -432,7 +451,9 @@ impl<P: RepoProvider> RepoSync<P> {
                 None => plan.create_local.push(release.name.clone()),
                 Some((_, name, status, tag)) => {
                     let mut fields = Vec::new();
-                    if *name != release.name {
+                    // A release whose name another holds is kept as `NAME (provider …)`.
+                    let told_apart = name.starts_with(&format!("{} ({}", release.name, P::NAME));
+                    if *name != release.name && !told_apart {
                         fields.push("name".to_string());
                     }
                     if status != release.status.as_str() {

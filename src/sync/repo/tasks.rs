@@ -48,9 +48,10 @@ fn strings(value: &Value) -> Option<Vec<String>> {
     value.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
 }
 
-/// What to write remotely for merged fields.
-fn issue_write(push: &Fields, task_id: i64) -> IssueWrite {
-    let mut write = IssueWrite::default();
+/// What to write remotely for merged fields; `not_planned`: the task's lane
+/// is a cancelled one.
+fn issue_write(push: &Fields, task_id: i64, not_planned: bool) -> IssueWrite {
+    let mut write = IssueWrite { not_planned, ..IssueWrite::default() };
     for (field, value) in push {
         match field.as_str() {
             "title" => write.title = value.as_str().map(str::to_string),
@@ -81,6 +82,11 @@ pub fn local_changes(pull: &Fields) -> SyncedTask {
 }
 
 impl<P: RepoProvider> RepoSync<P> {
+    /// Whether a lane is a cancelled one.
+    fn cancelled(&self, lane_id: i64) -> bool {
+        self.lanes.iter().any(|l| l.id == lane_id && l.category == crate::domain::LaneCategory::Cancelled)
+    }
+
     pub fn link(&self, issue: &Issue, base: &Base, state: SyncState) -> MappingUpdate {
         MappingUpdate {
             connection_id: self.connection.id,
@@ -149,11 +155,21 @@ impl<P: RepoProvider> RepoSync<P> {
 
     async fn converge(&mut self, task: Task, mapping: &SyncMapping, issue: &Issue) -> SyncResult<ObjectOutcome> {
         let stored: Base = serde_json::from_value(mapping.base.clone()).unwrap_or_default();
+        if let Some(Value::Array(names)) = stored.remote.get("labels") {
+            self.labels.learn(names.iter().filter_map(Value::as_str));
+        }
+        self.labels.prefer(issue.labels.iter().map(String::as_str));
         let local = local_fields(&task);
+        if stored.local.get("labels") != local.get("labels") {
+            self.know_labels(&task.labels).await?;
+        }
         let remote = remote_fields(issue);
         let base = stored.settled(&remote);
         let clocks = Clocks { local: task.updated_at, remote: issue.updated_at };
         let plan = merge::merge(ISSUE_FIELDS, &base, &local, &remote, &*self, self.policy, clocks);
+        // GitHub keeps why an issue closed (`state_reason`), but only with a
+        // change of `state`: a task moved between closed lanes stays as it was.
+        let cancelled = self.cancelled(task.lane_id);
         let open_conflicts =
             crate::sync::cursor::record_conflicts(&self.store, &self.actor, mapping, &task.key, &plan).await?;
         let state = if open_conflicts { SyncState::Conflict } else { SyncState::InSync };
@@ -168,7 +184,7 @@ impl<P: RepoProvider> RepoSync<P> {
         let mut base = plan.base.clone();
         if pushed {
             self.step("task.before_push").await;
-            issue = self.provider.update_issue(issue.number, &issue_write(&plan.push, task.id)).await?;
+            issue = self.provider.update_issue(issue.number, &issue_write(&plan.push, task.id, cancelled)).await?;
             self.step("task.pushed").await;
             // What the server made of our values is the new remote base.
             let answered = remote_fields(&issue);
@@ -205,6 +221,7 @@ impl<P: RepoProvider> RepoSync<P> {
             self.adopt(task, found).await?;
             return Ok(ObjectOutcome::Adopted);
         }
+        self.know_labels(&task.labels).await?;
         let local = local_fields(task);
         let mut remote = Fields::new();
         for field in ISSUE_FIELDS {
@@ -215,7 +232,7 @@ impl<P: RepoProvider> RepoSync<P> {
         // The body always carries the marker.
         remote.entry("description".into()).or_insert_with(|| json!(""));
         self.step("task.before_create").await;
-        let issue = self.provider.create_issue(&issue_write(&remote, task.id)).await?;
+        let issue = self.provider.create_issue(&issue_write(&remote, task.id, self.cancelled(task.lane_id))).await?;
         self.step("task.created_remotely").await;
         let base = Base::new(local, remote_fields(&issue));
         self.store
@@ -229,6 +246,7 @@ impl<P: RepoProvider> RepoSync<P> {
     /// the agreed base, so what differs here is pushed by the reconcile that
     /// follows (queued now).
     pub async fn adopt(&mut self, task: &Task, issue: &Issue) -> SyncResult<()> {
+        self.labels.learn(issue.labels.iter().map(String::as_str));
         let remote = remote_fields(issue);
         let mut local = Fields::new();
         for (field, value) in &remote {
