@@ -275,8 +275,10 @@ pub fn remote_ids(provider: Provider, payload: &Value) -> Vec<String> {
             }
         }
         Provider::Gitlab => {
+            // Merge requests are numbered apart from issues (!5 is not #5)
+            // and are not synced: their iid names no mapped object.
             let kind = payload.get("object_kind").and_then(Value::as_str).unwrap_or_default();
-            if matches!(kind, "issue" | "work_item" | "merge_request")
+            if matches!(kind, "issue" | "work_item")
                 && let Some(o) = payload.get("object_attributes")
             {
                 push(o.get("iid"), true);
@@ -312,6 +314,9 @@ mod tests {
         assert_eq!(remote_ids(Provider::Github, &github), ["#12", "12", "9001", "I_kw"]);
         let gitlab = json!({"object_kind": "issue", "object_attributes": {"iid": 3, "id": 77}});
         assert_eq!(remote_ids(Provider::Gitlab, &gitlab), ["#3", "3", "77"]);
+        // Merge request !3 is not issue #3.
+        let merge_request = json!({"object_kind": "merge_request", "object_attributes": {"iid": 3, "id": 78}});
+        assert!(remote_ids(Provider::Gitlab, &merge_request).is_empty());
         let pipeline = json!({"object_kind": "pipeline", "object_attributes": {"iid": 3, "id": 77}});
         assert!(remote_ids(Provider::Gitlab, &pipeline).is_empty());
         let plane = json!({"event": "issue", "data": {"id": "4af6c1e0-aaaa"}});
