@@ -122,9 +122,6 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     output::line(format!("settings:   {}", origins.join(", ")));
                 }
             }
-            if let Some(identity) = &identity {
-                output::line(format!("identity:   {}", identity.describe()));
-            }
             output::line(format!(
                 "reachable:  {}",
                 match reachable {
@@ -133,6 +130,9 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     None => "no (cluster stopped; it starts on the next command, or run `mctl db start`)",
                 }
             ));
+            if let Some(identity) = &identity {
+                output::line(format!("identity:   {}", identity.describe()));
+            }
             let state = match &status.state {
                 ClusterState::NotInitialized => "not initialised".to_string(),
                 ClusterState::Stopped => "stopped".to_string(),
