@@ -135,10 +135,10 @@ impl TlsSettings {
                 .build()
                 .map_err(|e| format!("the root certificates cannot be used: {e}"))?,
             // libpq: `require` with a root certificate checks it, as verify-ca.
-            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => {
-                Arc::new(ChainOnly { roots, provider: provider.clone() })
+            (SslMode::VerifyCa | SslMode::Require, roots) => {
+                Arc::new(ChainVerifier { roots, provider: provider.clone() })
             }
-            _ => Arc::new(Unchecked { provider: provider.clone() }),
+            _ => Arc::new(ChainVerifier { roots: None, provider: provider.clone() }),
         };
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -195,58 +195,18 @@ fn load_roots(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// The handshake signature checks every verifier does.
-fn signature_checks(provider: &rustls::crypto::CryptoProvider) -> &rustls::crypto::WebPkiSupportedAlgorithms {
-    &provider.signature_verification_algorithms
-}
-
-/// `prefer`/`require` without a root: encrypted, the certificate not checked
-/// (libpq's behaviour; the handshake itself is still verified).
+/// What `prefer`, `require` and `verify-ca` check of the server's
+/// certificate: with `roots`, that its chain leads to one of them (the name
+/// is not checked); without, nothing — libpq's behaviour. The handshake's
+/// own signature is always verified. (`verify-full` uses rustls's own
+/// verifier, which checks the name too.)
 #[derive(Debug)]
-struct Unchecked {
+struct ChainVerifier {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, signature_checks(&self.provider))
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, signature_checks(&self.provider))
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_checks(&self.provider).supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ChainVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -255,9 +215,11 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let certificate = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        let algorithms = signature_checks(&self.provider).all;
-        verify_server_cert_signed_by_trust_anchor(&certificate, &self.roots, intermediates, now, algorithms)?;
+        if let Some(roots) = &self.roots {
+            let certificate = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            let algorithms = self.provider.signature_verification_algorithms.all;
+            verify_server_cert_signed_by_trust_anchor(&certificate, roots, intermediates, now, algorithms)?;
+        }
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -266,7 +228,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, signature_checks(&self.provider))
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
         &self,
@@ -274,10 +236,10 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, signature_checks(&self.provider))
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        signature_checks(&self.provider).supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
