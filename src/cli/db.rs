@@ -71,8 +71,7 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                 } else {
                     let mut pg = target.pg.clone();
                     pg.connect_timeout(std::time::Duration::from_secs(3));
-                    let tls = target.tls.connector().map_err(crate::error::Error::Usage)?;
-                    Some(pg.connect(tls).await.is_ok())
+                    Some(pg.connect(target.connector.0.clone()).await.is_ok())
                 };
             let identity = match reachable {
                 Some(true) => {

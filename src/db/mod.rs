@@ -52,6 +52,8 @@ pub struct Target {
     pub source: TargetSource,
     pub pg: tokio_postgres::Config,
     pub tls: tls::TlsSettings,
+    /// `tls` built: certificates read once, for every connection of the session.
+    pub connector: tls::Connector,
     /// Where each connection parameter came from (names only, no values).
     pub origins: Vec<(String, String)>,
     /// Set when the target is the embedded cluster, which may need starting.
@@ -104,6 +106,7 @@ pub fn resolve_in(
             return Ok(Target {
                 source: TargetSource::Embedded,
                 pg: cluster.pg_config(),
+                connector: tls.connector().map_err(Error::Usage)?,
                 tls,
                 origins: Vec::new(),
                 embedded: Some(cluster),
@@ -121,7 +124,7 @@ pub fn resolve_in(
     info.complete(env).map_err(Error::Usage)?;
     let tls = tls::TlsSettings::from_conninfo(&info, env.home().as_deref()).map_err(Error::Usage)?;
     // Certificates that cannot be read, or a verifying mode without a CA: said now, not as a failed connection.
-    tls.connector().map_err(Error::Usage)?;
+    let connector = tls.connector().map_err(Error::Usage)?;
     let mut pg = tokio_postgres::Config::from_str(&info.for_tokio_postgres()).map_err(|e| invalid(e.to_string()))?;
     pg.ssl_mode(tls.mode.negotiation());
     if pg.get_hosts().is_empty() && pg.get_hostaddrs().is_empty() {
@@ -133,7 +136,7 @@ pub fn resolve_in(
     if pg.get_user().is_none() {
         pg.user(env.var("USER").or_else(|| env.var("LOGNAME")).unwrap_or_else(|| "postgres".into()));
     }
-    Ok(Target { source, pg, tls, origins: info.origins(), embedded: None })
+    Ok(Target { source, pg, tls, connector, origins: info.origins(), embedded: None })
 }
 
 /// Connects (starting the embedded cluster first when that is the target) and
@@ -163,7 +166,7 @@ pub async fn connect(target: &Target, options: StoreOptions) -> Result<Store> {
             .map_err(|e| Error::Database(format!("starting the embedded cluster failed: {e}")))??;
         embedded::ensure_database(&target.pg).await?;
     }
-    let options = StoreOptions { tls: target.tls.clone(), ..options };
+    let options = StoreOptions { tls: target.connector.clone(), ..options };
     let store = Store::connect(target.pg.clone(), options).await.map_err(|e| {
         let at = format!("cannot connect to PostgreSQL at {} (from {})", target.describe(), target.source.describe());
         match (tls::describe_failure(&e.to_string()), e) {

@@ -117,7 +117,12 @@ impl TlsSettings {
     }
 
     /// The connector for tokio-postgres: what it checks follows the mode.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+    /// Reads the certificate files (and the system store) now.
+    pub fn connector(&self) -> Result<Connector, String> {
+        self.client_config().map(|config| Connector(MakeRustlsConnect::new(config)))
+    }
+
+    fn client_config(&self) -> Result<ClientConfig, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = match (&self.roots, self.mode) {
@@ -156,7 +161,25 @@ impl TlsSettings {
             }
             None => builder.with_no_client_auth(),
         };
-        Ok(MakeRustlsConnect::new(config))
+        Ok(config)
+    }
+}
+
+/// A built connector: certificates read and checked once, shared by every
+/// connection (pooled and dedicated) a session opens.
+#[derive(Clone)]
+pub struct Connector(pub MakeRustlsConnect);
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connector")
+    }
+}
+
+impl Default for Connector {
+    /// libpq's default, `prefer` with nothing to check: needs no file.
+    fn default() -> Connector {
+        TlsSettings::default().connector().expect("prefer without certificates reads no file")
     }
 }
 

@@ -66,8 +66,8 @@ pub struct StoreOptions {
     /// Every transaction of the session is read-only (enforced by PostgreSQL).
     pub read_only: bool,
     pub application_name: String,
-    /// `sslmode` and certificates (libpq's `prefer` unless said otherwise).
-    pub tls: crate::db::tls::TlsSettings,
+    /// TLS as `sslmode` and the certificates ask (libpq's `prefer` unless said otherwise).
+    pub tls: crate::db::tls::Connector,
     /// Pooled connections unused this long are closed, so an idle console
     /// or worker gives its server connections back (`None`: kept).
     pub idle_timeout: Option<Duration>,
@@ -79,7 +79,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             read_only: false,
             application_name: "mctl".into(),
-            tls: crate::db::tls::TlsSettings::default(),
+            tls: crate::db::tls::Connector::default(),
             idle_timeout: Some(IDLE_TIMEOUT),
         }
     }
@@ -131,7 +131,7 @@ impl Store {
         if options.read_only {
             pg_config.options("-c default_transaction_read_only=on");
         }
-        let tls = options.tls.connector().map_err(StoreError::Unavailable)?;
+        let tls = options.tls.0;
         let manager = Manager::from_config(
             pg_config.clone(),
             tls.clone(),
