@@ -169,7 +169,7 @@ impl ConnInfo {
         // A socket directory is `localhost` to the password file.
         let host = if host.starts_with('/') { "localhost" } else { host.split(',').next().unwrap_or(host) };
         let port = self.get("port").map(|p| p.split(',').next().unwrap_or(p)).unwrap_or("5432");
-        let user = self.get("user").map(str::to_string).unwrap_or_else(os_user);
+        let user = self.get("user").map(str::to_string).unwrap_or_else(|| os_user(env));
         let dbname = self.get("dbname").map(str::to_string).unwrap_or_else(|| user.clone());
         for line in text.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
@@ -210,8 +210,8 @@ impl ConnInfo {
 }
 
 /// The OS user name, libpq's default user.
-fn os_user() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "postgres".into())
+pub fn os_user(env: &dyn Environment) -> String {
+    env.var("USER").or_else(|| env.var("LOGNAME")).unwrap_or_else(|| "postgres".into())
 }
 
 /// One `.pgpass` line's five fields (`\:` and `\\` are escapes).

@@ -134,7 +134,7 @@ pub fn resolve_in(
         pg.host_path(socket);
     }
     if pg.get_user().is_none() {
-        pg.user(env.var("USER").or_else(|| env.var("LOGNAME")).unwrap_or_else(|| "postgres".into()));
+        pg.user(conninfo::os_user(env));
     }
     Ok(Target { source, pg, tls, connector, origins: info.origins(), embedded: None })
 }
