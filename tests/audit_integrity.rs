@@ -10,17 +10,7 @@ use common::{Cli, TestDb, actor};
 use mission_control::store::tasks::NewTask;
 
 fn task(title: &str) -> NewTask {
-    NewTask {
-        title: title.into(),
-        description: String::new(),
-        lane: None,
-        priority: None,
-        assignee: None,
-        labels: vec![],
-        due_on: None,
-        cycle: None,
-        modules: vec![],
-    }
+    NewTask { title: title.into(), ..NewTask::default() }
 }
 
 async fn project_with_history(db: &TestDb) -> i64 {

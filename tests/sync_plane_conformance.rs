@@ -13,20 +13,6 @@ use mission_control::store::planning::NewModule;
 use mission_control::store::tasks::{NewTask, TaskEdit};
 use serde_json::{Value, json};
 
-fn new_task(title: &str, description: &str) -> NewTask {
-    NewTask {
-        title: title.into(),
-        description: description.into(),
-        lane: None,
-        priority: None,
-        assignee: None,
-        labels: vec![],
-        due_on: None,
-        cycle: None,
-        modules: vec![],
-    }
-}
-
 /// The work item mapped to task `key`.
 async fn item_of(s: &Setup, key: &str) -> Value {
     let mapping = mapping_of(s, key).await;
@@ -61,7 +47,11 @@ async fn mapping_state(s: &Setup, key: &str) -> (String, Option<String>) {
 async fn a_task_without_a_description_goes_out_and_a_cleared_one_is_pushed() {
     let s = setup(0).await;
     sync(&s).await;
-    let task = s.store.create_task(&actor("bo"), s.project_id, new_task("No words", "")).await.unwrap();
+    let task = s
+        .store
+        .create_task(&actor("bo"), s.project_id, NewTask { title: "No words".into(), ..NewTask::default() })
+        .await
+        .unwrap();
     let report = sync(&s).await;
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     assert_eq!(stuck_keys(&s).await, []);
@@ -125,7 +115,11 @@ async fn a_title_longer_than_plane_takes_goes_out_cut_and_stays_whole_here() {
     let s = setup(0).await;
     sync(&s).await;
     let title = "word ".repeat(80).trim_end().to_string(); // 399 characters
-    let task = s.store.create_task(&actor("bo"), s.project_id, new_task(&title, "")).await.unwrap();
+    let task = s
+        .store
+        .create_task(&actor("bo"), s.project_id, NewTask { title: title.clone(), ..NewTask::default() })
+        .await
+        .unwrap();
     let report = sync(&s).await;
     assert_eq!(report.failed, 0, "{:?}", report.errors);
     assert_eq!(stuck_keys(&s).await, []);
