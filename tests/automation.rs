@@ -672,6 +672,19 @@ async fn operators_subscribe_a_connection_and_serve_webhooks_from_the_cli() {
 /// `mctl connection test` on an n8n connection sends one signed `ping`, the
 /// way every delivery is sent, and says what the workflow answered; secrets
 /// never appear in what it prints.
+/// `mctl ARGS` in project AU, with the workflow's signing secret and token in the environment.
+fn with_n8n_secrets(cli: &common::Cli, args: &[&str]) -> common::Run {
+    let output = cli
+        .command()
+        .env("MC_PROJECT", "AU")
+        .env("N8N_HOOK_SECRET", SIGNING)
+        .env("N8N_HOOK_TOKEN", TOKEN)
+        .args(args)
+        .output()
+        .expect("run mctl");
+    common::run_from(output)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_test_pings_the_workflow_signed_and_says_what_it_answered() {
     let db = TestDb::new().await;
@@ -679,17 +692,7 @@ async fn connection_test_pings_the_workflow_signed_and_says_what_it_answered() {
     cli.run(&["project", "create", "AU", "--name", "Automation"]).ok();
     let (server, workflow) = Workflow::start(vec![ResponseTemplate::new(200), ResponseTemplate::new(404)]).await;
     let url = format!("{}/webhook/mc", server.uri());
-    let test = |args: &[&str]| {
-        let output = cli
-            .command()
-            .env("MC_PROJECT", "AU")
-            .env("N8N_HOOK_SECRET", SIGNING)
-            .env("N8N_HOOK_TOKEN", TOKEN)
-            .args(args)
-            .output()
-            .expect("run mctl");
-        common::run_from(output)
-    };
+    let test = |args: &[&str]| with_n8n_secrets(&cli, args);
     test(&["connection", "add", "n8n", "--key", "flows", "--url", &url, "--token-ref", "env:N8N_HOOK_TOKEN"]).ok();
 
     let unsigned = test(&["connection", "test", "flows"]);
@@ -883,17 +886,7 @@ async fn connection_test_tells_a_wrong_signing_secret_from_a_wrong_token() {
     ])
     .await;
     let url = format!("{}/webhook/mc", server.uri());
-    let test = |args: &[&str]| {
-        let output = cli
-            .command()
-            .env("MC_PROJECT", "AU")
-            .env("N8N_HOOK_SECRET", SIGNING)
-            .env("N8N_HOOK_TOKEN", TOKEN)
-            .args(args)
-            .output()
-            .expect("run mctl");
-        common::run_from(output)
-    };
+    let test = |args: &[&str]| with_n8n_secrets(&cli, args);
     test(&[
         "connection",
         "add",

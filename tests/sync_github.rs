@@ -406,13 +406,15 @@ async fn a_failing_delivery_listing_does_not_stop_issue_sync() {
     assert_eq!(s.store.list_releases(s.project_id).await.unwrap().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_request() {
-    let s = connected(3, "newest").await;
-    sync(&s).await;
-    let secret = common::hooks::secret_file("whsec-e2e");
-    let client = s.db.client().await;
-    client
+/// Gives the connection the webhook secret `value` and starts a receiver;
+/// keep the secret file as long as the receiver.
+async fn receiving_webhooks(
+    s: &Setup<github::GitHubApi>,
+    value: &str,
+) -> (common::hooks::SecretFile, common::hooks::Receiver) {
+    let secret = common::hooks::secret_file(value);
+    s.db.client()
+        .await
         .execute(
             "UPDATE integration_connection SET config = config || jsonb_build_object('webhook_secret_ref', $1::text)
              WHERE id = $2",
@@ -420,7 +422,14 @@ async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_req
         )
         .await
         .unwrap();
-    let receiver = common::hooks::Receiver::start(&s.store).await;
+    (secret, common::hooks::Receiver::start(&s.store).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_brings_the_issue_in_and_a_local_reorder_costs_no_request() {
+    let s = connected(3, "newest").await;
+    sync(&s).await;
+    let (_secret, receiver) = receiving_webhooks(&s, "whsec-e2e").await;
 
     // Renamed on GitHub; the delivery names the issue, the worker reads it.
     s.forge.edit(2, |i| i.title = "Renamed on GitHub".into());
@@ -790,17 +799,7 @@ async fn recorded_default_labels_are_read_by_their_names() {
 async fn a_webhook_after_a_rename_brings_the_change_in_and_archives_nothing() {
     let s = connected(2, "newest").await;
     assert_eq!(sync(&s).await.failed, 0);
-    let secret = common::hooks::secret_file("whsec-rename");
-    let client = s.db.client().await;
-    client
-        .execute(
-            "UPDATE integration_connection SET config = config || jsonb_build_object('webhook_secret_ref', $1::text)
-             WHERE id = $2",
-            &[&secret.reference, &s.connection_id],
-        )
-        .await
-        .unwrap();
-    let receiver = common::hooks::Receiver::start(&s.store).await;
+    let (_secret, receiver) = receiving_webhooks(&s, "whsec-rename").await;
     s.forge.dialect.rename("acme/renamed");
     s.forge.edit(2, |i| i.title = "Renamed there".into());
     let body = serde_json::to_vec(&serde_json::json!({ "action": "edited", "issue": { "number": 2 } })).unwrap();
