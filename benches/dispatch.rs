@@ -10,6 +10,8 @@
 //!
 //! Every figure is the median of three runs.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod support;
 
 use std::sync::Arc;

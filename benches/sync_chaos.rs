@@ -15,6 +15,8 @@
 //!
 //! `CHAOS_KILLS` (default 20) and `CHAOS_SEED` change the run.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 #[path = "../tests/common/plane.rs"]
 mod plane;
 mod support;

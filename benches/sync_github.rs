@@ -11,6 +11,8 @@
 //! until the task's new title can be read from the database (goal: p99 under
 //! 1 s). Deliveries one at a time, over distinct issues.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 #[path = "../tests/common/forge.rs"]
 mod forge;
 #[path = "../tests/common/github.rs"]

@@ -10,6 +10,8 @@
 //!
 //! Rates and percentiles are medians of three runs.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod support;
 
 use std::sync::Arc;

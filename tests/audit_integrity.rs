@@ -4,6 +4,8 @@
 //! the triggers off — visible to `mctl audit verify`; and with `mctl db
 //! setup-roles`, PostgreSQL itself refuses what a role may not do.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::{Cli, TestDb, actor};

@@ -3,6 +3,8 @@
 //! (retries, the same delivery id, signatures, a 404 dead letter), derived
 //! events sent once, and signed commands applied as an agent.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::collections::HashMap;

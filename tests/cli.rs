@@ -1,6 +1,8 @@
 //! The `mctl` binary end to end: the command forms scripts depend on, their
 //! JSON output parsed back, exit codes, and bad input that must change nothing.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::{Cli, TestDb};

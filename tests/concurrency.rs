@@ -2,6 +2,8 @@
 //! concurrency on moves, lane counts and ranks under contention, and the
 //! server connections a busy then idle session holds.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::collections::HashSet;

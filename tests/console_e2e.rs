@@ -2,6 +2,8 @@
 //! screen, quit, and check the terminal was given back in a sane state —
 //! also when the console is killed with SIGTERM.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::process::Command;

@@ -5,6 +5,8 @@
 //! 500 characters (the longest is tried with escapes in it); a 5,000-character
 //! title, as a provider could send, is drawn from state alone.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::TestDb;

@@ -1,6 +1,8 @@
 //! The console driven headless through its action channel against a real
 //! PostgreSQL: what an operator does, and what other operators see.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! and the restore confirmation), at 80×24 and 160×48, on the demo data set
 //! (insta snapshots in tests/snapshots/).
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::TestDb;

@@ -3,6 +3,8 @@
 //! Risks settled with their keys, mappings in the task detail, and the sync
 //! worker started and stopped with `:sync`.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! mctl's own resolution (`db::resolve_in`, `db::connect`) with libpq's
 //! sslmodes, a client certificate login, and a password from `.pgpass`.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

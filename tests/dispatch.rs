@@ -2,6 +2,8 @@
 //! priority, skills and capacity rules, heartbeats, offline expiry and the
 //! risk it raises, and `mctl dispatch next` end to end.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::collections::HashSet;

@@ -1,6 +1,8 @@
 //! The zero-configuration default: with no database URL anywhere, mctl
 //! creates a private PostgreSQL cluster in its data directory, and reuses it.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,8 @@
 //! every tool, its audit entries, the agent policy, malformed arguments, and
 //! the real binary over stdio.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::mcp::{self, answer, call, tool_error};

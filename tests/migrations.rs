@@ -1,5 +1,7 @@
 //! Schema migrations: applied once, idempotent, and a newer schema refused.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::{Cli, TestDb};

@@ -2,6 +2,8 @@
 //! auth, work-item CRUD and its validation, idempotent creates, paging and
 //! ordering, faults, the rate limit, cycles and modules, and the request log.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::collections::HashSet;

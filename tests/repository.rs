@@ -2,6 +2,8 @@
 //! read, updated, and audited exactly once per mutation with the right
 //! before/after.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::{TestDb, actor};

@@ -4,6 +4,8 @@
 //! deleting what was made since) gives back exactly the snapshot's state,
 //! entity by entity.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::snapshots::{assert_restored, normalized};

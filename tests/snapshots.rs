@@ -4,6 +4,8 @@
 //! change committed mid-restore, which makes it start again), older
 //! format versions, and the CLI.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,8 @@
 //! tested, a pass run, status, plan, conflicts and dead letters — against the
 //! fake Plane server and a real database.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::plane::{FakePlane, Fault};

@@ -2,6 +2,8 @@
 //! and releases pulled from Gitea, against a local server that speaks
 //! Gitea's API v1 and a real PostgreSQL.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::gitea::{self, GiteaApi};

@@ -2,6 +2,8 @@
 //! GitHub, against a local server that speaks GitHub's REST API and a real
 //! PostgreSQL.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::actor;

@@ -2,6 +2,8 @@
 //! deployments and releases pulled from GitLab, against a local server that
 //! speaks GitLab's API v4 and a real PostgreSQL.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::forge::Fault;

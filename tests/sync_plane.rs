@@ -3,6 +3,8 @@
 //! answers, provider failures, a full pass cut short, a failing neighbour
 //! connection, crashes at every step, and two workers on one queue.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! (tests/common/plane.rs) answers these cases as Plane's own code does; the
 //! source file of each answer is named beside it there.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use common::actor;

@@ -4,6 +4,8 @@
 //! work that existed before its connection, and outages measured in hours.
 //! Each test is a defect an operator saw, written down before it was fixed.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! their rate-limited audit, health and readiness, and a flood drained by a
 //! worker against a fake GitHub.
 
+#![allow(clippy::disallowed_methods)] // straight to PostgreSQL, never through a pooler
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! `mctl automation subscribe|unsubscribe|events|deliveries`: which events an
 //! n8n connection's workflow receives, and how their deliveries went.
 
+use crate::store::sql::Sql;
 use clap::Subcommand;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -107,7 +108,7 @@ pub async fn run(ctx: &Context, command: AutomationCommand) -> Result<()> {
             let c = n8n_connection(&store, &connection).await?;
             let client = store.client().await.map_err(Error::from)?;
             let rows = client
-                .query(
+                .fetch(
                     "SELECT id, event, created_at, attempts, last_status, last_error, delivered_at
                      FROM automation_delivery WHERE connection_id = $1 ORDER BY created_at DESC, id LIMIT $2",
                     &[&c.id, &limit.clamp(1, 10_000)],

@@ -6,6 +6,7 @@
 //! When mctl runs as root the cluster belongs to, and runs as, the `postgres`
 //! OS user, since PostgreSQL refuses to run as root.
 
+use crate::store::sql::Sql;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -320,7 +321,7 @@ pub async fn ensure_database(pg: &tokio_postgres::Config) -> Result<()> {
     let driver = tokio::spawn(connection);
     let name = pg.get_dbname().unwrap_or(DATABASE).to_string();
     let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .fetch_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
         .map_err(crate::store::StoreError::from)?
         .is_some();

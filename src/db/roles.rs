@@ -3,6 +3,7 @@
 //! login role (`mctl db grant`), and telling which kind of set-up a session
 //! is in (`db status`).
 
+use crate::store::sql::Sql;
 use serde::Serialize;
 
 use crate::store::{Actor, Store, StoreError, StoreResult};
@@ -88,14 +89,14 @@ pub async fn grant(store: &Store, actor: &Actor, role: &str, level: Level) -> St
     store.refuse_if_read_only()?;
     let client = store.client().await?;
     let exists: bool =
-        client.query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&role]).await?.get(0);
+        client.fetch_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[&role]).await?.get(0);
     if !exists {
         return Err(StoreError::invalid(format!(
             "role {role:?} does not exist: create its login first (CREATE ROLE \"{role}\" LOGIN …), then grant it"
         )));
     }
     let set_up: bool =
-        client.query_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mctl_viewer')", &[]).await?.get(0);
+        client.fetch_one("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mctl_viewer')", &[]).await?.get(0);
     if !set_up {
         return Err(StoreError::invalid("the mctl roles are not set up here: run `mctl db setup-roles` first"));
     }
@@ -119,7 +120,7 @@ pub async fn grant(store: &Store, actor: &Actor, role: &str, level: Level) -> St
 pub async fn identity(store: &Store) -> StoreResult<Identity> {
     let client = store.client().await?;
     let row = client
-        .query_one(
+        .fetch_one(
             "SELECT session_user::text,
                     coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname)
                                 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid

@@ -1,6 +1,7 @@
 //! The demo project: a realistic team board (assets/demo.toml) loaded through
 //! the normal repository path, so it carries a real audit trail.
 
+use crate::store::sql::Sql;
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
@@ -328,7 +329,7 @@ async fn backdate(
     let client = store.client().await?;
     let ages: Vec<OffsetDateTime> = data.tasks.iter().map(|t| now - Duration::hours(t.age_hours)).collect();
     client
-        .execute(
+        .exec(
             "UPDATE task t SET created_at = v.at, updated_at = v.at
              FROM unnest($2::text[], $3::timestamptz[]) AS v(key, at)
              WHERE t.project_id = $1 AND t.task_key = v.key",
@@ -337,7 +338,7 @@ async fn backdate(
         .await?;
     // Handoffs were opened when their task was last touched, or a few hours ago.
     client
-        .execute(
+        .exec(
             "UPDATE handoff h SET created_at = greatest(t.created_at, $2::timestamptz - interval '30 hours'),
                                   updated_at = greatest(t.created_at, $2::timestamptz - interval '30 hours')
              FROM task t WHERE t.id = h.task_id AND h.project_id = $1",
@@ -345,14 +346,14 @@ async fn backdate(
         )
         .await?;
     client
-        .execute(
+        .exec(
             "UPDATE pipeline SET created_at = coalesce(started_at, created_at), updated_at = coalesce(finished_at, started_at, updated_at)
              WHERE project_id = $1",
             &[&project_id],
         )
         .await?;
     client
-        .execute(
+        .exec(
             "UPDATE deployment SET created_at = coalesce(started_at, created_at), updated_at = coalesce(finished_at, started_at, updated_at)
              WHERE project_id = $1",
             &[&project_id],
@@ -361,7 +362,7 @@ async fn backdate(
     for release in &data.releases {
         if let Some(days) = release.released_offset_days {
             client
-                .execute(
+                .exec(
                     "UPDATE release SET released_at = $3 WHERE project_id = $1 AND name = $2",
                     &[&project_id, &release.name, &(now + Duration::days(days))],
                 )

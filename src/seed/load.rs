@@ -1,5 +1,6 @@
 //! `mctl seed load`: bulk tasks for benchmarks, written with one binary COPY.
 
+use crate::store::sql::Sql;
 use futures_util::pin_mut;
 use serde::Serialize;
 use serde_json::json;
@@ -87,7 +88,7 @@ pub async fn load_tasks(
     let tx = client.transaction().await?;
     // Lanes first, then the project row: the order every task write uses.
     let lanes = tx
-        .query(
+        .fetch(
             "SELECT l.id, l.name, l.category,
                     (SELECT coalesce(max(rank), 0) FROM task t WHERE t.lane_id = l.id AND NOT t.archived) AS max_rank
              FROM lane l WHERE l.project_id = $1 ORDER BY l.id FOR NO KEY UPDATE OF l",
@@ -104,7 +105,7 @@ pub async fn load_tasks(
     }
     let total_weight: u32 = lane_plan.iter().map(|l| l.1).sum();
     let last: i64 = tx
-        .query_one(
+        .fetch_one(
             "UPDATE project SET last_task_number = last_task_number + $2 WHERE id = $1 RETURNING last_task_number",
             &[&project.id, &count],
         )

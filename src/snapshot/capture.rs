@@ -1,9 +1,9 @@
 //! Reading a project's rows in one consistent read (REPEATABLE READ, read
 //! only): concurrent writers never produce a torn snapshot.
 
+use crate::store::sql::Sql;
 use std::collections::BTreeMap;
 
-use deadpool_postgres::GenericClient;
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;
 
@@ -22,9 +22,9 @@ impl Store {
 }
 
 /// Reads everything of one project through `client` (the caller's transaction).
-pub async fn read_project(client: &impl GenericClient, project_id: i64) -> StoreResult<SnapshotData> {
+pub async fn read_project(client: &impl Sql, project_id: i64) -> StoreResult<SnapshotData> {
     let project = client
-        .query_opt(
+        .fetch_opt(
             "SELECT id, key, name, description, settings, dashboard, last_task_number, archived, created_at
              FROM project WHERE id = $1",
             &[&project_id],
@@ -115,7 +115,7 @@ pub async fn read_project(client: &impl GenericClient, project_id: i64) -> Store
     .await?;
     let mut memberships: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for row in client
-        .query(
+        .fetch(
             "SELECT tm.task_id, tm.module_id FROM task_module tm JOIN task t ON t.id = tm.task_id
              WHERE t.project_id = $1 ORDER BY tm.task_id, tm.module_id",
             p,
@@ -340,10 +340,10 @@ pub async fn read_project(client: &impl GenericClient, project_id: i64) -> Store
 }
 
 async fn rows<T>(
-    client: &impl GenericClient,
+    client: &impl Sql,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     map: impl FnMut(&Row) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
-    client.query(sql, params).await?.iter().map(map).collect()
+    client.fetch(sql, params).await?.iter().map(map).collect()
 }

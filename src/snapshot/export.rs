@@ -12,6 +12,7 @@
 //! payload the checksum (SHA-256, hex) covers. Import checks the format name,
 //! the version, the checksum and the references inside before writing anything.
 
+use crate::store::sql::Sql;
 use std::collections::BTreeSet;
 use std::io::Write;
 
@@ -195,7 +196,7 @@ impl Store {
             Err(StoreError::NotFound { .. }) => {
                 let mut client = self.client().await?;
                 let tx = client.transaction().await?;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO project (id, key, name, description, settings, dashboard, last_task_number, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
@@ -210,7 +211,7 @@ impl Store {
                     ],
                 )
                 .await?;
-                tx.execute(
+                tx.exec(
                     "SELECT setval(pg_get_serial_sequence('project', 'id'),
                                    greatest((SELECT max(id) FROM project), nextval(pg_get_serial_sequence('project', 'id'))))",
                     &[],

@@ -1,6 +1,7 @@
 //! Storing snapshots in PostgreSQL: canonical encoding, SHA-256, gzip; and
 //! reading them back with the checksum verified.
 
+use crate::store::sql::Sql;
 use std::io::{Read, Write};
 
 use flate2::Compression;
@@ -166,7 +167,7 @@ impl Store {
     pub async fn snapshot_meta(&self, id: i64) -> StoreResult<SnapshotMeta> {
         let client = self.client().await?;
         let row = client
-            .query_opt(&format!("SELECT {META_COLUMNS} FROM snapshot WHERE id = $1"), &[&id])
+            .fetch_opt(&format!("SELECT {META_COLUMNS} FROM snapshot WHERE id = $1"), &[&id])
             .await?
             .ok_or_else(|| StoreError::not_found("snapshot", format!("#{id}")))?;
         meta(&row)
@@ -200,7 +201,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let deleted =
-            tx.execute("DELETE FROM snapshot WHERE project_id = $1 AND id = ANY ($2)", &[&project_id, &ids]).await?;
+            tx.exec("DELETE FROM snapshot WHERE project_id = $1 AND id = ANY ($2)", &[&project_id, &ids]).await?;
         let mut change = Change::new("snapshot", "prune", Some(project_id));
         change.before = Some(serde_json::json!({ "ids": ids }));
         audit::record(&tx, actor, change).await?;
@@ -212,7 +213,7 @@ impl Store {
 /// Inserts a snapshot row and its audit entry through the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_snapshot(
-    client: &impl GenericClient,
+    client: &impl Sql,
     actor: &Actor,
     project_id: i64,
     format_version: i32,
@@ -222,7 +223,7 @@ pub(crate) async fn insert_snapshot(
     reason: Reason,
 ) -> StoreResult<SnapshotMeta> {
     let row = client
-        .query_one(
+        .fetch_one(
             &format!(
                 "INSERT INTO snapshot (project_id, format_version, created_by, label, reason, counts, size_bytes, checksum, payload)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {META_COLUMNS}"
@@ -253,9 +254,9 @@ pub(crate) async fn insert_snapshot(
 }
 
 /// A snapshot's metadata and its still compressed, unverified payload.
-pub(crate) async fn fetch_snapshot(client: &impl GenericClient, id: i64) -> StoreResult<(SnapshotMeta, Vec<u8>)> {
+pub(crate) async fn fetch_snapshot(client: &impl Sql, id: i64) -> StoreResult<(SnapshotMeta, Vec<u8>)> {
     let row = client
-        .query_opt(&format!("SELECT {META_COLUMNS}, payload FROM snapshot WHERE id = $1"), &[&id])
+        .fetch_opt(&format!("SELECT {META_COLUMNS}, payload FROM snapshot WHERE id = $1"), &[&id])
         .await?
         .ok_or_else(|| StoreError::not_found("snapshot", format!("#{id}")))?;
     Ok((meta(&row)?, row.try_get("payload")?))

@@ -5,6 +5,7 @@ use super::audit::{self, Change};
 use super::rows::{self, AGENT_COLUMNS};
 use super::{Actor, Store, StoreError, StoreResult};
 use crate::domain::{self, Agent, AgentKind, AgentStatus, text};
+use crate::store::sql::Sql;
 
 #[derive(Debug, Clone)]
 pub struct NewAgent {
@@ -51,7 +52,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO agent AS a (handle, display_name, kind, capacity, skills)
                      VALUES ($1, $2, $3, coalesce($4, 3), $5) RETURNING {AGENT_COLUMNS}"
@@ -73,7 +74,7 @@ impl Store {
     pub async fn list_agents(&self) -> StoreResult<Vec<AgentLoad>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     // Counted lane by lane through the board index (which carries the
                     // assignee); OFFSET 0 keeps the planner from flattening that into a
@@ -111,7 +112,7 @@ impl Store {
         let tx = client.transaction().await?;
         let before = lock_agent(&tx, &handle).await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "UPDATE agent a SET display_name = coalesce($2, display_name), kind = coalesce($3, kind),
                             status = coalesce($4, status), capacity = coalesce($5, capacity),
@@ -141,25 +142,20 @@ impl Store {
 }
 
 /// Locks the agent's row for an edit in the caller's transaction and reads it.
-pub(super) async fn lock_agent(client: &impl deadpool_postgres::GenericClient, handle: &str) -> StoreResult<Agent> {
-    let statement = client
-        .prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1 FOR NO KEY UPDATE"))
-        .await?;
+pub(super) async fn lock_agent(client: &impl Sql, handle: &str) -> StoreResult<Agent> {
+    let statement = &format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1 FOR NO KEY UPDATE");
     let row = client
-        .query_opt(&statement, &[&handle])
+        .fetch_opt(statement, &[&handle])
         .await?
         .ok_or_else(|| StoreError::not_found("agent", format!("@{handle}")))?;
     rows::agent(&row)
 }
 
-pub(crate) async fn agent_by_handle(
-    client: &impl deadpool_postgres::GenericClient,
-    handle: &str,
-) -> StoreResult<Agent> {
+pub(crate) async fn agent_by_handle(client: &impl Sql, handle: &str) -> StoreResult<Agent> {
     let handle = domain::agent_handle(handle)?;
-    let statement = client.prepare_cached(&format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1")).await?;
+    let statement = &format!("SELECT {AGENT_COLUMNS} FROM agent a WHERE a.handle = $1");
     let row = client
-        .query_opt(&statement, &[&handle])
+        .fetch_opt(statement, &[&handle])
         .await?
         .ok_or_else(|| StoreError::not_found("agent", format!("@{handle}")))?;
     rows::agent(&row)

@@ -1,7 +1,7 @@
 //! The audit log: written in the same transaction as every change, read by
 //! `mctl audit`, the console's audit drawer and a task's history.
 
-use deadpool_postgres::GenericClient;
+use crate::store::sql::Sql;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -61,21 +61,17 @@ impl Change {
 
 /// Appends the audit entry and queues the change notification (delivered when
 /// the surrounding transaction commits). Returns the audit entry id.
-pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) -> StoreResult<i64> {
-    let statement = client
-        .prepare_cached(
-            "WITH entry AS (
+pub async fn record(client: &impl Sql, actor: &Actor, change: Change) -> StoreResult<i64> {
+    let statement = "WITH entry AS (
                  INSERT INTO audit_entry (project_id, actor, source, action, entity_kind, entity_id,
                                           entity_key, before, after, correlation_id, reason)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12)
                  RETURNING id, project_id, entity_kind, entity_id, action)
              SELECT id, pg_notify($11, change_payload(project_id, entity_kind, entity_id, action, id))::text
-             FROM entry",
-        )
-        .await?;
+             FROM entry";
     let row = client
-        .query_one(
-            &statement,
+        .fetch_one(
+            statement,
             &[
                 &change.project_id,
                 &actor.name,
@@ -98,9 +94,9 @@ pub async fn record(client: &impl GenericClient, actor: &Actor, change: Change) 
 /// Sends the change notification of an audit entry whose transaction has
 /// already committed (`announce_committed_change` in `sql/`): for writes that
 /// must not hold the server's notification lock through their own commit.
-pub async fn announce_committed(client: &impl GenericClient, audit_id: i64) -> StoreResult<()> {
-    let statement = client.prepare_cached("SELECT announce_committed_change($1, $2)").await?;
-    client.execute(&statement, &[&CHANGE_CHANNEL, &audit_id]).await?;
+pub async fn announce_committed(client: &impl Sql, audit_id: i64) -> StoreResult<()> {
+    let statement = "SELECT announce_committed_change($1, $2)";
+    client.exec(statement, &[&CHANGE_CHANNEL, &audit_id]).await?;
     Ok(())
 }
 
@@ -158,10 +154,10 @@ impl Store {
                AND ($7::bigint IS NULL OR id > $7)
              ORDER BY id {order} LIMIT $8"
         );
-        let statement = client.prepare_cached(&sql).await?;
+        let statement = &sql;
         let rows = client
-            .query(
-                &statement,
+            .fetch(
+                statement,
                 &[
                     &query.project_id,
                     &query.since,

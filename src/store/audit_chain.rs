@@ -7,6 +7,7 @@
 //! a whole chain from some point on; the head hash printed by `mctl audit
 //! verify`, kept somewhere else, shows that too.
 
+use crate::store::sql::Sql;
 use serde::Serialize;
 
 use super::{Store, StoreResult};
@@ -39,7 +40,7 @@ impl Store {
         let scopes: Vec<i64> = match project_id {
             Some(id) => vec![id],
             None => client
-                .query(
+                .fetch(
                     "SELECT scope FROM audit_chain UNION SELECT DISTINCT coalesce(project_id, 0) FROM audit_entry ORDER BY 1",
                     &[],
                 )
@@ -53,7 +54,7 @@ impl Store {
             // Each link is checked against the stored hash before it, so the
             // first failing row is named even when later rows are intact.
             let first_bad = client
-                .query_opt(
+                .fetch_opt(
                     "SELECT id, chain_seq,
                             CASE WHEN step <> 1 THEN 'gap'
                                  ELSE 'mismatch' END
@@ -68,7 +69,7 @@ impl Store {
                 )
                 .await?;
             let tail = client
-                .query_one(
+                .fetch_one(
                     "SELECT count(*), max(chain_seq), (SELECT hash FROM audit_entry WHERE coalesce(project_id, 0) = $1
                                                          ORDER BY chain_seq DESC LIMIT 1),
                             (SELECT seq FROM audit_chain WHERE scope = $1), (SELECT hash FROM audit_chain WHERE scope = $1)

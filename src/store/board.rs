@@ -1,6 +1,7 @@
 //! The board read model: lanes with their counts and the first cards of each,
 //! in one round trip. Cards carry only what a board card shows.
 
+use crate::store::sql::Sql;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
@@ -91,12 +92,9 @@ impl Store {
     /// All lanes of a project in order, each with up to `cards_per_lane` cards.
     pub async fn load_board(&self, project_id: i64, cards_per_lane: i64) -> StoreResult<Vec<BoardLane>> {
         let client = self.client().await?;
-        let lanes_statement = client
-            .prepare_cached(&format!("SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 ORDER BY l.position"))
-            .await?;
-        let cards_statement = client
-            .prepare_cached(&format!(
-                "SELECT l.id AS lane_id, {CARD_COLUMNS}
+        let lanes_statement = &format!("SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 ORDER BY l.position");
+        let cards_statement = &format!(
+            "SELECT l.id AS lane_id, {CARD_COLUMNS}
                  FROM lane l
                  CROSS JOIN LATERAL (
                      SELECT * FROM task t WHERE t.project_id = $1 AND t.lane_id = l.id AND NOT t.archived
@@ -104,13 +102,12 @@ impl Store {
                  LEFT JOIN agent a ON a.id = t.assignee_id
                  WHERE l.project_id = $1
                  ORDER BY l.position, t.rank"
-            ))
-            .await?;
+        );
         // Both queries go out together on the one connection (pipelined).
         let limit = cards_per_lane.clamp(0, 10_000);
         let (lane_rows, card_rows) = futures_util::future::try_join(
-            client.query(&lanes_statement, &[&project_id]),
-            client.query(&cards_statement, &[&project_id, &limit]),
+            client.fetch(lanes_statement, &[&project_id]),
+            client.fetch(cards_statement, &[&project_id, &limit]),
         )
         .await?;
         let mut board: Vec<BoardLane> = lane_rows
@@ -138,21 +135,18 @@ impl Store {
             return self.load_board(project_id, cards_per_lane).await;
         }
         let client = self.client().await?;
-        let lanes_statement = client
-            .prepare_cached(&format!(
-                "SELECT {LANE_COLUMNS_FILTERED} FROM lane l WHERE l.project_id = $1 ORDER BY l.position",
-                LANE_COLUMNS_FILTERED = LANE_COLUMNS.replace(
-                    rows::LANE_OPEN_COUNT,
-                    &format!(
-                        "(SELECT count(*)::int FROM task t WHERE t.project_id = $1 AND t.lane_id = l.id \
+        let lanes_statement = &format!(
+            "SELECT {LANE_COLUMNS_FILTERED} FROM lane l WHERE l.project_id = $1 ORDER BY l.position",
+            LANE_COLUMNS_FILTERED = LANE_COLUMNS.replace(
+                rows::LANE_OPEN_COUNT,
+                &format!(
+                    "(SELECT count(*)::int FROM task t WHERE t.project_id = $1 AND t.lane_id = l.id \
                           AND NOT t.archived AND {FILTER_CONDITIONS} AND $2::bigint >= 0)"
-                    )
                 )
-            ))
-            .await?;
-        let cards_statement = client
-            .prepare_cached(&format!(
-                "SELECT l.id AS lane_id, {CARD_COLUMNS}
+            )
+        );
+        let cards_statement = &format!(
+            "SELECT l.id AS lane_id, {CARD_COLUMNS}
                  FROM lane l
                  CROSS JOIN LATERAL (
                      SELECT * FROM task t WHERE t.project_id = $1 AND t.lane_id = l.id AND NOT t.archived
@@ -161,8 +155,7 @@ impl Store {
                  LEFT JOIN agent a ON a.id = t.assignee_id
                  WHERE l.project_id = $1
                  ORDER BY l.position, t.rank"
-            ))
-            .await?;
+        );
         let limit = cards_per_lane.clamp(0, 10_000);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
             &project_id,
@@ -173,8 +166,8 @@ impl Store {
             &filter.priority.map(|p| p.as_str()),
         ];
         let (lane_rows, card_rows) = futures_util::future::try_join(
-            client.query(&lanes_statement, &params),
-            client.query(&cards_statement, &params),
+            client.fetch(lanes_statement, &params),
+            client.fetch(cards_statement, &params),
         )
         .await?;
         let mut board: Vec<BoardLane> = lane_rows
@@ -201,16 +194,14 @@ impl Store {
     ) -> StoreResult<Vec<Card>> {
         let client = self.client().await?;
         // $2 is the lane here; the filter keeps its $3..$6.
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {CARD_COLUMNS} FROM task t LEFT JOIN agent a ON a.id = t.assignee_id
+        let statement = &format!(
+            "SELECT {CARD_COLUMNS} FROM task t LEFT JOIN agent a ON a.id = t.assignee_id
                  WHERE t.project_id = $1 AND t.lane_id = $2 AND NOT t.archived AND {FILTER_CONDITIONS}
                  ORDER BY t.rank OFFSET $7 LIMIT $8"
-            ))
-            .await?;
+        );
         let rows = client
-            .query(
-                &statement,
+            .fetch(
+                statement,
                 &[
                     &project_id,
                     &lane_id,

@@ -2,6 +2,7 @@
 //! job, n8n or a provider sync reports them. Reports are upserts keyed by
 //! (provider, external id), so sending the same report twice changes nothing.
 
+use crate::store::sql::Sql;
 use deadpool_postgres::GenericClient;
 use time::{Date, OffsetDateTime};
 
@@ -161,7 +162,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO environment AS e (project_id, name, kind, url, position)
                      VALUES ($1, $2, $3, $4, (SELECT coalesce(max(position), 0) + 1 FROM environment WHERE project_id = $1))
@@ -199,7 +200,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = tx
-            .query_opt(
+            .fetch_opt(
                 &format!(
                     "SELECT {ENVIRONMENT_COLUMNS} FROM environment e
                      WHERE e.project_id = $1 AND lower(e.name) = lower($2) FOR UPDATE"
@@ -210,7 +211,7 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("environment", name.trim()))?;
         let before = rows::environment(&before)?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "UPDATE environment e SET name = coalesce($2, name), kind = coalesce($3, kind),
                             url = CASE WHEN $4 THEN $5 ELSE url END, updated_at = now()
@@ -239,7 +240,7 @@ impl Store {
     pub async fn list_environments(&self, project_id: i64) -> StoreResult<Vec<Environment>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!("SELECT {ENVIRONMENT_COLUMNS} FROM environment e WHERE e.project_id = $1 ORDER BY e.position, e.name"),
                 &[&project_id],
             )
@@ -267,7 +268,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = tx
-            .query_opt(
+            .fetch_opt(
                 &format!(
                     "SELECT {PIPELINE_COLUMNS} FROM pipeline pl
                      WHERE pl.project_id = $1 AND pl.provider = $2 AND pl.external_id = $3 FOR UPDATE"
@@ -278,7 +279,7 @@ impl Store {
             .map(|row| rows::pipeline(&row))
             .transpose()?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO pipeline AS pl (project_id, provider, external_id, name, ref, commit_sha, status, url,
                                                  started_at, finished_at)
@@ -336,7 +337,7 @@ impl Store {
         let env_url = url(env_url).ok().flatten();
         let client = self.client().await?;
         let exists = client
-            .query_opt(
+            .fetch_opt(
                 "SELECT 1 FROM environment WHERE project_id = $1 AND lower(name) = lower($2)",
                 &[&project_id, &name],
             )
@@ -371,7 +372,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let existing: Option<i64> = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT id FROM release WHERE project_id = $1 AND provider = $2 AND external_id = $3 FOR UPDATE",
                 &[&project_id, &provider, &external_id],
             )
@@ -380,7 +381,7 @@ impl Store {
         let existing = match existing {
             Some(id) => Some(id),
             None => tx
-                .query_opt(
+                .fetch_opt(
                     "SELECT id FROM release WHERE project_id = $1 AND lower(name) = lower($2) AND external_id IS NULL FOR UPDATE",
                     &[&project_id, &name],
                 )
@@ -396,7 +397,7 @@ impl Store {
         let name = free_release_name(&tx, project_id, &name, &provider, &external_id, existing).await?;
         let id: i64 = match existing {
             Some(id) => tx
-                .query_one(
+                .fetch_one(
                     "UPDATE release SET name = $2, tag = coalesce($3, tag), provider = $4, external_id = $5, status = $6,
                             commit_sha = coalesce($7, commit_sha), released_at = coalesce($8, released_at),
                             url = coalesce($9, url), notes = $10, updated_at = now()
@@ -417,7 +418,7 @@ impl Store {
                 .await?
                 .get(0),
             None => tx
-                .query_one(
+                .fetch_one(
                     "INSERT INTO release (project_id, name, tag, provider, external_id, status, commit_sha, released_at, url, notes)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                     &[
@@ -453,7 +454,7 @@ impl Store {
     pub async fn list_pipelines(&self, project_id: i64, limit: i64) -> StoreResult<Vec<Pipeline>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {PIPELINE_COLUMNS} FROM pipeline pl WHERE pl.project_id = $1
                      ORDER BY coalesce(pl.started_at, pl.updated_at) DESC, pl.id DESC LIMIT $2"
@@ -470,7 +471,7 @@ impl Store {
         let pipeline = {
             let client = self.client().await?;
             let row = client
-                .query_opt(
+                .fetch_opt(
                     &format!("SELECT {PIPELINE_COLUMNS} FROM pipeline pl WHERE pl.id = $1 AND pl.project_id = $2"),
                     &[&pipeline_id, &project_id],
                 )
@@ -523,7 +524,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let environment_id: i64 = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT id FROM environment WHERE project_id = $1 AND lower(name) = lower($2)",
                 &[&project_id, &report.environment.trim()],
             )
@@ -535,7 +536,7 @@ impl Store {
             None => None,
         };
         let before = tx
-            .query_opt(
+            .fetch_opt(
                 &format!(
                     "SELECT {DEPLOYMENT_COLUMNS} FROM deployment d JOIN environment e ON e.id = d.environment_id
                      LEFT JOIN release r ON r.id = d.release_id
@@ -547,7 +548,7 @@ impl Store {
             .map(|row| rows::deployment(&row))
             .transpose()?;
         let id: i64 = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO deployment AS d (project_id, environment_id, provider, external_id, ref, commit_sha, status,
                                               url, release_id, started_at, finished_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -597,7 +598,7 @@ impl Store {
     ) -> StoreResult<Vec<Deployment>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {DEPLOYMENT_COLUMNS} FROM deployment d JOIN environment e ON e.id = d.environment_id
                      LEFT JOIN release r ON r.id = d.release_id
@@ -620,7 +621,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO release (project_id, name, tag, ref, commit_sha, target_on, notes)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 &[&project_id, &name, &tag, &git_ref, &commit_sha, &new.target_on, &notes],
@@ -654,9 +655,9 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = release_id_by_name(&tx, project_id, name).await?;
-        tx.execute("SELECT 1 FROM release WHERE id = $1 FOR UPDATE", &[&id]).await?;
+        tx.exec("SELECT 1 FROM release WHERE id = $1 FOR UPDATE", &[&id]).await?;
         let before = read_release(&tx, id).await?;
-        tx.execute(
+        tx.exec(
             "UPDATE release SET status = coalesce($2, status), tag = coalesce($3, tag), ref = coalesce($4, ref),
                     commit_sha = coalesce($5, commit_sha), target_on = CASE WHEN $6 THEN $7 ELSE target_on END,
                     notes = coalesce($8, notes), url = coalesce($9, url),
@@ -705,22 +706,22 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = release_id_by_name(&tx, project_id, name).await?;
-        tx.execute("SELECT 1 FROM release WHERE id = $1 FOR UPDATE", &[&id]).await?;
+        tx.exec("SELECT 1 FROM release WHERE id = $1 FOR UPDATE", &[&id]).await?;
         let before = read_release(&tx, id).await?;
         for key in &keys {
             let task_id: i64 = tx
-                .query_opt("SELECT id FROM task WHERE task_key = $1 AND project_id = $2", &[key, &project_id])
+                .fetch_opt("SELECT id FROM task WHERE task_key = $1 AND project_id = $2", &[key, &project_id])
                 .await?
                 .ok_or_else(|| StoreError::not_found("task", key))?
                 .get(0);
             if link {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO release_task (release_id, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     &[&id, &task_id],
                 )
                 .await?;
             } else {
-                tx.execute("DELETE FROM release_task WHERE release_id = $1 AND task_id = $2", &[&id, &task_id]).await?;
+                tx.exec("DELETE FROM release_task WHERE release_id = $1 AND task_id = $2", &[&id, &task_id]).await?;
             }
         }
         let after = read_release(&tx, id).await?;
@@ -741,7 +742,7 @@ impl Store {
     pub async fn list_releases(&self, project_id: i64) -> StoreResult<Vec<Release>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {RELEASE_COLUMNS} FROM release r WHERE r.project_id = $1
                      ORDER BY (r.status = 'released'), coalesce(r.target_on, r.released_at::date) DESC NULLS FIRST, r.name"
@@ -761,7 +762,7 @@ impl Store {
     ) -> StoreResult<Vec<(String, String, String, Option<String>)>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 "SELECT external_id, name, status, tag FROM release
                  WHERE project_id = $1 AND provider = $2 AND external_id IS NOT NULL ORDER BY name",
                 &[&project_id, &provider],
@@ -785,7 +786,7 @@ impl Store {
             read_release(&client, id).await?
         };
         let tasks = client
-            .query(
+            .fetch(
                 "SELECT t.task_key, l.category FROM release_task rt JOIN task t ON t.id = rt.task_id
                  JOIN lane l ON l.id = t.lane_id WHERE rt.release_id = $1 AND NOT t.archived ORDER BY t.number",
                 &[&release.id],
@@ -800,7 +801,7 @@ impl Store {
         }
         let checks_pipelines = release.commit_sha.is_some() || release.git_ref.is_some();
         let pipelines = client
-            .query(
+            .fetch(
                 "SELECT DISTINCT ON (name) name, status FROM pipeline
                  WHERE project_id = $1 AND $4 AND (commit_sha = $2 OR ($2 IS NULL AND ref = $3))
                  ORDER BY name, coalesce(started_at, created_at) DESC, id DESC",
@@ -827,9 +828,9 @@ impl Store {
     }
 }
 
-async fn release_id_by_name(client: &impl GenericClient, project_id: i64, name: &str) -> StoreResult<i64> {
+async fn release_id_by_name(client: &impl Sql, project_id: i64, name: &str) -> StoreResult<i64> {
     let row = client
-        .query_opt(
+        .fetch_opt(
             "SELECT id FROM release WHERE project_id = $1 AND lower(name) = lower($2)",
             &[&project_id, &name.trim()],
         )
@@ -838,14 +839,14 @@ async fn release_id_by_name(client: &impl GenericClient, project_id: i64, name: 
     Ok(row.get(0))
 }
 
-async fn read_release(client: &impl GenericClient, id: i64) -> StoreResult<Release> {
-    let row = client.query_one(&format!("SELECT {RELEASE_COLUMNS} FROM release r WHERE r.id = $1"), &[&id]).await?;
+async fn read_release(client: &impl Sql, id: i64) -> StoreResult<Release> {
+    let row = client.fetch_one(&format!("SELECT {RELEASE_COLUMNS} FROM release r WHERE r.id = $1"), &[&id]).await?;
     rows::release(&row)
 }
 
-async fn read_deployment(client: &impl GenericClient, id: i64) -> StoreResult<Deployment> {
+async fn read_deployment(client: &impl Sql, id: i64) -> StoreResult<Deployment> {
     let row = client
-        .query_one(
+        .fetch_one(
             &format!(
                 "SELECT {DEPLOYMENT_COLUMNS} FROM deployment d JOIN environment e ON e.id = d.environment_id
                  LEFT JOIN release r ON r.id = d.release_id WHERE d.id = $1"
@@ -860,7 +861,7 @@ async fn read_deployment(client: &impl GenericClient, id: i64) -> StoreResult<De
 /// holds: its own name, else `NAME (provider)`, else `NAME (provider ID)`
 /// (then a counter). Deterministic, so a release keeps the name it got.
 async fn free_release_name(
-    client: &impl GenericClient,
+    client: &impl Sql,
     project_id: i64,
     name: &str,
     provider: &str,
@@ -877,7 +878,7 @@ async fn free_release_name(
     candidates.extend((2..=20).map(|n| format!("{} ({provider} {id}-{n})", text::clip(name, room(8)))));
     for candidate in candidates {
         let taken: bool = client
-            .query_one(
+            .fetch_one(
                 "SELECT EXISTS (SELECT 1 FROM release WHERE project_id = $1 AND lower(name) = lower($2) AND id <> coalesce($3::bigint, 0))",
                 &[&project_id, &candidate, &existing],
             )

@@ -1,6 +1,7 @@
 //! Dispatch: agents claim ready work, report that they are alive, and are
 //! marked offline when they fall silent. See `docs/agents.md`.
 
+use crate::store::sql::Sql;
 use std::time::Duration;
 
 use super::agents::lock_agent;
@@ -57,15 +58,11 @@ impl Store {
     /// one statement committed on its own, then its change notification.
     async fn dispatch_once(&self, actor: &Actor, project_id: i64, handle: &str) -> StoreResult<DispatchOutcome> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT outcome, agent_status, in_progress, capacity, task, audit_id
-                 FROM dispatch_claim($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .await?;
+        let statement = "SELECT outcome, agent_status, in_progress, capacity, task, audit_id
+                 FROM dispatch_claim($1, $2, $3, $4, $5, $6, $7)";
         let row = client
-            .query_one(
-                &statement,
+            .fetch_one(
+                statement,
                 &[
                     &project_id,
                     &handle,
@@ -125,15 +122,13 @@ impl Store {
         });
         let changed = status != before.status;
         // A beat alone leaves version and updated_at alone: it is not an edit.
-        let beat = tx
-            .prepare_cached(&format!(
-                "UPDATE agent a SET last_seen_at = now(), status = $2,
+        let beat = &format!(
+            "UPDATE agent a SET last_seen_at = now(), status = $2,
                         version = a.version + CASE WHEN $3 THEN 1 ELSE 0 END,
                         updated_at = CASE WHEN $3 THEN now() ELSE a.updated_at END
                  WHERE a.id = $1 RETURNING {AGENT_COLUMNS}"
-            ))
-            .await?;
-        let after = rows::agent(&tx.query_one(&beat, &[&before.id, &status.as_str(), &changed]).await?)?;
+        );
+        let after = rows::agent(&tx.fetch_one(beat, &[&before.id, &status.as_str(), &changed]).await?)?;
         if changed {
             audit::record(
                 &tx,
@@ -154,35 +149,27 @@ impl Store {
         let seconds = after.as_secs_f64();
         let mut client = self.client().await?;
         // Almost always nobody is silent: one read answers that, without a transaction.
-        let any = client
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM agent
-                                WHERE status <> 'offline' AND last_seen_at < now() - make_interval(secs => $1))",
-            )
-            .await?;
-        if !client.query_one(&any, &[&seconds]).await?.get::<_, bool>(0) {
+        let any = "SELECT EXISTS (SELECT 1 FROM agent
+                                WHERE status <> 'offline' AND last_seen_at < now() - make_interval(secs => $1))";
+        if !client.fetch_one(any, &[&seconds]).await?.get::<_, bool>(0) {
             return Ok(Vec::new());
         }
         self.refuse_if_read_only()?;
         let tx = client.transaction().await?;
         // An agent whose row is locked is beating or claiming right now: not silent.
-        let silent = tx
-            .prepare_cached(&format!(
-                "SELECT {AGENT_COLUMNS} FROM agent a
+        let silent = &format!(
+            "SELECT {AGENT_COLUMNS} FROM agent a
                  WHERE a.status <> 'offline' AND a.last_seen_at < now() - make_interval(secs => $1)
                  ORDER BY a.id FOR NO KEY UPDATE SKIP LOCKED"
-            ))
-            .await?;
-        let offline = tx
-            .prepare_cached(&format!(
-                "UPDATE agent a SET status = 'offline', version = a.version + 1, updated_at = now()
+        );
+        let offline = &format!(
+            "UPDATE agent a SET status = 'offline', version = a.version + 1, updated_at = now()
                  WHERE a.id = $1 RETURNING {AGENT_COLUMNS}"
-            ))
-            .await?;
+        );
         let mut expired = Vec::new();
-        for row in tx.query(&silent, &[&seconds]).await? {
+        for row in tx.fetch(silent, &[&seconds]).await? {
             let before = rows::agent(&row)?;
-            let after = rows::agent(&tx.query_one(&offline, &[&before.id]).await?)?;
+            let after = rows::agent(&tx.fetch_one(offline, &[&before.id]).await?)?;
             audit::record(
                 &tx,
                 actor,

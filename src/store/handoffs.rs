@@ -1,5 +1,6 @@
 //! Handoffs: explicit transfer or blocked-work contracts between actors on a task.
 
+use crate::store::sql::Sql;
 use time::OffsetDateTime;
 
 use super::agents::agent_by_handle;
@@ -42,7 +43,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let task_row = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT id, project_id, assignee_id, archived FROM task WHERE task_key = $1 FOR SHARE",
                 &[&key.to_string()],
             )
@@ -63,7 +64,7 @@ impl Store {
         }
         .filter(|id| *id != to.id);
         let row = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO handoff (project_id, task_id, kind, from_agent_id, to_agent_id, reason, needs, due_at, opened_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &[&project_id, &task_id, &new.kind.as_str(), &from_id, &to.id, &reason, &needs, &new.due_at, &actor.name],
@@ -93,7 +94,7 @@ impl Store {
         };
         let task_key = filter.task_key.as_deref().map(|k| k.parse::<TaskKey>()).transpose()?.map(|k| k.to_string());
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {HANDOFF_COLUMNS} FROM handoff h {HANDOFF_JOINS}
                      WHERE h.project_id = $1
@@ -123,7 +124,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = tx
-            .query_opt(
+            .fetch_opt(
                 &format!("SELECT {HANDOFF_COLUMNS} FROM handoff h {HANDOFF_JOINS} WHERE h.id = $1 FOR UPDATE OF h"),
                 &[&id],
             )
@@ -135,7 +136,7 @@ impl Store {
             return Err(StoreError::WrongState(format!("handoff #{id} is {}: it cannot become {next}", before.state)));
         }
         let closes = matches!(next, HandoffState::Resolved | HandoffState::Cancelled);
-        tx.execute(
+        tx.exec(
             "UPDATE handoff SET state = $2, resolution = CASE WHEN $3 = '' THEN resolution ELSE $3 END,
                     closed_at = CASE WHEN $4 THEN now() ELSE closed_at END,
                     version = version + 1, updated_at = now()
@@ -178,7 +179,7 @@ async fn reassign_on_transfer(
     if before.assignee.as_deref() == Some(handoff.to_agent.as_str()) {
         return Ok(());
     }
-    tx.execute(
+    tx.exec(
         "UPDATE task SET assignee_id = (SELECT id FROM agent WHERE handle = $2), version = version + 1, updated_at = now()
          WHERE id = $1",
         &[&handoff.task_id, &handoff.to_agent],
@@ -197,13 +198,9 @@ async fn reassign_on_transfer(
     Ok(())
 }
 
-async fn read_handoff(client: &impl deadpool_postgres::GenericClient, id: i64) -> StoreResult<Handoff> {
-    let statement = client
-        .prepare_cached(&format!("SELECT {HANDOFF_COLUMNS} FROM handoff h {HANDOFF_JOINS} WHERE h.id = $1"))
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&id])
-        .await?
-        .ok_or_else(|| StoreError::not_found("handoff", format!("#{id}")))?;
+async fn read_handoff(client: &impl Sql, id: i64) -> StoreResult<Handoff> {
+    let statement = &format!("SELECT {HANDOFF_COLUMNS} FROM handoff h {HANDOFF_JOINS} WHERE h.id = $1");
+    let row =
+        client.fetch_opt(statement, &[&id]).await?.ok_or_else(|| StoreError::not_found("handoff", format!("#{id}")))?;
     rows::handoff(&row)
 }

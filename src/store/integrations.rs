@@ -1,6 +1,7 @@
 //! Integration connections (provider metadata plus a secret *reference*) and
 //! the external mappings that link local objects to their remote copies.
 
+use crate::store::sql::Sql;
 use serde_json::Value;
 
 use super::audit::{self, Change};
@@ -140,7 +141,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO integration_connection AS ic (project_id, connection_key, provider, base_url, config, secret_ref)
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CONNECTION_COLUMNS}"
@@ -164,7 +165,7 @@ impl Store {
     pub async fn list_connections(&self, project_id: i64) -> StoreResult<Vec<Connection>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.project_id = $1 ORDER BY ic.connection_key"
                 ),
@@ -182,7 +183,7 @@ impl Store {
     ) -> StoreResult<Vec<Connection>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic
                      WHERE ic.enabled AND ic.provider = $1 AND ($2::bigint IS NULL OR ic.project_id = $2)
@@ -197,7 +198,7 @@ impl Store {
     pub async fn connection_by_id(&self, id: i64) -> StoreResult<Connection> {
         let client = self.client().await?;
         let row = client
-            .query_opt(&format!("SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.id = $1"), &[&id])
+            .fetch_opt(&format!("SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.id = $1"), &[&id])
             .await?
             .ok_or_else(|| StoreError::not_found("connection", format!("#{id}")))?;
         rows::connection(&row)
@@ -207,7 +208,7 @@ impl Store {
         let key = domain::connection_key(key)?;
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .fetch_opt(
                 &format!("SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.connection_key = $1"),
                 &[&key],
             )
@@ -236,7 +237,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = tx
-            .query_opt(
+            .fetch_opt(
                 &format!(
                     "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.connection_key = $1 FOR UPDATE"
                 ),
@@ -249,7 +250,7 @@ impl Store {
             check_repo(before.provider, config)?;
         }
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "UPDATE integration_connection ic SET base_url = coalesce($2, base_url),
                             secret_ref = CASE WHEN $3 THEN $4 ELSE secret_ref END,
@@ -285,7 +286,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_opt(
+            .fetch_opt(
                 &format!(
                     "SELECT {CONNECTION_COLUMNS} FROM integration_connection ic WHERE ic.connection_key = $1 FOR UPDATE"
                 ),
@@ -295,7 +296,7 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("connection", &key))?;
         let connection = rows::connection(&row)?;
         let mappings: i64 = tx
-            .query_one("SELECT count(*) FROM external_mapping WHERE connection_id = $1", &[&connection.id])
+            .fetch_one("SELECT count(*) FROM external_mapping WHERE connection_id = $1", &[&connection.id])
             .await?
             .get(0);
         if mappings > 0 && !force {
@@ -303,8 +304,8 @@ impl Store {
                 "connection {key} still maps {mappings} object(s): pass --force to remove it and its mappings"
             )));
         }
-        tx.execute("DELETE FROM external_mapping WHERE connection_id = $1", &[&connection.id]).await?;
-        tx.execute("DELETE FROM integration_connection WHERE id = $1", &[&connection.id]).await?;
+        tx.exec("DELETE FROM external_mapping WHERE connection_id = $1", &[&connection.id]).await?;
+        tx.exec("DELETE FROM integration_connection WHERE id = $1", &[&connection.id]).await?;
         let mut before = serde_json::to_value(&connection).unwrap_or_default();
         before["mappings"] = mappings.into();
         let mut change = Change::new("connection", "remove", Some(connection.project_id)).entity(connection.id, &key);
@@ -324,7 +325,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let connection_id: i64 = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT id FROM integration_connection WHERE connection_key = $1 AND project_id = $2",
                 &[&new.connection, &project_id],
             )
@@ -332,7 +333,7 @@ impl Store {
             .ok_or_else(|| StoreError::not_found("connection", &new.connection))?
             .get(0);
         let id: i64 = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO external_mapping (project_id, connection_id, local_kind, local_id, external_id, external_key, url)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 &[&project_id, &connection_id, &new.local_kind.as_str(), &new.local_id, &external_id, &new.external_key, &new.url],
@@ -350,7 +351,7 @@ impl Store {
     pub async fn list_mappings(&self, filter: &MappingFilter) -> StoreResult<Vec<Mapping>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT * FROM (
                         SELECT {MAPPING_COLUMNS} FROM external_mapping em
@@ -366,9 +367,9 @@ impl Store {
     }
 }
 
-async fn read_mapping(client: &impl deadpool_postgres::GenericClient, id: i64) -> StoreResult<Mapping> {
+async fn read_mapping(client: &impl Sql, id: i64) -> StoreResult<Mapping> {
     let row = client
-        .query_one(
+        .fetch_one(
             &format!(
                 "SELECT {MAPPING_COLUMNS} FROM external_mapping em
                  JOIN integration_connection ic ON ic.id = em.connection_id WHERE em.id = $1"

@@ -4,6 +4,7 @@ use super::audit::{self, Change};
 use super::rows::{self, LANE_COLUMNS};
 use super::{Actor, Store, StoreError, StoreResult};
 use crate::domain::{Lane, LaneCategory, LaneRole, text};
+use crate::store::sql::Sql;
 
 #[derive(Debug, Clone)]
 pub struct NewLane {
@@ -39,10 +40,8 @@ fn check_wip(limit: Option<i32>) -> StoreResult<()> {
 impl Store {
     pub async fn list_lanes(&self, project_id: i64) -> StoreResult<Vec<Lane>> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 ORDER BY l.position"))
-            .await?;
-        let rows = client.query(&statement, &[&project_id]).await?;
+        let statement = &format!("SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 ORDER BY l.position");
+        let rows = client.fetch(statement, &[&project_id]).await?;
         rows.iter().map(rows::lane).collect()
     }
 
@@ -67,7 +66,7 @@ impl Store {
         let tx = client.transaction().await?;
         // Lock the project's lanes so concurrent lane edits renumber positions one at a time.
         let count: i64 = tx
-            .query_one(
+            .fetch_one(
                 "SELECT count(*) FROM (SELECT id FROM lane WHERE project_id = $1 ORDER BY id FOR UPDATE) locked",
                 &[&project_id],
             )
@@ -78,13 +77,13 @@ impl Store {
         if !(1..=last).contains(&position) {
             return Err(StoreError::invalid(format!("invalid position {position}: use 1 to {last}")));
         }
-        tx.execute(
+        tx.exec(
             "UPDATE lane SET position = position + 1 WHERE project_id = $1 AND position >= $2",
             &[&project_id, &position],
         )
         .await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO lane AS l (project_id, name, position, category, role, wip_limit)
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING {LANE_COLUMNS}"
@@ -118,7 +117,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let lanes: Vec<Lane> = tx
-            .query(
+            .fetch(
                 &format!("SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 ORDER BY l.id FOR UPDATE"),
                 &[&project_id],
             )
@@ -141,11 +140,11 @@ impl Store {
             order.sort_by_key(|l| l.position);
             order.insert(position as usize - 1, &before);
             for (index, lane) in order.iter().enumerate() {
-                tx.execute("UPDATE lane SET position = $2 WHERE id = $1", &[&lane.id, &(index as i32 + 1)]).await?;
+                tx.exec("UPDATE lane SET position = $2 WHERE id = $1", &[&lane.id, &(index as i32 + 1)]).await?;
             }
         }
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "UPDATE lane l SET name = coalesce($2, name),
                             wip_limit = CASE WHEN $3 THEN $4 ELSE wip_limit END,
@@ -177,18 +176,10 @@ impl Store {
     }
 }
 
-pub(crate) async fn lane_by_name(
-    client: &impl deadpool_postgres::GenericClient,
-    project_id: i64,
-    name: &str,
-) -> StoreResult<Lane> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 AND lower(l.name) = lower($2)"
-        ))
-        .await?;
+pub(crate) async fn lane_by_name(client: &impl Sql, project_id: i64, name: &str) -> StoreResult<Lane> {
+    let statement = &format!("SELECT {LANE_COLUMNS} FROM lane l WHERE l.project_id = $1 AND lower(l.name) = lower($2)");
     let row = client
-        .query_opt(&statement, &[&project_id, &name.trim()])
+        .fetch_opt(statement, &[&project_id, &name.trim()])
         .await?
         .ok_or_else(|| StoreError::not_found("lane", name.trim()))?;
     rows::lane(&row)

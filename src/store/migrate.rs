@@ -2,6 +2,7 @@
 //! and applied in order (refinery records each one with its checksum).
 
 use super::{Store, StoreError, StoreResult};
+use crate::store::sql::Sql;
 
 refinery::embed_migrations!("sql");
 
@@ -39,7 +40,7 @@ impl Store {
         // mctl_owner's; the role itself is the cluster's), objects are made
         // by the owner role.
         let owner: bool = pg
-            .query_one(
+            .fetch_one(
                 "SELECT coalesce((SELECT pg_get_userbyid(relowner) = 'mctl_owner' FROM pg_class WHERE oid = to_regclass($1)), false)
                         AND pg_has_role(current_user, 'mctl_owner', 'MEMBER')",
                 &[&HISTORY_TABLE],
@@ -49,11 +50,11 @@ impl Store {
         if owner {
             pg.batch_execute("SET ROLE mctl_owner").await?;
         }
-        let result = match pg.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await {
+        let result = match pg.exec("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await {
             Ok(_) => {
                 let result = run_migrations(pg).await;
                 // Release even when the run failed; the session would release it on close anyway.
-                let _ = pg.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+                let _ = pg.exec("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
                 result
             }
             Err(e) => Err(e.into()),
@@ -73,11 +74,11 @@ impl Store {
 }
 
 async fn recorded_version(client: &tokio_postgres::Client) -> StoreResult<i64> {
-    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE]).await?.get(0);
+    let exists: bool = client.fetch_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE]).await?.get(0);
     if !exists {
         return Ok(0);
     }
-    let row = client.query_one(&format!("SELECT coalesce(max(version), 0)::bigint FROM {HISTORY_TABLE}"), &[]).await?;
+    let row = client.fetch_one(&format!("SELECT coalesce(max(version), 0)::bigint FROM {HISTORY_TABLE}"), &[]).await?;
     Ok(row.get(0))
 }
 

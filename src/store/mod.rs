@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod planning;
 pub mod projects;
 mod rows;
+pub mod sql;
 pub mod sync;
 pub mod tasks;
 pub mod views;

@@ -1,6 +1,7 @@
 //! Planning objects: cycles (dated, one per task), modules (many per task) and
 //! knowledge pages (markdown, versioned).
 
+use crate::store::sql::Sql;
 use deadpool_postgres::GenericClient;
 use time::Date;
 
@@ -63,7 +64,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO cycle (project_id, name, description, starts_on, ends_on) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 &[&project_id, &name, &description, &starts_on, &ends_on],
             )
@@ -85,7 +86,7 @@ impl Store {
     pub async fn list_cycles(&self, project_id: i64, today: Date) -> StoreResult<Vec<Cycle>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {CYCLE_COLUMNS} FROM cycle c WHERE c.project_id = $1
                      ORDER BY CASE WHEN $2 BETWEEN c.starts_on AND c.ends_on THEN 0
@@ -119,10 +120,10 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = cycle_id_by_name(&tx, project_id, name).await?;
-        tx.execute("SELECT 1 FROM cycle WHERE id = $1 FOR UPDATE", &[&id]).await?;
+        tx.exec("SELECT 1 FROM cycle WHERE id = $1 FOR UPDATE", &[&id]).await?;
         let before = read_cycle(&tx, id).await?;
         check_dates(update.starts_on.unwrap_or(before.starts_on), update.ends_on.unwrap_or(before.ends_on))?;
-        tx.execute(
+        tx.exec(
             "UPDATE cycle SET name = coalesce($2, name), description = coalesce($3, description),
                     starts_on = coalesce($4, starts_on), ends_on = coalesce($5, ends_on), updated_at = now()
              WHERE id = $1",
@@ -151,7 +152,7 @@ impl Store {
             None => None,
         };
         let id: i64 = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO module (project_id, name, description, status, lead_agent_id, target_on)
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                 &[&project_id, &name, &description, &new.status.as_str(), &lead_id, &new.target_on],
@@ -172,7 +173,7 @@ impl Store {
     pub async fn list_modules(&self, project_id: i64) -> StoreResult<Vec<Module>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {MODULE_COLUMNS} FROM module m LEFT JOIN agent la ON la.id = m.lead_agent_id
                      WHERE m.project_id = $1 ORDER BY m.name"
@@ -203,14 +204,14 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let id = module_id_by_name(&tx, project_id, name).await?;
-        tx.execute("SELECT 1 FROM module WHERE id = $1 FOR UPDATE", &[&id]).await?;
+        tx.exec("SELECT 1 FROM module WHERE id = $1 FOR UPDATE", &[&id]).await?;
         let before = read_module(&tx, id).await?;
         let lead_id = match &update.lead {
             Some(Some(handle)) => Some(Some(super::agents::agent_by_handle(&tx, handle).await?.id)),
             Some(None) => Some(None),
             None => None,
         };
-        tx.execute(
+        tx.exec(
             "UPDATE module SET name = coalesce($2, name), description = coalesce($3, description),
                     status = coalesce($4, status),
                     lead_agent_id = CASE WHEN $5 THEN $6 ELSE lead_agent_id END,
@@ -254,7 +255,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO page AS pg (project_id, slug, title, body, created_by, updated_by)
                      VALUES ($1, $2, $3, $4, $5, $5) RETURNING {PAGE_COLUMNS}"
@@ -276,7 +277,7 @@ impl Store {
     pub async fn list_pages(&self, project_id: i64) -> StoreResult<Vec<Page>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {PAGE_COLUMNS} FROM page pg WHERE pg.project_id = $1 AND NOT pg.archived ORDER BY pg.slug"
                 ),
@@ -289,11 +290,9 @@ impl Store {
     pub async fn page_by_slug(&self, project_id: i64, slug: &str) -> StoreResult<Page> {
         let slug = domain::page_slug(slug)?;
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {PAGE_COLUMNS} FROM page pg WHERE pg.project_id = $1 AND pg.slug = $2"))
-            .await?;
+        let statement = &format!("SELECT {PAGE_COLUMNS} FROM page pg WHERE pg.project_id = $1 AND pg.slug = $2");
         let row = client
-            .query_opt(&statement, &[&project_id, &slug])
+            .fetch_opt(statement, &[&project_id, &slug])
             .await?
             .ok_or_else(|| StoreError::not_found("page", &slug))?;
         rows::page(&row)
@@ -317,7 +316,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = tx
-            .query_opt(
+            .fetch_opt(
                 &format!("SELECT {PAGE_COLUMNS} FROM page pg WHERE pg.project_id = $1 AND pg.slug = $2 FOR UPDATE"),
                 &[&project_id, &slug],
             )
@@ -329,7 +328,7 @@ impl Store {
             return Ok(before);
         }
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "UPDATE page pg SET title = coalesce($2, title), body = coalesce($3, body), updated_by = $4,
                             version = version + 1, updated_at = now()
@@ -350,9 +349,9 @@ impl Store {
     }
 }
 
-pub(crate) async fn cycle_id_by_name(client: &impl GenericClient, project_id: i64, name: &str) -> StoreResult<i64> {
+pub(crate) async fn cycle_id_by_name(client: &impl Sql, project_id: i64, name: &str) -> StoreResult<i64> {
     let row = client
-        .query_opt(
+        .fetch_opt(
             "SELECT id FROM cycle WHERE project_id = $1 AND lower(name) = lower($2)",
             &[&project_id, &name.trim()],
         )
@@ -361,14 +360,14 @@ pub(crate) async fn cycle_id_by_name(client: &impl GenericClient, project_id: i6
     Ok(row.get(0))
 }
 
-async fn read_cycle(client: &impl GenericClient, id: i64) -> StoreResult<Cycle> {
-    let row = client.query_one(&format!("SELECT {CYCLE_COLUMNS} FROM cycle c WHERE c.id = $1"), &[&id]).await?;
+async fn read_cycle(client: &impl Sql, id: i64) -> StoreResult<Cycle> {
+    let row = client.fetch_one(&format!("SELECT {CYCLE_COLUMNS} FROM cycle c WHERE c.id = $1"), &[&id]).await?;
     rows::cycle(&row)
 }
 
-pub(crate) async fn module_id_by_name(client: &impl GenericClient, project_id: i64, name: &str) -> StoreResult<i64> {
+pub(crate) async fn module_id_by_name(client: &impl Sql, project_id: i64, name: &str) -> StoreResult<i64> {
     let row = client
-        .query_opt(
+        .fetch_opt(
             "SELECT id FROM module WHERE project_id = $1 AND lower(name) = lower($2)",
             &[&project_id, &name.trim()],
         )
@@ -377,9 +376,9 @@ pub(crate) async fn module_id_by_name(client: &impl GenericClient, project_id: i
     Ok(row.get(0))
 }
 
-async fn read_module(client: &impl GenericClient, id: i64) -> StoreResult<Module> {
+async fn read_module(client: &impl Sql, id: i64) -> StoreResult<Module> {
     let row = client
-        .query_one(
+        .fetch_one(
             &format!(
                 "SELECT {MODULE_COLUMNS} FROM module m LEFT JOIN agent la ON la.id = m.lead_agent_id WHERE m.id = $1"
             ),

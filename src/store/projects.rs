@@ -1,5 +1,6 @@
 //! Projects: the operator's scope boundary. Creating one also creates its default lanes.
 
+use crate::store::sql::Sql;
 use serde_json::json;
 
 use super::audit::{self, Change};
@@ -40,7 +41,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "INSERT INTO project AS p (key, name, description) VALUES ($1, $2, $3) RETURNING {PROJECT_COLUMNS}"
                 ),
@@ -50,7 +51,7 @@ impl Store {
         let project = rows::project(&row)?;
         let mut lanes = Vec::new();
         for (position, (lane, category, role, wip)) in DEFAULT_LANES.iter().enumerate() {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO lane (project_id, name, position, category, role, wip_limit)
                  VALUES ($1, $2, $3, $4, $5, $6)",
                 &[&project.id, lane, &(position as i32 + 1), &category.as_str(), &role.as_str(), wip],
@@ -70,7 +71,7 @@ impl Store {
     pub async fn list_projects(&self, include_archived: bool) -> StoreResult<Vec<Project>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!("SELECT {PROJECT_COLUMNS} FROM project p WHERE $1 OR NOT p.archived ORDER BY p.key"),
                 &[&include_archived],
             )
@@ -81,9 +82,8 @@ impl Store {
     pub async fn project_by_key(&self, key: &str) -> StoreResult<Project> {
         let key = domain::project_key(key)?;
         let client = self.client().await?;
-        let statement =
-            client.prepare_cached(&format!("SELECT {PROJECT_COLUMNS} FROM project p WHERE p.key = $1")).await?;
-        let row = client.query_opt(&statement, &[&key]).await?.ok_or_else(|| StoreError::not_found("project", &key))?;
+        let statement = &format!("SELECT {PROJECT_COLUMNS} FROM project p WHERE p.key = $1");
+        let row = client.fetch_opt(statement, &[&key]).await?.ok_or_else(|| StoreError::not_found("project", &key))?;
         rows::project(&row)
     }
 
@@ -101,12 +101,12 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let before = tx
-            .query_opt(&format!("SELECT {PROJECT_COLUMNS} FROM project p WHERE p.key = $1 FOR UPDATE"), &[&key])
+            .fetch_opt(&format!("SELECT {PROJECT_COLUMNS} FROM project p WHERE p.key = $1 FOR UPDATE"), &[&key])
             .await?
             .ok_or_else(|| StoreError::not_found("project", &key))?;
         let before = rows::project(&before)?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 &format!(
                     "UPDATE project p SET name = coalesce($2, name), description = coalesce($3, description),
                             settings = settings || coalesce($4, '{{}}'::jsonb),

@@ -6,6 +6,7 @@
 //! outbox trigger does not queue the change to be pushed straight back to
 //! where it came from (other connections still see it).
 
+use crate::store::sql::Sql;
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use time::{Date, OffsetDateTime};
@@ -107,7 +108,7 @@ impl Store {
         connection_id: i64,
     ) -> StoreResult<Transaction<'c>> {
         let tx = client.transaction().await?;
-        tx.execute("SELECT set_config('mctl.sync_connection', $1, true)", &[&connection_id.to_string()]).await?;
+        tx.exec("SELECT set_config('mctl.sync_connection', $1, true)", &[&connection_id.to_string()]).await?;
         Ok(tx)
     }
 
@@ -119,7 +120,7 @@ impl Store {
     ) -> StoreResult<Option<SyncMapping>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .fetch_opt(
                 &format!(
                     "SELECT {MAPPING_COLUMNS} FROM external_mapping
                      WHERE connection_id = $1 AND local_kind = $2 AND local_id = $3"
@@ -134,7 +135,7 @@ impl Store {
     pub async fn sync_mappings(&self, connection_id: i64, local_kind: LocalKind) -> StoreResult<Vec<SyncMapping>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!("SELECT {MAPPING_COLUMNS} FROM external_mapping WHERE connection_id = $1 AND local_kind = $2"),
                 &[&connection_id, &local_kind.as_str()],
             )
@@ -152,7 +153,7 @@ impl Store {
     ) -> StoreResult<Vec<SyncMapping>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {MAPPING_COLUMNS} FROM external_mapping
                      WHERE connection_id = $1 AND local_kind = $2 AND external_id = ANY($3)"
@@ -192,7 +193,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = Self::sync_transaction(&mut client, link.connection_id).await?;
         let current_lane: i64 = tx
-            .query_opt("SELECT lane_id FROM task WHERE id = $1", &[&task_id])
+            .fetch_opt("SELECT lane_id FROM task WHERE id = $1", &[&task_id])
             .await?
             .ok_or_else(|| StoreError::not_found("task", task_id))?
             .get(0);
@@ -265,7 +266,7 @@ impl Store {
         let tx = Self::sync_transaction(&mut client, link.connection_id).await?;
         // Another worker may have made it already.
         let existing = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT local_id FROM external_mapping WHERE connection_id = $1 AND local_kind = $2 AND external_id = $3",
                 &[&link.connection_id, &link.local_kind.as_str(), &link.external_id],
             )
@@ -276,7 +277,7 @@ impl Store {
         check_lane(&tx, project_id, lane_id).await?;
         lock_lanes(&tx, &[lane_id]).await?;
         let row = tx
-            .query_one(
+            .fetch_one(
                 "UPDATE project SET last_task_number = last_task_number + 1 WHERE id = $1 RETURNING key, last_task_number",
                 &[&project_id],
             )
@@ -284,7 +285,7 @@ impl Store {
         let key = TaskKey::new(row.get(0), row.get(1));
         let rank = bottom_rank(&tx, project_id, lane_id, None).await?;
         let id: i64 = tx
-            .query_one(
+            .fetch_one(
                 "INSERT INTO task (project_id, number, task_key, title, description, lane_id, rank, priority,
                                    assignee_id, labels, due_on, cycle_id, created_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
@@ -340,7 +341,7 @@ impl Store {
         let tx = Self::sync_transaction(&mut client, mapping.connection_id).await?;
         if mapping.local_kind == LocalKind::Task {
             let lane: Option<i64> =
-                tx.query_opt("SELECT lane_id FROM task WHERE id = $1", &[&mapping.local_id]).await?.map(|r| r.get(0));
+                tx.fetch_opt("SELECT lane_id FROM task WHERE id = $1", &[&mapping.local_id]).await?.map(|r| r.get(0));
             if let Some(lane) = lane {
                 lock_lanes(&tx, &[lane]).await?;
                 let before = lock_task(&tx, mapping.local_id, lane).await?;
@@ -361,7 +362,7 @@ impl Store {
             }
         }
         let (state, verb) = if present { ("pending", "remote_restored") } else { ("deleted", "remote_deleted") };
-        tx.execute(
+        tx.exec(
             "UPDATE external_mapping SET sync_state = $2, last_error = NULL, last_synced_at = now(), updated_at = now()
              WHERE id = $1",
             &[&mapping.id, &state],
@@ -405,7 +406,7 @@ impl Store {
         self.refuse_if_read_only()?;
         let client = self.client().await?;
         client
-            .execute(
+            .exec(
                 "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true))
                  UPDATE external_mapping SET base = $2, updated_at = now() FROM unflushed WHERE id = $1",
                 &[&mapping_id, base],
@@ -423,7 +424,7 @@ impl Store {
         let client = self.client().await?;
         let error = error.map(|e| text::clip(e, 500).into_owned());
         client
-            .execute(
+            .exec(
                 "UPDATE external_mapping SET sync_state = $2, last_error = $3, updated_at = now() WHERE id = $1",
                 &[&mapping_id, &state.as_str(), &error],
             )
@@ -442,7 +443,7 @@ async fn save_link(
 ) -> StoreResult<()> {
     let error = link.error.as_deref().map(|e| text::clip(e, 500).into_owned());
     let row = tx
-        .query_one(
+        .fetch_one(
             "INSERT INTO external_mapping (project_id, connection_id, local_kind, local_id, external_id, external_key, url,
                                            base, remote_version, sync_state, last_error, last_synced_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
@@ -485,25 +486,24 @@ async fn save_link(
     Ok(())
 }
 
-async fn check_lane(client: &impl GenericClient, project_id: i64, lane_id: i64) -> StoreResult<()> {
+async fn check_lane(client: &impl Sql, project_id: i64, lane_id: i64) -> StoreResult<()> {
     let found =
-        client.query_opt("SELECT 1 FROM lane WHERE id = $1 AND project_id = $2", &[&lane_id, &project_id]).await?;
+        client.fetch_opt("SELECT 1 FROM lane WHERE id = $1 AND project_id = $2", &[&lane_id, &project_id]).await?;
     found.map(|_| ()).ok_or_else(|| StoreError::not_found("lane", lane_id))
 }
 
-pub(crate) async fn module_ids_of(client: &impl GenericClient, task_id: i64) -> StoreResult<Vec<i64>> {
+pub(crate) async fn module_ids_of(client: &impl Sql, task_id: i64) -> StoreResult<Vec<i64>> {
     let rows =
-        client.query("SELECT module_id FROM task_module WHERE task_id = $1 ORDER BY module_id", &[&task_id]).await?;
+        client.fetch("SELECT module_id FROM task_module WHERE task_id = $1 ORDER BY module_id", &[&task_id]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Makes the task's modules exactly `ids` (of this project); whether anything changed.
 async fn set_modules(tx: &Transaction<'_>, project_id: i64, task_id: i64, ids: &[i64]) -> StoreResult<bool> {
-    let removed = tx
-        .execute("DELETE FROM task_module WHERE task_id = $1 AND NOT (module_id = ANY ($2))", &[&task_id, &ids])
-        .await?;
+    let removed =
+        tx.exec("DELETE FROM task_module WHERE task_id = $1 AND NOT (module_id = ANY ($2))", &[&task_id, &ids]).await?;
     let added = tx
-        .execute(
+        .exec(
             "INSERT INTO task_module (task_id, module_id)
              SELECT $1, m.id FROM module m WHERE m.project_id = $2 AND m.id = ANY ($3)
              ON CONFLICT DO NOTHING",
@@ -558,7 +558,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let open: Vec<&str> = conflicts.iter().filter(|c| c.resolution.is_none()).map(|c| c.field.as_str()).collect();
-        tx.execute(
+        tx.exec(
             "UPDATE sync_conflict SET resolved_at = now(), resolved_by = 'converged'
              WHERE mapping_id = $1 AND resolved_at IS NULL AND NOT (field = ANY ($2))",
             &[&mapping.id, &open],
@@ -566,7 +566,7 @@ impl Store {
         .await?;
         for conflict in conflicts {
             let policy = conflict.resolution.map(|_| format!("policy:{}", actor.name));
-            tx.execute(
+            tx.exec(
                 "INSERT INTO sync_conflict (project_id, connection_id, mapping_id, local_kind, local_id, entity_key, field,
                                             base_value, local_value, remote_value, resolved_at, resolution, resolved_by)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11::text IS NULL THEN NULL ELSE now() END, $11, $12)
@@ -611,7 +611,7 @@ impl Store {
     pub async fn sync_conflicts(&self, project_id: i64, include_resolved: bool) -> StoreResult<Vec<ConflictView>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 "SELECT s.id, c.connection_key, s.entity_key, s.local_kind, s.local_id, s.field, s.base_value,
                         s.local_value, s.remote_value, s.detected_at, s.resolved_at, s.resolution, s.resolved_by
                  FROM sync_conflict s JOIN integration_connection c ON c.id = s.connection_id
@@ -655,7 +655,7 @@ impl Store {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let row = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT s.mapping_id, s.field, s.local_value, s.remote_value, s.local_kind, s.local_id, s.connection_id,
                         s.entity_key
                  FROM sync_conflict s WHERE s.id = $1 AND s.project_id = $2 AND s.resolved_at IS NULL FOR UPDATE",
@@ -669,7 +669,7 @@ impl Store {
             (row.get(4), row.get(5), row.get(6), row.get(7));
         // Taking local: the remote value becomes the base, so only the local side "changed".
         let (half, value) = if take_local { ("remote", remote) } else { ("local", local) };
-        tx.execute(
+        tx.exec(
             "UPDATE external_mapping SET base = jsonb_set(coalesce(base, '{}'::jsonb) || jsonb_build_object($2::text,
                         coalesce(base -> $2::text, '{}'::jsonb)), ARRAY[$2::text, $3::text], coalesce($4, 'null'::jsonb)),
                     sync_state = 'pending', updated_at = now()
@@ -678,20 +678,20 @@ impl Store {
         )
         .await?;
         let side = if take_local { "local" } else { "remote" };
-        tx.execute(
+        tx.exec(
             "UPDATE sync_conflict SET resolved_at = now(), resolution = $2, resolved_by = $3 WHERE id = $1",
             &[&id, &side, &actor.name],
         )
         .await?;
         let job_key = format!("{kind}:{local_id}");
-        tx.execute(
+        tx.exec(
             "INSERT INTO sync_job (connection_id, key) VALUES ($1, $2)
              ON CONFLICT (connection_id, key) DO UPDATE
                  SET generation = sync_job.generation + 1, available_at = now(), dead = false, attempts = 0",
             &[&connection_id, &job_key],
         )
         .await?;
-        tx.execute("SELECT pg_notify('mc_sync', '')", &[]).await?;
+        tx.exec("SELECT pg_notify('mc_sync', '')", &[]).await?;
         audit::record(
             &tx,
             actor,
@@ -744,7 +744,7 @@ impl Store {
         let tx = Self::sync_transaction(&mut client, connection_id).await?;
         let external: Vec<&str> = items.iter().map(|i| i.link.external_id.as_str()).collect();
         let taken: std::collections::HashSet<String> = tx
-            .query(
+            .fetch(
                 "SELECT external_id FROM external_mapping WHERE connection_id = $1 AND local_kind = 'task'
                  AND external_id = ANY ($2)",
                 &[&connection_id, &external],
@@ -761,7 +761,7 @@ impl Store {
         lanes.sort_unstable();
         lanes.dedup();
         let known: i64 = tx
-            .query_one("SELECT count(*) FROM lane WHERE project_id = $1 AND id = ANY ($2)", &[&project_id, &lanes])
+            .fetch_one("SELECT count(*) FROM lane WHERE project_id = $1 AND id = ANY ($2)", &[&project_id, &lanes])
             .await?
             .get(0);
         if known != lanes.len() as i64 {
@@ -770,7 +770,7 @@ impl Store {
         lock_lanes(&tx, &lanes).await?;
         let count = fresh.len() as i64;
         let row = tx
-            .query_one(
+            .fetch_one(
                 "UPDATE project SET last_task_number = last_task_number + $2 WHERE id = $1 RETURNING key, last_task_number",
                 &[&project_id, &count],
             )
@@ -801,7 +801,7 @@ impl Store {
             item_descriptions.push(descriptions[*index].clone());
         }
         let ids: Vec<i64> = tx
-            .query(
+            .fetch(
                 "INSERT INTO task (project_id, number, task_key, title, description, lane_id, rank, priority,
                                    assignee_id, labels, due_on, cycle_id, created_by)
                  SELECT $1, n, k, t, d, l, r, p, a, ARRAY(SELECT jsonb_array_elements_text(lb)), du, c, $13
@@ -838,7 +838,7 @@ impl Store {
                 member_modules.push(*module);
             }
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO task_module (task_id, module_id)
              SELECT u.t, u.m FROM unnest($1::bigint[], $2::bigint[]) AS u(t, m)
              JOIN module ON module.id = u.m AND module.project_id = $3
@@ -849,7 +849,7 @@ impl Store {
         let links: Vec<&MappingUpdate> = fresh.iter().map(|i| &items[*i].link).collect();
         let external_ids: Vec<&str> = links.iter().map(|l| l.external_id.as_str()).collect();
         let external_keys: Vec<Option<&str>> = links.iter().map(|l| l.external_key.as_deref()).collect();
-        tx.execute(
+        tx.exec(
             "INSERT INTO external_mapping (project_id, connection_id, local_kind, local_id, external_id, external_key, url,
                                            base, remote_version, sync_state, last_synced_at)
              SELECT $1, $2, 'task', u.id, u.e, u.k, u.url, u.b, u.v, 'in_sync', now()
@@ -868,7 +868,7 @@ impl Store {
         .await?;
         // One audit entry per task (the task as created), one notification for the batch. Built from
         // the arrays in hand rather than a join, so the plan cannot go wrong on a table without statistics.
-        tx.execute(
+        tx.exec(
             "INSERT INTO audit_entry (project_id, actor, source, action, entity_kind, entity_id, entity_key, after,
                                       correlation_id, reason)
              SELECT $1, $2, $3, 'task.sync_create', 'task', u.id, u.k,
@@ -894,7 +894,7 @@ impl Store {
             ],
         )
         .await?;
-        tx.execute(
+        tx.exec(
             "SELECT pg_notify($1, change_payload($2, 'task', NULL, 'task.sync_create',
                                                  (SELECT max(id) FROM audit_entry WHERE correlation_id = $3)))",
             &[&super::audit::CHANGE_CHANNEL, &project_id, &actor.correlation_id],
@@ -949,7 +949,7 @@ impl Store {
     pub async fn sync_health(&self, project_id: i64) -> StoreResult<Vec<SyncHealth>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 "SELECT c.connection_key, c.provider, c.enabled, s.last_pass_at, s.last_pass_ok, s.last_full_at,
                         s.last_error, s.paused_until,
                         (SELECT count(*) FROM sync_job j WHERE j.connection_id = c.id AND NOT j.dead

@@ -9,6 +9,7 @@
 //! they lock no lane, skip locked tasks, and keep their ranks apart with an
 //! offset instead.
 
+use crate::store::sql::Sql;
 use deadpool_postgres::{GenericClient, Transaction};
 use time::Date;
 
@@ -118,27 +119,18 @@ impl Store {
         let module_ids = module_ids(&tx, project_id, &new.modules).await?;
         lock_lanes(&tx, &[lane.id]).await?;
         // The counter row serialises key allocation: consecutive, never reused.
-        let counter = tx
-            .prepare_cached(
-                "UPDATE project SET last_task_number = last_task_number + 1 WHERE id = $1 RETURNING key, last_task_number",
-            )
-            .await?;
-        let row = tx
-            .query_opt(&counter, &[&project_id])
-            .await?
-            .ok_or_else(|| StoreError::not_found("project", project_id))?;
+        let counter =
+            "UPDATE project SET last_task_number = last_task_number + 1 WHERE id = $1 RETURNING key, last_task_number";
+        let row =
+            tx.fetch_opt(counter, &[&project_id]).await?.ok_or_else(|| StoreError::not_found("project", project_id))?;
         let key = TaskKey::new(row.get(0), row.get(1));
         let rank = bottom_rank(&tx, project_id, lane.id, None).await?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO task (project_id, number, task_key, title, description, lane_id, rank, priority,
+        let insert = "INSERT INTO task (project_id, number, task_key, title, description, lane_id, rank, priority,
                                    assignee_id, labels, due_on, cycle_id, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-            )
-            .await?;
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
         let id: i64 = tx
-            .query_one(
-                &insert,
+            .fetch_one(
+                insert,
                 &[
                     &project_id,
                     &key.number,
@@ -158,7 +150,7 @@ impl Store {
             .await?
             .get(0);
         for module_id in module_ids {
-            tx.execute("INSERT INTO task_module (task_id, module_id) VALUES ($1, $2)", &[&id, &module_id]).await?;
+            tx.exec("INSERT INTO task_module (task_id, module_id) VALUES ($1, $2)", &[&id, &module_id]).await?;
         }
         let task = read_task(&tx, id).await?;
         audit::record(&tx, actor, Change::new("task", "create", Some(project_id)).entity(id, &task.key).after(&task))
@@ -170,11 +162,9 @@ impl Store {
     pub async fn task_by_key(&self, key: &str) -> StoreResult<Task> {
         let key: TaskKey = key.parse()?;
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS} WHERE t.task_key = $1"))
-            .await?;
+        let statement = &format!("SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS} WHERE t.task_key = $1");
         let row = client
-            .query_opt(&statement, &[&key.to_string()])
+            .fetch_opt(statement, &[&key.to_string()])
             .await?
             .ok_or_else(|| StoreError::not_found("task", &key))?;
         rows::task(&row)
@@ -193,9 +183,8 @@ impl Store {
         };
         let label = filter.label.as_deref().map(|l| l.trim().trim_start_matches('#').to_lowercase());
         let text = filter.text.as_deref().map(|t| format!("%{}%", like_escape(t.trim())));
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS}
+        let statement = &format!(
+            "SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS}
                  WHERE t.project_id = $1
                    AND ($2 OR NOT t.archived)
                    AND ($3::bigint IS NULL OR t.lane_id = $3)
@@ -205,12 +194,11 @@ impl Store {
                    AND ($7::text IS NULL OR t.title ILIKE $7 OR t.task_key ILIKE $7)
                  ORDER BY l.position, t.archived, t.rank
                  LIMIT $8"
-            ))
-            .await?;
+        );
         let limit = if filter.limit <= 0 { 1000 } else { filter.limit };
         let rows = client
-            .query(
-                &statement,
+            .fetch(
+                statement,
                 &[
                     &filter.project_id,
                     &filter.include_archived,
@@ -334,7 +322,7 @@ impl Store {
         let mut modules_changed = false;
         for module_id in &add_modules {
             modules_changed |= tx
-                .execute(
+                .exec(
                     "INSERT INTO task_module (task_id, module_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     &[&task_id, module_id],
                 )
@@ -343,7 +331,7 @@ impl Store {
         }
         for module_id in &remove_modules {
             modules_changed |= tx
-                .execute("DELETE FROM task_module WHERE task_id = $1 AND module_id = $2", &[&task_id, module_id])
+                .exec("DELETE FROM task_module WHERE task_id = $1 AND module_id = $2", &[&task_id, module_id])
                 .await?
                 > 0;
         }
@@ -462,21 +450,20 @@ pub(crate) fn like_escape(text: &str) -> String {
 }
 
 /// Finds a task without locking it: (id, project id, lane id).
-async fn locate_task(client: &impl GenericClient, key: &TaskKey) -> StoreResult<(i64, i64, i64)> {
-    let statement = client.prepare_cached("SELECT id, project_id, lane_id FROM task WHERE task_key = $1").await?;
+async fn locate_task(client: &impl Sql, key: &TaskKey) -> StoreResult<(i64, i64, i64)> {
+    let statement = "SELECT id, project_id, lane_id FROM task WHERE task_key = $1";
     let row =
-        client.query_opt(&statement, &[&key.to_string()]).await?.ok_or_else(|| StoreError::not_found("task", key))?;
+        client.fetch_opt(statement, &[&key.to_string()]).await?.ok_or_else(|| StoreError::not_found("task", key))?;
     Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// Locks lanes in id order (see the module comment).
-pub(crate) async fn lock_lanes(client: &impl GenericClient, lane_ids: &[i64]) -> StoreResult<()> {
+pub(crate) async fn lock_lanes(client: &impl Sql, lane_ids: &[i64]) -> StoreResult<()> {
     let mut ids = lane_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
-    let statement =
-        client.prepare_cached("SELECT id FROM lane WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE").await?;
-    client.query(&statement, &[&ids]).await?;
+    let statement = "SELECT id FROM lane WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE";
+    client.fetch(statement, &[&ids]).await?;
     Ok(())
 }
 
@@ -484,15 +471,15 @@ pub(crate) async fn lock_lanes(client: &impl GenericClient, lane_ids: &[i64]) ->
 /// assumption that the task is in `expected_lane`, a task that moved in the
 /// meantime makes the whole transaction retry.
 pub(super) async fn lock_task(
-    client: &impl GenericClient,
+    client: &impl Sql,
     task_id: i64,
     expected_lane: impl Into<Option<i64>>,
 ) -> StoreResult<Task> {
     // Lock with a plain single-table query: a FOR UPDATE over the joined view
     // would re-check the joins against the old lane row after a concurrent
     // move and silently return nothing.
-    let lock = client.prepare_cached("SELECT lane_id FROM task WHERE id = $1 FOR UPDATE").await?;
-    let row = client.query_opt(&lock, &[&task_id]).await?.ok_or_else(|| StoreError::not_found("task", task_id))?;
+    let lock = "SELECT lane_id FROM task WHERE id = $1 FOR UPDATE";
+    let row = client.fetch_opt(lock, &[&task_id]).await?.ok_or_else(|| StoreError::not_found("task", task_id))?;
     let lane_id: i64 = row.get(0);
     if expected_lane.into().is_some_and(|lane| lane != lane_id) {
         return Err(StoreError::Retry("the task moved while this change was being prepared".into()));
@@ -500,17 +487,14 @@ pub(super) async fn lock_task(
     read_task(client, task_id).await
 }
 
-pub(crate) async fn read_task(client: &impl GenericClient, task_id: i64) -> StoreResult<Task> {
-    let statement =
-        client.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS} WHERE t.id = $1")).await?;
-    let row = client.query_opt(&statement, &[&task_id]).await?.ok_or_else(|| StoreError::not_found("task", task_id))?;
+pub(crate) async fn read_task(client: &impl Sql, task_id: i64) -> StoreResult<Task> {
+    let statement = &format!("SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS} WHERE t.id = $1");
+    let row = client.fetch_opt(statement, &[&task_id]).await?.ok_or_else(|| StoreError::not_found("task", task_id))?;
     rows::task(&row)
 }
 
 pub(super) async fn apply_patch(tx: &Transaction<'_>, before: &Task, patch: &TaskPatch) -> StoreResult<Task> {
-    let statement = tx
-        .prepare_cached(
-            "UPDATE task SET title = coalesce($2, title), description = coalesce($3, description),
+    let statement = "UPDATE task SET title = coalesce($2, title), description = coalesce($3, description),
                     priority = coalesce($4, priority),
                     assignee_id = CASE WHEN $5 THEN $6 ELSE assignee_id END,
                     labels = coalesce($7, labels),
@@ -518,12 +502,10 @@ pub(super) async fn apply_patch(tx: &Transaction<'_>, before: &Task, patch: &Tas
                     cycle_id = CASE WHEN $10 THEN $11 ELSE cycle_id END,
                     archived = coalesce($12, archived), lane_id = coalesce($13, lane_id),
                     rank = coalesce($14, rank), version = version + 1, updated_at = now()
-             WHERE id = $1 AND version = $15",
-        )
-        .await?;
+             WHERE id = $1 AND version = $15";
     let updated = tx
-        .execute(
-            &statement,
+        .exec(
+            statement,
             &[
                 &before.id,
                 &patch.title,
@@ -557,21 +539,19 @@ pub(super) async fn apply_patch(tx: &Transaction<'_>, before: &Task, patch: &Tas
 }
 
 /// The project's first backlog lane, or its first lane if it has none.
-pub(super) async fn default_lane(client: &impl GenericClient, project_id: i64) -> StoreResult<domain::Lane> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {} FROM lane l WHERE l.project_id = $1 ORDER BY (l.category = $2) DESC, l.position LIMIT 1",
-            rows::LANE_COLUMNS
-        ))
-        .await?;
+pub(super) async fn default_lane(client: &impl Sql, project_id: i64) -> StoreResult<domain::Lane> {
+    let statement = &format!(
+        "SELECT {} FROM lane l WHERE l.project_id = $1 ORDER BY (l.category = $2) DESC, l.position LIMIT 1",
+        rows::LANE_COLUMNS
+    );
     let row = client
-        .query_opt(&statement, &[&project_id, &LaneCategory::Backlog.as_str()])
+        .fetch_opt(statement, &[&project_id, &LaneCategory::Backlog.as_str()])
         .await?
         .ok_or_else(|| StoreError::invalid("the project has no lanes: create one with `mctl lane create`"))?;
     rows::lane(&row)
 }
 
-async fn module_ids(client: &impl GenericClient, project_id: i64, names: &[String]) -> StoreResult<Vec<i64>> {
+async fn module_ids(client: &impl Sql, project_id: i64, names: &[String]) -> StoreResult<Vec<i64>> {
     let mut ids = Vec::with_capacity(names.len());
     for name in names {
         ids.push(module_id_by_name(client, project_id, name).await?);
@@ -581,18 +561,14 @@ async fn module_ids(client: &impl GenericClient, project_id: i64, names: &[Strin
 
 /// A rank below every other card of the lane.
 pub(super) async fn bottom_rank(
-    client: &impl GenericClient,
+    client: &impl Sql,
     project_id: i64,
     lane_id: i64,
     except: Option<i64>,
 ) -> StoreResult<i64> {
-    let statement = client
-        .prepare_cached(
-            "SELECT max(rank) FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived
-             AND ($3::bigint IS NULL OR id <> $3)",
-        )
-        .await?;
-    let max: Option<i64> = client.query_one(&statement, &[&project_id, &lane_id, &except]).await?.get(0);
+    let statement = "SELECT max(rank) FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived
+             AND ($3::bigint IS NULL OR id <> $3)";
+    let max: Option<i64> = client.fetch_one(statement, &[&project_id, &lane_id, &except]).await?.get(0);
     Ok(max.map_or(RANK_STEP, |m| m + RANK_STEP))
 }
 
@@ -608,12 +584,9 @@ async fn target_rank(tx: &Transaction<'_>, task: &Task, lane_id: i64, position: 
             return bottom_rank(tx, project_id, lane_id, Some(task.id)).await.map(Some);
         }
         Position::Top => {
-            let statement = tx
-                .prepare_cached(
-                    "SELECT min(rank) FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived AND id <> $3",
-                )
-                .await?;
-            let min: Option<i64> = tx.query_one(&statement, &[&project_id, &lane_id, &task.id]).await?.get(0);
+            let statement =
+                "SELECT min(rank) FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived AND id <> $3";
+            let min: Option<i64> = tx.fetch_one(statement, &[&project_id, &lane_id, &task.id]).await?.get(0);
             return Ok(Some(min.map_or(RANK_STEP, |m| m - RANK_STEP)));
         }
         Position::Up | Position::Down => {
@@ -629,9 +602,9 @@ async fn target_rank(tx: &Transaction<'_>, task: &Task, lane_id: i64, position: 
         }
         Position::Before(other) | Position::After(other) => {
             let other_key: TaskKey = other.parse()?;
-            let statement = tx.prepare_cached("SELECT id, lane_id, archived FROM task WHERE task_key = $1").await?;
+            let statement = "SELECT id, lane_id, archived FROM task WHERE task_key = $1";
             let row = tx
-                .query_opt(&statement, &[&other_key.to_string()])
+                .fetch_opt(statement, &[&other_key.to_string()])
                 .await?
                 .ok_or_else(|| StoreError::not_found("task", &other_key))?;
             let (other_id, other_lane, archived): (i64, i64, bool) = (row.get(0), row.get(1), row.get(2));
@@ -679,13 +652,9 @@ async fn lane_cards(
     lane_id: i64,
     except: Option<i64>,
 ) -> StoreResult<Vec<(i64, i64)>> {
-    let statement = tx
-        .prepare_cached(
-            "SELECT id, rank FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived
-             AND ($3::bigint IS NULL OR id <> $3) ORDER BY rank",
-        )
-        .await?;
-    let rows = tx.query(&statement, &[&project_id, &lane_id, &except]).await?;
+    let statement = "SELECT id, rank FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived
+             AND ($3::bigint IS NULL OR id <> $3) ORDER BY rank";
+    let rows = tx.fetch(statement, &[&project_id, &lane_id, &except]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
@@ -695,7 +664,7 @@ async fn lane_cards(
 /// distinct negative value below all current ranks, then the others to
 /// multiples of [`RANK_STEP`].
 async fn renumber_lane(tx: &Transaction<'_>, project_id: i64, lane_id: i64, moving: i64) -> StoreResult<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE task SET rank = base.floor - ordered.n
          FROM (SELECT id, row_number() OVER (ORDER BY rank) AS n FROM task
                WHERE project_id = $1 AND lane_id = $2 AND NOT archived) ordered,
@@ -705,7 +674,7 @@ async fn renumber_lane(tx: &Transaction<'_>, project_id: i64, lane_id: i64, movi
         &[&project_id, &lane_id],
     )
     .await?;
-    tx.execute(
+    tx.exec(
         "UPDATE task SET rank = ordered.n * $4
          FROM (SELECT id, row_number() OVER (ORDER BY rank DESC) AS n FROM task
                WHERE project_id = $1 AND lane_id = $2 AND NOT archived AND id <> $3) ordered

@@ -1,6 +1,7 @@
 //! Read models for the console's screens: what needs an operator's attention,
 //! computed in the database so the console never pulls whole tables.
 
+use crate::store::sql::Sql;
 use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime};
 
@@ -46,7 +47,7 @@ impl Store {
     pub async fn inbox_tasks(&self, project_id: i64) -> StoreResult<Vec<Task>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS}
                      WHERE t.project_id = $1 AND NOT t.archived AND l.category = 'backlog'
@@ -62,7 +63,7 @@ impl Store {
     pub async fn handoffs_to(&self, project_id: i64, handle: &str) -> StoreResult<Vec<Handoff>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {HANDOFF_COLUMNS} FROM handoff h {HANDOFF_JOINS}
                      WHERE h.project_id = $1 AND ta.handle = $2 AND h.state IN ('open', 'accepted')
@@ -79,7 +80,7 @@ impl Store {
     pub async fn today_tasks(&self, project_id: i64, today: Date) -> StoreResult<Vec<Task>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS}
                      WHERE t.project_id = $1 AND NOT t.archived
@@ -99,7 +100,7 @@ impl Store {
     pub async fn review_queue(&self, project_id: i64) -> StoreResult<Vec<Task>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS}
                      WHERE t.project_id = $1 AND NOT t.archived AND l.role = 'review'
@@ -115,7 +116,7 @@ impl Store {
     pub async fn latest_deployments(&self, project_id: i64) -> StoreResult<Vec<Deployment>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT DISTINCT ON (d.environment_id) {DEPLOYMENT_COLUMNS}
                      FROM deployment d JOIN environment e ON e.id = d.environment_id
@@ -142,7 +143,7 @@ impl Store {
     ) -> StoreResult<Vec<Risk>> {
         let client = self.client().await?;
         let handoffs = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {HANDOFF_COLUMNS} FROM handoff h {HANDOFF_JOINS}
                      WHERE h.project_id = $1 AND h.state IN ('open', 'accepted')
@@ -155,7 +156,7 @@ impl Store {
         // Silence is measured on the database clock, which wrote last_seen_at
         // and which expiry uses too.
         let offline = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {AGENT_COLUMNS}, held.n FROM agent a CROSS JOIN LATERAL (
                          SELECT count(*) AS n FROM lane l JOIN task t ON t.lane_id = l.id
@@ -169,7 +170,7 @@ impl Store {
             )
             .await?;
         let lanes = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {} FROM lane l WHERE l.project_id = $1 AND l.wip_limit IS NOT NULL
                      AND {} > l.wip_limit ORDER BY l.position",
@@ -181,7 +182,7 @@ impl Store {
             .await?;
         // The latest run of each pipeline on each ref: a failure fixed by a later green run is no risk.
         let pipelines = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT * FROM (
                         SELECT DISTINCT ON (pl.name, pl.ref) {}
@@ -196,7 +197,7 @@ impl Store {
         let deployments: Vec<Deployment> =
             self.latest_deployments(project_id).await?.into_iter().filter(|d| d.status.as_str() == "failed").collect();
         let stale = client
-            .query(
+            .fetch(
                 &format!(
                     "SELECT {TASK_COLUMNS} FROM task t {TASK_JOINS}
                      WHERE t.project_id = $1 AND NOT t.archived AND l.category = 'started' AND t.updated_at < $2
@@ -236,7 +237,7 @@ impl Store {
     pub async fn list_snapshots(&self, project_id: i64) -> StoreResult<Vec<SnapshotMeta>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .fetch(
                 "SELECT id, project_id, format_version, created_at, created_by, label, reason, counts, size_bytes, checksum
                  FROM snapshot WHERE project_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
                 &[&project_id, &LIST_LIMIT],
@@ -263,8 +264,7 @@ impl Store {
     /// The highest audit id of a project: the console's cheap "anything new?" poll.
     pub async fn latest_audit_id(&self, project_id: i64) -> StoreResult<i64> {
         let client = self.client().await?;
-        let statement =
-            client.prepare_cached("SELECT coalesce(max(id), 0) FROM audit_entry WHERE project_id = $1").await?;
-        Ok(client.query_one(&statement, &[&project_id]).await?.get(0))
+        let statement = "SELECT coalesce(max(id), 0) FROM audit_entry WHERE project_id = $1";
+        Ok(client.fetch_one(statement, &[&project_id]).await?.get(0))
     }
 }

@@ -1,6 +1,7 @@
 //! A connection's pull state in `sync_cursor`, and conflict recording, as
 //! every provider's reconcile writes them.
 
+use crate::store::sql::Sql;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -14,14 +15,14 @@ use crate::store::{Actor, Store, StoreResult};
 pub async fn watermarks(store: &Store, connection_id: i64) -> StoreResult<Value> {
     let client = store.client().await?;
     let row =
-        client.query_opt("SELECT watermarks FROM sync_cursor WHERE connection_id = $1", &[&connection_id]).await?;
+        client.fetch_opt("SELECT watermarks FROM sync_cursor WHERE connection_id = $1", &[&connection_id]).await?;
     Ok(row.map(|r| r.get(0)).unwrap_or(Value::Null))
 }
 
 pub async fn save_watermarks(store: &Store, connection_id: i64, value: &Value) -> StoreResult<()> {
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_cursor (connection_id, watermarks) VALUES ($1, $2)
              ON CONFLICT (connection_id) DO UPDATE SET watermarks = EXCLUDED.watermarks, updated_at = now()",
             &[&connection_id, value],
@@ -40,7 +41,7 @@ pub async fn save_pass(
     let client = store.client().await?;
     let error = error.map(|e| crate::domain::text::clip(e, 500).into_owned());
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_cursor (connection_id, last_pass_at, last_pass_ok, last_full_at, last_error)
              VALUES ($1, now(), $2, CASE WHEN $3 THEN now() END, $4)
              ON CONFLICT (connection_id) DO UPDATE
@@ -56,7 +57,7 @@ pub async fn save_pass(
 pub async fn save_capabilities(store: &Store, connection_id: i64, capabilities: &Value) -> StoreResult<()> {
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_cursor (connection_id, capabilities) VALUES ($1, $2)
              ON CONFLICT (connection_id) DO UPDATE SET capabilities = EXCLUDED.capabilities, updated_at = now()",
             &[&connection_id, capabilities],
@@ -69,7 +70,7 @@ pub async fn save_capabilities(store: &Store, connection_id: i64, capabilities: 
 pub async fn pause(store: &Store, connection_id: i64, until: OffsetDateTime) -> StoreResult<()> {
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_cursor (connection_id, paused_until) VALUES ($1, $2)
              ON CONFLICT (connection_id) DO UPDATE SET paused_until = $2, updated_at = now()",
             &[&connection_id, &until],
@@ -81,7 +82,7 @@ pub async fn pause(store: &Store, connection_id: i64, until: OffsetDateTime) -> 
 /// Listing validators by URL.
 pub async fn etags(store: &Store, connection_id: i64) -> StoreResult<HashMap<String, PageMemo>> {
     let client = store.client().await?;
-    let row = client.query_opt("SELECT etags FROM sync_cursor WHERE connection_id = $1", &[&connection_id]).await?;
+    let row = client.fetch_opt("SELECT etags FROM sync_cursor WHERE connection_id = $1", &[&connection_id]).await?;
     Ok(row.and_then(|r| serde_json::from_value(r.get(0)).ok()).unwrap_or_default())
 }
 
@@ -89,7 +90,7 @@ pub async fn save_etags(store: &Store, connection_id: i64, memos: &HashMap<Strin
     let value = serde_json::to_value(memos).unwrap_or_default();
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_cursor (connection_id, etags) VALUES ($1, $2)
              ON CONFLICT (connection_id) DO UPDATE SET etags = EXCLUDED.etags, updated_at = now()",
             &[&connection_id, &value],

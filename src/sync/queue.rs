@@ -4,6 +4,7 @@
 //! it was being worked on (its generation went up) is run again rather than
 //! removed.
 
+use crate::store::sql::Sql;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -97,7 +98,7 @@ pub(crate) const COALESCE_WITH_QUEUED: &str = "ON CONFLICT (connection_id, key) 
 pub async fn enqueue(store: &Store, connection_id: i64, key: &str) -> StoreResult<()> {
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             &format!(
                 "WITH queued AS (
                      INSERT INTO sync_job (connection_id, key) VALUES ($1, $2)
@@ -124,7 +125,7 @@ pub async fn schedule(
 ) -> StoreResult<()> {
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_job (connection_id, key, available_at) VALUES ($1, $2, now() + $3 * interval '1 millisecond')
              ON CONFLICT (connection_id, key) DO UPDATE
                  SET dead = false, attempts = 0, available_at = now(), locked_by = NULL, locked_until = NULL,
@@ -145,7 +146,7 @@ fn millis(duration: Duration) -> f64 {
 pub async fn claim(store: &Store, worker: &str, limit: i64, lease: Duration) -> StoreResult<Vec<Job>> {
     let client = store.client().await?;
     let rows = client
-        .query(
+        .fetch(
             "UPDATE sync_job j SET locked_by = $1, locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
              FROM (SELECT q.id FROM sync_job q
                    JOIN integration_connection c ON c.id = q.connection_id AND c.enabled
@@ -189,7 +190,7 @@ pub async fn finish(
     let changed = match outcome {
         Outcome::Done => {
             let removed = client
-                .execute(
+                .exec(
                     "DELETE FROM sync_job WHERE id = $1 AND generation = $2 AND locked_by = $3",
                     &[&job.id, &job.generation, &worker],
                 )
@@ -199,7 +200,7 @@ pub async fn finish(
             }
             // Changed again while we worked: release it to run again now.
             client
-                .execute(
+                .exec(
                     "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = 0, last_error = NULL,
                             updated_at = now()
                      WHERE id = $1 AND locked_by = $2",
@@ -209,7 +210,7 @@ pub async fn finish(
         }
         Outcome::Again(after) => {
             client
-                .execute(
+                .exec(
                     "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = 0, last_error = NULL,
                             available_at = now() + $3 * interval '1 millisecond', updated_at = now()
                      WHERE id = $1 AND locked_by = $2",
@@ -219,7 +220,7 @@ pub async fn finish(
         }
         Outcome::Deferred(until) => {
             client
-                .execute(
+                .exec(
                     "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, available_at = $3,
                             last_error = 'waiting for the provider''s rate limit', updated_at = now()
                      WHERE id = $1 AND locked_by = $2",
@@ -232,7 +233,7 @@ pub async fn finish(
             let at = next_attempt(OffsetDateTime::now_utc(), attempts, *not_before);
             let error = crate::domain::text::clip(error, 1000).into_owned();
             client
-                .execute(
+                .exec(
                     &format!(
                         "UPDATE sync_job SET locked_by = NULL, locked_until = NULL, attempts = $3, available_at = $6,
                                 {GIVE_UP}, updated_at = now()
@@ -271,14 +272,14 @@ pub async fn record_failure(
 ) -> StoreResult<()> {
     let client = store.client().await?;
     let attempts: i32 = client
-        .query_opt("SELECT attempts FROM sync_job WHERE connection_id = $1 AND key = $2", &[&connection_id, &key])
+        .fetch_opt("SELECT attempts FROM sync_job WHERE connection_id = $1 AND key = $2", &[&connection_id, &key])
         .await?
         .map_or(0, |r| r.get(0))
         + 1;
     let at = OffsetDateTime::now_utc() + backoff(attempts);
     let error = crate::domain::text::clip(error, 1000).into_owned();
     client
-        .execute(
+        .exec(
             &format!(
                 "INSERT INTO sync_job (connection_id, key, attempts, last_error, dead, available_at)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -302,7 +303,7 @@ pub async fn record_failure(
 pub async fn queue_unmapped_tasks(store: &Store, connection_id: i64, project_id: i64) -> StoreResult<usize> {
     let client = store.client().await?;
     let row = client
-        .query_one(
+        .fetch_one(
             "WITH queued AS (
                  INSERT INTO sync_job (connection_id, key)
                  SELECT $1, 'task:' || t.id FROM task t JOIN lane l ON l.id = t.lane_id
@@ -318,7 +319,7 @@ pub async fn queue_unmapped_tasks(store: &Store, connection_id: i64, project_id:
         .await?;
     let queued: i64 = row.get(0);
     if queued > 0 {
-        client.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
+        client.exec("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
     }
     Ok(queued as usize)
 }
@@ -331,7 +332,7 @@ pub async fn clear_dead(store: &Store, connection_id: i64, keys: &[String]) -> S
     }
     let client = store.client().await?;
     Ok(client
-        .execute("DELETE FROM sync_job WHERE connection_id = $1 AND key = ANY($2) AND dead", &[&connection_id, &keys])
+        .exec("DELETE FROM sync_job WHERE connection_id = $1 AND key = ANY($2) AND dead", &[&connection_id, &keys])
         .await?)
 }
 
@@ -349,7 +350,7 @@ pub struct Leftovers {
 pub async fn leftovers(store: &Store, connection_ids: &[i64]) -> StoreResult<Leftovers> {
     let client = store.client().await?;
     let row = client
-        .query_one(
+        .fetch_one(
             "SELECT count(*) FILTER (WHERE NOT j.dead AND j.key NOT IN ($2, $3)),
                     min(j.available_at) FILTER (WHERE NOT j.dead AND j.key NOT IN ($2, $3)),
                     (SELECT max(paused_until) FROM sync_cursor
@@ -366,7 +367,7 @@ pub async fn leftovers(store: &Store, connection_ids: &[i64]) -> StoreResult<Lef
 pub async fn extend(store: &Store, worker: &str, job: &Job, lease: Duration) -> StoreResult<()> {
     let client = store.client().await?;
     client
-        .execute(
+        .exec(
             "UPDATE sync_job SET locked_until = now() + $3 * interval '1 millisecond' WHERE id = $1 AND locked_by = $2",
             &[&job.id, &worker, &(lease.as_millis() as f64)],
         )
@@ -377,7 +378,7 @@ pub async fn extend(store: &Store, worker: &str, job: &Job, lease: Duration) -> 
 pub async fn dead_letters(store: &Store, project_id: i64) -> StoreResult<Vec<DeadLetter>> {
     let client = store.client().await?;
     let rows = client
-        .query(
+        .fetch(
             "SELECT j.id, c.connection_key, j.key, j.attempts, j.last_error, j.updated_at
              FROM sync_job j JOIN integration_connection c ON c.id = j.connection_id
              WHERE j.dead AND c.project_id = $1 ORDER BY j.updated_at DESC, j.id DESC",
@@ -401,7 +402,7 @@ pub async fn dead_letters(store: &Store, project_id: i64) -> StoreResult<Vec<Dea
 pub async fn retry_dead(store: &Store, project_id: i64, id: Option<i64>) -> StoreResult<u64> {
     let client = store.client().await?;
     let revived = client
-        .execute(
+        .exec(
             "UPDATE sync_job j SET dead = false, attempts = 0, available_at = now(), locked_by = NULL,
                     locked_until = NULL, updated_at = now()
              FROM integration_connection c
@@ -410,7 +411,7 @@ pub async fn retry_dead(store: &Store, project_id: i64, id: Option<i64>) -> Stor
         )
         .await?;
     if revived > 0 {
-        client.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
+        client.exec("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
     }
     Ok(revived)
 }
@@ -419,7 +420,7 @@ pub async fn retry_dead(store: &Store, project_id: i64, id: Option<i64>) -> Stor
 pub async fn depth(store: &Store, connection_id: i64) -> StoreResult<(i64, i64, Option<OffsetDateTime>)> {
     let client = store.client().await?;
     let row = client
-        .query_one(
+        .fetch_one(
             "SELECT count(*) FILTER (WHERE NOT dead AND key NOT IN ($2, $3)),
                     count(*) FILTER (WHERE dead),
                     min(created_at) FILTER (WHERE NOT dead AND key NOT IN ($2, $3))

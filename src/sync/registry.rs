@@ -5,6 +5,7 @@
 //! does not silence it; a row not written for [`GONE_AFTER`] belongs to a
 //! worker that is gone (killed, or its machine lost).
 
+use crate::store::sql::Sql;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +89,7 @@ pub async fn report(
     let client = store.client().await?;
     let detail = detail.map(|d| crate::domain::text::clip(d, 500).into_owned());
     client
-        .execute(
+        .exec(
             "INSERT INTO sync_worker (id, project_id, state, detail) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET state = $3, detail = $4, seen_at = now(),
                  started_at = CASE WHEN sync_worker.state = 'stopped' THEN now() ELSE sync_worker.started_at END",
@@ -159,7 +160,7 @@ async fn write(store: &Store, id: &str, project_id: Option<i64>, state: WorkerSt
 pub async fn forget_old(store: &Store) -> StoreResult<u64> {
     let client = store.client().await?;
     Ok(client
-        .execute(
+        .exec(
             "DELETE FROM sync_worker WHERE seen_at < now() - $1 * interval '1 second'",
             &[&(FORGET_AFTER.as_secs() as f64)],
         )
@@ -171,7 +172,7 @@ pub async fn forget_old(store: &Store) -> StoreResult<u64> {
 pub async fn workers(store: &Store, project_id: Option<i64>) -> StoreResult<Vec<WorkerView>> {
     let client = store.client().await?;
     let rows = client
-        .query(
+        .fetch(
             "SELECT w.id, p.key, w.state, w.detail, w.started_at, w.seen_at,
                     w.seen_at < now() - $2 * interval '1 second' AS silent
              FROM sync_worker w LEFT JOIN project p ON p.id = w.project_id

@@ -8,9 +8,9 @@
 //! external id) is replaced by the snapshot's copy. `--exact` deletes rows
 //! made since anyway and needs none of this.
 
+use crate::store::sql::Sql;
 use std::collections::{BTreeSet, HashSet};
 
-use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -50,9 +50,9 @@ pub(super) struct TakenElsewhere {
 }
 
 impl TakenElsewhere {
-    pub async fn read(client: &impl GenericClient, project_id: i64) -> StoreResult<TakenElsewhere> {
+    pub async fn read(client: &impl Sql, project_id: i64) -> StoreResult<TakenElsewhere> {
         let rows = client
-            .query("SELECT lower(connection_key) FROM integration_connection WHERE project_id <> $1", &[&project_id])
+            .fetch("SELECT lower(connection_key) FROM integration_connection WHERE project_id <> $1", &[&project_id])
             .await?;
         Ok(TakenElsewhere { connection_keys: rows.iter().map(|r| r.get(0)).collect() })
     }

@@ -2,6 +2,7 @@
 //! less work for the server than binding 100,000 rows as one JSON parameter,
 //! and the restore's time is spent in the server.
 
+use crate::store::sql::Sql;
 use deadpool_postgres::Transaction;
 use futures_util::SinkExt;
 use serde_json::Value;
@@ -183,7 +184,7 @@ impl AuditBatch {
         )
         .await?;
         // The ids came from this session's calls to the sequence, the last one last.
-        let row = tx.query_one("SELECT currval(pg_get_serial_sequence('audit_entry', 'id'))", &[]).await?;
+        let row = tx.fetch_one("SELECT currval(pg_get_serial_sequence('audit_entry', 'id'))", &[]).await?;
         Ok(row.get(0))
     }
 }

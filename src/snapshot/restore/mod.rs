@@ -17,6 +17,7 @@ mod copy;
 mod plan;
 mod write;
 
+use crate::store::sql::Sql;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -213,7 +214,7 @@ impl Store {
             restore_project(&tx, &current, &snapshot, &plan.project_fields, &mut audit).await?;
         } else if current.project.last_task_number < snapshot.project.last_task_number {
             // Rows reinserted from the snapshot carry numbers up to its counter.
-            tx.execute(
+            tx.exec(
                 "UPDATE project SET last_task_number = greatest(last_task_number, $2) WHERE id = $1",
                 &[&project_id, &snapshot.project.last_task_number],
             )
@@ -294,7 +295,7 @@ impl Store {
         });
         audit.push("snapshot", "snapshot.restore", Some(snapshot_id), &format!("#{snapshot_id}"), None, Some(&summary));
         let last_audit_id = audit.write(&tx).await?;
-        tx.execute(
+        tx.exec(
             "SELECT pg_notify($1, change_payload($2, 'snapshot', $3, 'snapshot.restore', $4))",
             &[&CHANGE_CHANNEL, &project_id, &snapshot_id, &last_audit_id],
         )
@@ -342,14 +343,14 @@ fn check_belongs(meta: &SnapshotMeta, snapshot: &SnapshotData) -> StoreResult<()
 
 /// Locks in the repository's order: project, lanes (by id), then tasks (by id).
 async fn lock(tx: &Transaction<'_>, project_id: i64, options: &RestoreOptions) -> StoreResult<()> {
-    tx.query("SELECT id FROM project WHERE id = $1 FOR UPDATE", &[&project_id]).await?;
-    tx.query("SELECT id FROM lane WHERE project_id = $1 ORDER BY id FOR UPDATE", &[&project_id]).await?;
+    tx.fetch("SELECT id FROM project WHERE id = $1 FOR UPDATE", &[&project_id]).await?;
+    tx.fetch("SELECT id FROM lane WHERE project_id = $1 ORDER BY id FOR UPDATE", &[&project_id]).await?;
     if options.only.is_empty() {
         if plan::selected(options, "tasks") {
-            tx.query("SELECT id FROM task WHERE project_id = $1 ORDER BY id FOR UPDATE", &[&project_id]).await?;
+            tx.fetch("SELECT id FROM task WHERE project_id = $1 ORDER BY id FOR UPDATE", &[&project_id]).await?;
         }
     } else {
-        tx.query(
+        tx.fetch(
             "SELECT id FROM task WHERE project_id = $1 AND task_key = ANY ($2) ORDER BY id FOR UPDATE",
             &[&project_id, &options.only],
         )
@@ -364,19 +365,19 @@ async fn remap_agents(tx: &Transaction<'_>, actor: &Actor, snapshot: &mut Snapsh
     let mut ids: HashMap<i64, i64> = HashMap::new();
     for agent in &snapshot.agents {
         let existing: Option<i64> =
-            tx.query_opt("SELECT id FROM agent WHERE handle = $1", &[&agent.handle]).await?.map(|r| r.get(0));
+            tx.fetch_opt("SELECT id FROM agent WHERE handle = $1", &[&agent.handle]).await?.map(|r| r.get(0));
         let id = match existing {
             Some(id) => id,
             None => {
-                let taken = tx.query_opt("SELECT 1 FROM agent WHERE id = $1", &[&agent.id]).await?.is_some();
+                let taken = tx.fetch_opt("SELECT 1 FROM agent WHERE id = $1", &[&agent.id]).await?.is_some();
                 let row = if taken {
-                    tx.query_one(
+                    tx.fetch_one(
                         "INSERT INTO agent (handle, display_name, kind, capacity, skills) VALUES ($1, $2, $3, $4, $5) RETURNING id",
                         &[&agent.handle, &agent.display_name, &agent.kind, &agent.capacity, &agent.skills],
                     )
                     .await?
                 } else {
-                    tx.query_one(
+                    tx.fetch_one(
                         "INSERT INTO agent (id, handle, display_name, kind, capacity, skills) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                         &[&agent.id, &agent.handle, &agent.display_name, &agent.kind, &agent.capacity, &agent.skills],
                     )
@@ -425,7 +426,7 @@ async fn check_ids_are_ours(tx: &Transaction<'_>, project_id: i64, plan: &Plan) 
             continue;
         }
         let clash = tx
-            .query_opt(
+            .fetch_opt(
                 &format!("SELECT id FROM {} WHERE id = ANY ($1) AND project_id <> $2 LIMIT 1", kind.spec.table),
                 &[&missing, &project_id],
             )
@@ -449,7 +450,7 @@ async fn restore_project(
     audit: &mut AuditBatch,
 ) -> StoreResult<()> {
     let p = &snapshot.project;
-    tx.execute(
+    tx.exec(
         "UPDATE project SET name = $2, description = $3, settings = $4, dashboard = $5, archived = $6,
                 last_task_number = greatest(last_task_number, $7), version = version + 1, updated_at = now()
          WHERE id = $1",

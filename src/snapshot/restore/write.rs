@@ -2,6 +2,7 @@
 //! made since set aside (or deleted), memberships, and mappings flagged for
 //! the sync worker. Every statement runs in the restore's transaction.
 
+use crate::store::sql::Sql;
 use std::collections::{BTreeSet, HashMap};
 
 use deadpool_postgres::{GenericClient, Transaction};
@@ -29,7 +30,7 @@ pub(super) async fn give_way(
         let field = field_name(spec.kind, naming.column);
         let ids: Vec<i64> = kind.renames.iter().map(|r| r.id).collect();
         let names: Vec<&str> = kind.renames.iter().map(|r| r.to.as_str()).collect();
-        tx.execute(
+        tx.exec(
             &format!(
                 "UPDATE {table} t SET {column} = v.name, updated_at = now()
                  FROM unnest($2::bigint[], $3::text[]) AS v(id, name) WHERE t.id = v.id AND t.project_id = $1",
@@ -53,11 +54,8 @@ pub(super) async fn give_way(
     }
     if !kind.replaced.is_empty() {
         let ids: Vec<i64> = kind.replaced.iter().map(|(id, _)| *id).collect();
-        tx.execute(
-            &format!("DELETE FROM {} WHERE project_id = $1 AND id = ANY ($2)", spec.table),
-            &[&project_id, &ids],
-        )
-        .await?;
+        tx.exec(&format!("DELETE FROM {} WHERE project_id = $1 AND id = ANY ($2)", spec.table), &[&project_id, &ids])
+            .await?;
         let reason = format!("the same remote object is restored from snapshot #{snapshot_id}");
         for (id, row) in &kind.replaced {
             audit.push(
@@ -111,7 +109,7 @@ pub(super) async fn set_aside_extras(
         ),
         Extra::Keep => return Ok(()),
     };
-    tx.execute(sql, &[&ids]).await?;
+    tx.exec(sql, &[&ids]).await?;
     for (id, row) in &kind.extras {
         let before = row.get(field).cloned().unwrap_or(Value::Null);
         if before == value {
@@ -143,7 +141,7 @@ async fn hide_lanes(
     lanes.sort_by_key(|(id, row)| (position(row), *id));
     let ids: Vec<i64> = lanes.iter().map(|(id, _)| *id).collect();
     let positions: Vec<i32> = (1..=lanes.len() as i32).map(|n| last_position + n).collect();
-    tx.execute(
+    tx.exec(
         "UPDATE lane l SET visible = false, position = v.position, updated_at = now()
          FROM unnest($1::bigint[], $2::int[]) AS v(id, position) WHERE l.id = v.id",
         &[&ids, &positions],
@@ -179,7 +177,7 @@ async fn park(tx: &Transaction<'_>, kind: &KindPlan, ids: &[i64]) -> StoreResult
     if let Some(park) = kind.spec.park
         && !ids.is_empty()
     {
-        tx.execute(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", kind.spec.table), &[&ids]).await?;
+        tx.exec(&format!("UPDATE {} SET {park} WHERE id = ANY ($1)", kind.spec.table), &[&ids]).await?;
     }
     Ok(())
 }
@@ -198,18 +196,15 @@ pub(super) async fn delete_extras(
     }
     if kind.spec.table == "task" {
         // Their handoffs and mappings go first (handoffs would block the delete).
-        tx.execute("DELETE FROM handoff WHERE project_id = $1 AND task_id = ANY ($2)", &[&project_id, &ids]).await?;
-        tx.execute(
+        tx.exec("DELETE FROM handoff WHERE project_id = $1 AND task_id = ANY ($2)", &[&project_id, &ids]).await?;
+        tx.exec(
             "DELETE FROM external_mapping WHERE project_id = $1 AND local_kind = 'task' AND local_id = ANY ($2)",
             &[&project_id, &ids],
         )
         .await?;
     }
-    tx.execute(
-        &format!("DELETE FROM {} WHERE project_id = $1 AND id = ANY ($2)", kind.spec.table),
-        &[&project_id, &ids],
-    )
-    .await?;
+    tx.exec(&format!("DELETE FROM {} WHERE project_id = $1 AND id = ANY ($2)", kind.spec.table), &[&project_id, &ids])
+        .await?;
     for (id, row) in &kind.extras {
         audit.push(
             kind.spec.singular,
@@ -317,7 +312,7 @@ pub(super) async fn write_back(
             assignments.push("version = t.version + 1".into());
         }
         assignments.push("updated_at = now()".into());
-        tx.execute(
+        tx.exec(
             &format!(
                 "UPDATE {table} t SET {assignments} FROM {staging} r WHERE t.id = r.id AND t.project_id = $1",
                 table = spec.table,
@@ -330,7 +325,7 @@ pub(super) async fn write_back(
     let created: Vec<i64> = kind.upsert.iter().filter(|u| u.now.is_none()).map(|u| u.id).collect();
     if !created.is_empty() {
         let selected: Vec<String> = spec.columns.iter().map(|c| format!("r.{c}")).collect();
-        tx.execute(
+        tx.exec(
             &format!(
                 "INSERT INTO {table} (id, project_id, {columns})
                  SELECT r.id, $1, {selected} FROM {staging} r WHERE r.id = ANY ($2)",
@@ -407,7 +402,7 @@ pub(super) async fn free_ranks(
         let rank = row.get("rank").and_then(Value::as_i64);
         let (Some(lane), Some(rank)) = (lane, rank) else { continue };
         let taken = tx
-            .query_opt(
+            .fetch_opt(
                 "SELECT 1 FROM task WHERE project_id = $1 AND lane_id = $2 AND rank = $3 AND NOT archived AND NOT (id = ANY ($4))",
                 &[&project_id, &lane, &rank, &ids],
             )
@@ -416,7 +411,7 @@ pub(super) async fn free_ranks(
         if taken {
             // Below the lane's last card, and below any task this restore already moved there.
             let bottom: i64 = tx
-                .query_one(
+                .fetch_one(
                     "SELECT coalesce(max(rank), 0) + $3 FROM task WHERE project_id = $1 AND lane_id = $2 AND NOT archived",
                     &[&project_id, &lane, &RANK_STEP],
                 )
@@ -440,7 +435,7 @@ pub(super) async fn restore_memberships(
     touched: &HashMap<&'static str, Vec<i64>>,
 ) -> StoreResult<()> {
     if let Some(tasks) = touched.get("task") {
-        tx.execute("DELETE FROM task_module WHERE task_id = ANY ($1)", &[tasks]).await?;
+        tx.exec("DELETE FROM task_module WHERE task_id = ANY ($1)", &[tasks]).await?;
         let wanted: BTreeSet<i64> = tasks.iter().copied().collect();
         let (mut task_ids, mut module_ids) = (Vec::new(), Vec::new());
         for task in snapshot.tasks.iter().filter(|t| wanted.contains(&t.id)) {
@@ -449,14 +444,14 @@ pub(super) async fn restore_memberships(
                 module_ids.push(*module);
             }
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO task_module (task_id, module_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])",
             &[&task_ids, &module_ids],
         )
         .await?;
     }
     if let Some(releases) = touched.get("release") {
-        tx.execute("DELETE FROM release_task WHERE release_id = ANY ($1)", &[releases]).await?;
+        tx.exec("DELETE FROM release_task WHERE release_id = ANY ($1)", &[releases]).await?;
         let wanted: BTreeSet<i64> = releases.iter().copied().collect();
         let (mut release_ids, mut task_ids) = (Vec::new(), Vec::new());
         for release in snapshot.releases.iter().filter(|r| wanted.contains(&r.id)) {
@@ -465,7 +460,7 @@ pub(super) async fn restore_memberships(
                 task_ids.push(*task);
             }
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO release_task (release_id, task_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])",
             &[&release_ids, &task_ids],
         )
@@ -488,7 +483,7 @@ pub(super) async fn flag_mappings(
             continue;
         }
         flagged += tx
-            .execute(
+            .exec(
                 "UPDATE external_mapping SET sync_state = 'pending', updated_at = now()
                  WHERE project_id = $1 AND local_kind = $2 AND local_id = ANY ($3) AND sync_state <> 'pending'",
                 &[&project_id, kind, ids],
@@ -499,9 +494,9 @@ pub(super) async fn flag_mappings(
 }
 
 /// Moves an identity sequence past rows inserted with explicit ids.
-pub(super) async fn bump_sequence(client: &impl GenericClient, table: &str) -> StoreResult<()> {
+pub(super) async fn bump_sequence(client: &impl Sql, table: &str) -> StoreResult<()> {
     client
-        .execute(
+        .exec(
             &format!(
                 "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
                                greatest((SELECT coalesce(max(id), 1) FROM {table}), nextval(pg_get_serial_sequence('{table}', 'id'))))"

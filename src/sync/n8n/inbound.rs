@@ -4,6 +4,7 @@
 //! delivery id as the entry's reason. A command is
 //! applied once per delivery: a repeat answers what the first one did.
 
+use crate::store::sql::Sql;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -111,7 +112,7 @@ pub async fn handle(
     let name = payload.get("command").and_then(Value::as_str).map(|c| crate::domain::text::clip(c, 100).into_owned());
     let client = store.client().await?;
     let claimed = client
-        .query_opt(
+        .fetch_opt(
             "INSERT INTO webhook_inbox (connection_id, delivery_key, event, payload, payload_bytes)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (connection_id, delivery_key) DO NOTHING RETURNING id",
             &[&connection.id, &delivery, &name, payload, &(bytes.min(i32::MAX as usize) as i32)],
@@ -119,7 +120,7 @@ pub async fn handle(
         .await?;
     let Some(row) = claimed else {
         let earlier = client
-            .query_opt(
+            .fetch_opt(
                 "SELECT result FROM webhook_inbox WHERE connection_id = $1 AND delivery_key = $2",
                 &[&connection.id, &delivery],
             )
@@ -132,12 +133,12 @@ pub async fn handle(
     let actor = Actor::new(identity(connection), Source::Automation).because(format!("n8n delivery {delivery}"));
     match apply(store, connection, &actor, payload).await {
         Ok(result) => {
-            client.execute("UPDATE webhook_inbox SET result = $2 WHERE id = $1", &[&inbox_id, &result]).await?;
+            client.exec("UPDATE webhook_inbox SET result = $2 WHERE id = $1", &[&inbox_id, &result]).await?;
             Ok((200, json!({ "delivery": delivery, "result": result })))
         }
         Err(refused) => {
             // Not applied: the same delivery may be sent again once fixed.
-            client.execute("DELETE FROM webhook_inbox WHERE id = $1", &[&inbox_id]).await?;
+            client.exec("DELETE FROM webhook_inbox WHERE id = $1", &[&inbox_id]).await?;
             Ok((refused.status, json!({ "error": refused.message })))
         }
     }

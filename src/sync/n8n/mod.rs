@@ -16,6 +16,7 @@
 
 pub mod inbound;
 
+use crate::store::sql::Sql;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -151,7 +152,7 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
     let client = store.client().await?;
     if events.iter().any(|e| e == "handoff.overdue") {
         let rows = client
-            .query(
+            .fetch(
                 "WITH captured AS (
                      INSERT INTO automation_delivery (connection_id, project_id, event, subject, entity, seq, payload)
                      SELECT $1, h.project_id, 'handoff.overdue', 'handoff:' || h.id, 'handoff:' || h.id,
@@ -178,7 +179,7 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
     }
     if events.iter().any(|e| e == "release.ready") {
         let candidates = client
-            .query(
+            .fetch(
                 "SELECT r.id, r.name FROM release r
                  WHERE r.project_id = $2 AND r.status IN ('planned', 'draft')
                    AND NOT EXISTS (SELECT 1 FROM automation_delivery d
@@ -199,7 +200,7 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
                 "pipelines_total": readiness.pipelines_total,
             });
             let rows = client
-                .query(
+                .fetch(
                     "WITH captured AS (
                          INSERT INTO automation_delivery (connection_id, project_id, event, subject, entity, seq, payload)
                          SELECT $1, $2, 'release.ready', 'release:' || $3::bigint, 'release:' || $3::bigint,
@@ -217,7 +218,7 @@ pub async fn check(store: &Store, connection: &Connection) -> StoreResult<u64> {
         }
     }
     if queued > 0 {
-        client.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
+        client.exec("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL]).await?;
     }
     Ok(queued)
 }
@@ -373,7 +374,7 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
     };
     let row = match store.client().await {
         Ok(client) => client
-            .query_opt(
+            .fetch_opt(
                 "SELECT event, payload, delivered_at IS NOT NULL, entity, seq FROM automation_delivery
                  WHERE id = $1 AND connection_id = $2",
                 &[&id, &connection.id],
@@ -459,7 +460,7 @@ async fn deliver(store: &Store, connection: &Connection, id: Uuid, limiters: &Li
     let recorded = async {
         let client = store.client().await?;
         client
-            .execute(
+            .exec(
                 "UPDATE automation_delivery SET attempts = attempts + 1, last_status = $2, last_error = $3,
                         delivered_at = CASE WHEN $4 THEN now() ELSE delivered_at END
                  WHERE id = $1",
@@ -489,7 +490,7 @@ async fn earlier_pending(
     let Some(entity) = entity else { return Ok(None) };
     let client = store.client().await?;
     let row = client
-        .query_opt(
+        .fetch_opt(
             "SELECT greatest(extract(epoch FROM j.available_at - now()), 0)::float8 FROM automation_delivery d
              JOIN sync_job j ON j.connection_id = d.connection_id AND j.key = 'delivery:' || d.id
              WHERE d.connection_id = $1 AND d.entity = $2 AND d.seq < $3 AND d.delivered_at IS NULL AND NOT j.dead
@@ -507,7 +508,7 @@ async fn took_deliveries_before(store: &Store, connection_id: i64) -> bool {
     let found = async {
         let client = store.client().await?;
         let row = client
-            .query_one(
+            .fetch_one(
                 "SELECT EXISTS (SELECT 1 FROM automation_delivery WHERE connection_id = $1 AND delivered_at IS NOT NULL)",
                 &[&connection_id],
             )

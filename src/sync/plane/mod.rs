@@ -13,6 +13,7 @@ pub mod plan;
 pub mod planning;
 pub mod tasks;
 
+use crate::store::sql::Sql;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -127,7 +128,7 @@ impl PlaneSync {
         sync.refresh().await?;
         let client = store.client().await.map_err(SyncError::Store)?;
         let known = client
-            .query_opt(
+            .fetch_opt(
                 "SELECT capabilities -> 'identifier', capabilities -> 'timezone' FROM sync_cursor WHERE connection_id = $1",
                 &[&sync.connection.id],
             )

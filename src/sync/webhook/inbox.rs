@@ -7,6 +7,7 @@
 //! so a burst costs one round trip and one WAL flush per batch, not per
 //! delivery. A delivery arriving alone is stored at once, as its own batch.
 
+use crate::store::sql::Sql;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -141,8 +142,7 @@ pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreR
         }
     }
     let client = store.client().await?;
-    let statement = client
-        .prepare_cached(&format!(
+    let statement = &format!(
             "WITH batch AS (
                  SELECT * FROM unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::int[], $7::bool[])
                      AS b (n, connection_id, delivery_key, event, payload, payload_bytes, pull_if_unmapped)
@@ -178,11 +178,10 @@ pub async fn store_deliveries(store: &Store, deliveries: &[&Delivery]) -> StoreR
                  SELECT count(*) AS n FROM (SELECT pg_notify($11, '') FROM (SELECT 1 FROM queued LIMIT 1) q) w
              )
              SELECT i.connection_id, i.delivery_key, i.keys, woken.n FROM inserted i, woken",
-        ))
-        .await?;
+        );
     let rows = client
-        .query(
-            &statement,
+        .fetch(
+            statement,
             &[
                 &ns,
                 &connections,
@@ -219,7 +218,7 @@ pub async fn prune(store: &Store) -> StoreResult<u64> {
     let client = store.client().await?;
     // make_interval types its parameter as int4 (a bare `$1 * interval` would be inferred float8).
     Ok(client
-        .execute("DELETE FROM webhook_inbox WHERE received_at < now() - make_interval(days => $1)", &[&RETENTION_DAYS])
+        .exec("DELETE FROM webhook_inbox WHERE received_at < now() - make_interval(days => $1)", &[&RETENTION_DAYS])
         .await?)
 }
 
