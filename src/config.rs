@@ -30,6 +30,9 @@ pub struct Config {
     pub pg_bin_dir: Option<PathBuf>,
     /// Connections in the pool (default 8).
     pub pool_size: Option<usize>,
+    /// Where LISTEN and migrations go when `database_url` is a transaction
+    /// pooler: a direct or session-pooled URL, or `poll` for none at all.
+    pub listen_url: Option<String>,
     #[serde(default)]
     pub console: ConsoleConfig,
     #[serde(default)]

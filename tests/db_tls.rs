@@ -287,3 +287,34 @@ async fn the_password_comes_from_pgpass_and_the_rest_from_pg_variables() {
     let target = db::resolve_in(None, &Config::default(), &paths(home.path()), &env).unwrap();
     assert!(db::connect(&target, StoreOptions::default()).await.is_err());
 }
+
+#[test]
+fn listen_url_comes_from_the_environment_then_the_config_and_is_completed_the_libpq_way() {
+    let home = tempfile::tempdir().unwrap();
+    let env = |listen: Option<&str>| Env {
+        vars: [("PGPASSWORD", Some("secret".to_string())), ("MC_LISTEN_URL", listen.map(str::to_string))]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect(),
+        home: home.path().to_path_buf(),
+    };
+    let pooler = "host=127.0.0.1 port=6432 dbname=mctl user=ana";
+    let config =
+        Config { listen_url: Some("host=db.internal port=5432 dbname=mctl user=ana".into()), ..Config::default() };
+    // Not set: LISTEN on the database URL.
+    let target = db::resolve_in(Some(pooler), &Config::default(), &paths(home.path()), &env(None)).unwrap();
+    assert!(matches!(target.listen, db::Listen::Same));
+    // From the config file, with the password from PGPASSWORD, never shown.
+    let target = db::resolve_in(Some(pooler), &config, &paths(home.path()), &env(None)).unwrap();
+    let db::Listen::Session(session) = &target.listen else { panic!("expected a session URL: {:?}", target.listen) };
+    assert_eq!(session.from, "listen_url in the config file");
+    assert_eq!(session.pg.get_password(), Some(&b"secret"[..]));
+    let shown = target.listen.describe();
+    assert!(shown.contains("db.internal:5432/mctl") && !shown.contains("secret"), "{shown}");
+    // The environment wins over the file; `poll` means no LISTEN connection.
+    let target = db::resolve_in(Some(pooler), &config, &paths(home.path()), &env(Some("poll"))).unwrap();
+    assert!(matches!(target.listen, db::Listen::Poll));
+    // A bad one is a usage error naming where it came from.
+    let bad = db::resolve_in(Some(pooler), &config, &paths(home.path()), &env(Some("postgres://[::1"))).unwrap_err();
+    assert!(bad.to_string().contains("MC_LISTEN_URL"), "{bad}");
+}

@@ -96,6 +96,7 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     "client_certificate": client_certificate,
                     "parameters_from": origins,
                     "identity": identity,
+                    "notifications": target.listen.describe(),
                     "reachable": reachable,
                     "embedded": status,
                 }));
@@ -132,6 +133,7 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
             if let Some(identity) = &identity {
                 output::line(format!("identity:   {}", identity.describe()));
             }
+            output::line(format!("live:       {}", target.listen.describe()));
             let state = match &status.state {
                 ClusterState::NotInitialized => "not initialised".to_string(),
                 ClusterState::Stopped => "stopped".to_string(),
@@ -208,11 +210,16 @@ pub fn config(ctx: &Context, command: ConfigCommand) -> Result<()> {
             table.row(["embedded cluster".to_string(), paths.cluster_dir.display().to_string()]);
             table.row(["state".to_string(), paths.state_dir.display().to_string()]);
             table.row(["logs".to_string(), paths.log_dir.display().to_string()]);
-            let database = match ctx.target() {
-                Ok(target) => format!("{} (from {})", target.describe(), target.source.describe()),
-                Err(e) => e.to_string(),
-            };
-            table.row(["database".to_string(), database]);
+            match ctx.target() {
+                Ok(target) => {
+                    table.row([
+                        "database".to_string(),
+                        format!("{} (from {})", target.describe(), target.source.describe()),
+                    ]);
+                    table.row(["notifications".to_string(), target.listen.describe()]);
+                }
+                Err(e) => table.row(["database".to_string(), e.to_string()]),
+            }
             table.print();
             Ok(())
         }

@@ -64,6 +64,14 @@ pub struct ChangeNote {
     pub audit_id: i64,
 }
 
+impl ChangeNote {
+    /// From a poll, which knows only that something committed somewhere:
+    /// newer than anything seen, in every project.
+    pub fn polled() -> ChangeNote {
+        ChangeNote { project_id: None, kind: "poll".into(), id: None, audit_id: i64::MAX }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbEvent {
     Connected,

@@ -1,6 +1,8 @@
 //! Change notifications: a dedicated connection LISTENs on the change channel
-//! and turns every NOTIFY into an action. When the database goes away it says
-//! so, retries with backoff, and says so again when it is back.
+//! and turns every NOTIFY into an action, or, with `listen_url = poll`, the
+//! pool is asked twice a second whether anything committed. When the
+//! database goes away it says so, retries with backoff, and says so again
+//! when it is back.
 
 use std::time::Duration;
 
@@ -13,12 +15,20 @@ use crate::store::audit::CHANGE_CHANNEL;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(10);
+/// How often a console that cannot LISTEN asks; a change shows within this
+/// plus the refresh coalescing.
+const POLL_EVERY: Duration = Duration::from_millis(500);
 
 pub fn spawn(store: Store, tx: UnboundedSender<Action>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = FIRST_RETRY;
         loop {
-            let reason = match listen(&store, &tx, &mut delay).await {
+            let watched = if store.can_listen() {
+                listen(&store, &tx, &mut delay).await
+            } else {
+                poll(&store, &tx, &mut delay).await
+            };
+            let reason = match watched {
                 Ok(()) => return, // the console is gone
                 Err(reason) => reason,
             };
@@ -79,5 +89,26 @@ async fn listen(store: &Store, tx: &UnboundedSender<Action>, delay: &mut Duratio
     match driver.await {
         Ok(Err(reason)) => Err(reason),
         _ => Err("the connection closed".to_string()),
+    }
+}
+
+/// Sends a change whenever the commit mark moves.
+async fn poll(store: &Store, tx: &UnboundedSender<Action>, delay: &mut Duration) -> Result<(), String> {
+    let mut seen = store.change_mark().await.map_err(|e| e.to_string())?;
+    *delay = FIRST_RETRY;
+    if tx.send(Action::Db(DbEvent::Connected)).is_err() {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(POLL_EVERY).await;
+        let mark = store.change_mark().await.map_err(|e| e.to_string())?;
+        if mark != seen {
+            seen = mark;
+            if tx.send(Action::Changed(ChangeNote::polled())).is_err() {
+                return Ok(());
+            }
+        } else if tx.is_closed() {
+            return Ok(());
+        }
     }
 }

@@ -58,23 +58,72 @@ pub struct Target {
     pub origins: Vec<(String, String)>,
     /// Set when the target is the embedded cluster, which may need starting.
     pub embedded: Option<EmbeddedCluster>,
+    /// Where LISTEN goes (`listen_url`).
+    pub listen: Listen,
+}
+
+/// `listen_url = "poll"`: no LISTEN connection at all.
+pub const POLL: &str = "poll";
+
+/// Where change notifications are listened for. A transaction pooler
+/// (PgBouncer's `pool_mode = transaction`) cannot carry LISTEN, a session
+/// setting, or an advisory lock from one statement to the next.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// On the database URL itself (direct, or a session pooler).
+    Same,
+    /// On a second URL that reaches the server directly or through a session
+    /// pooler; migrations run there too.
+    Session(Box<SessionTarget>),
+    /// Nowhere: consoles ask for the latest change twice a second through
+    /// the pool, so a large rotation costs the server no connection each.
+    Poll,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionTarget {
+    /// Where the URL came from (`MC_LISTEN_URL`, the config file).
+    pub from: &'static str,
+    pub pg: tokio_postgres::Config,
+    pub tls: tls::TlsSettings,
+    pub connector: tls::Connector,
+}
+
+impl Listen {
+    /// For `db status` and `config path`: how change notifications arrive.
+    pub fn describe(&self) -> String {
+        match self {
+            Listen::Same => "LISTEN on the database connection".into(),
+            Listen::Session(session) => format!(
+                "LISTEN on {} (from {}, sslmode={})",
+                describe_pg(&session.pg),
+                session.from,
+                session.tls.mode.as_str()
+            ),
+            Listen::Poll => "polled through the pool twice a second (listen_url = poll)".into(),
+        }
+    }
 }
 
 impl Target {
     /// Host, port and database, without user or password: safe to print.
     pub fn describe(&self) -> String {
-        let hosts: Vec<String> = self
-            .pg
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
-        format!("{}:{}/{}", hosts.join(","), port, self.pg.get_dbname().unwrap_or("(default)"))
+        describe_pg(&self.pg)
     }
+}
+
+/// Host, port and database of a connection, without user or password.
+fn describe_pg(pg: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{}:{}/{}", hosts.join(","), port, pg.get_dbname().unwrap_or("(default)"))
 }
 
 /// Picks the database to talk to. Does not connect.
@@ -110,17 +159,44 @@ pub fn resolve_in(
                 tls,
                 origins: Vec::new(),
                 embedded: Some(cluster),
+                listen: Listen::Same,
             });
         }
     };
+    let Settled { pg, tls, connector, origins } = settle(&text, source.describe(), env)?;
+    let listen = resolve_listen(config, env)?;
+    Ok(Target { source, pg, tls, connector, origins, embedded: None, listen })
+}
+
+/// `MC_LISTEN_URL`, then `listen_url` in the config file: where LISTEN and
+/// migrations go when the database URL is a transaction pooler.
+fn resolve_listen(config: &Config, env: &dyn conninfo::Environment) -> Result<Listen> {
+    let from_env = env.var("MC_LISTEN_URL").filter(|v| !v.trim().is_empty()).map(|v| (v, "MC_LISTEN_URL"));
+    let from_config = config.listen_url.clone().map(|v| (v, "listen_url in the config file"));
+    let Some((text, from)) = from_env.or(from_config) else { return Ok(Listen::Same) };
+    if text.trim() == POLL {
+        return Ok(Listen::Poll);
+    }
+    let Settled { pg, tls, connector, .. } = settle(&text, from, env)?;
+    Ok(Listen::Session(Box::new(SessionTarget { from, pg, tls, connector })))
+}
+
+/// A connection string completed the libpq way, with its TLS connector built.
+struct Settled {
+    pg: tokio_postgres::Config,
+    tls: tls::TlsSettings,
+    connector: tls::Connector,
+    origins: Vec<(String, String)>,
+}
+
+fn settle(text: &str, from: &str, env: &dyn conninfo::Environment) -> Result<Settled> {
     // The string itself may hold a password: never echo it.
     let invalid = |e: String| {
         Error::Usage(format!(
-            "the database connection from {} is not valid: {e}; use postgres://user@host:port/db or host=… dbname=…",
-            source.describe()
+            "the database connection from {from} is not valid: {e}; use postgres://user@host:port/db or host=… dbname=…"
         ))
     };
-    let mut info = conninfo::ConnInfo::parse(&text).map_err(invalid)?;
+    let mut info = conninfo::ConnInfo::parse(text).map_err(invalid)?;
     info.complete(env).map_err(Error::Usage)?;
     let tls = tls::TlsSettings::from_conninfo(&info, env.home().as_deref()).map_err(Error::Usage)?;
     // Certificates that cannot be read, or a verifying mode without a CA: said now, not as a failed connection.
@@ -136,7 +212,7 @@ pub fn resolve_in(
     if pg.get_user().is_none() {
         pg.user(conninfo::os_user(env));
     }
-    Ok(Target { source, pg, tls, connector, origins: info.origins(), embedded: None })
+    Ok(Settled { pg, tls, connector, origins: info.origins() })
 }
 
 /// Connects (starting the embedded cluster first when that is the target) and
@@ -166,7 +242,12 @@ pub async fn connect(target: &Target, options: StoreOptions) -> Result<Store> {
             .map_err(|e| Error::Database(format!("starting the embedded cluster failed: {e}")))??;
         embedded::ensure_database(&target.pg).await?;
     }
-    let options = StoreOptions { tls: target.connector.clone(), ..options };
+    let session = match &target.listen {
+        Listen::Same => crate::store::Session::Same,
+        Listen::Session(session) => crate::store::Session::Url(Box::new(session.pg.clone()), session.connector.clone()),
+        Listen::Poll => crate::store::Session::None,
+    };
+    let options = StoreOptions { tls: target.connector.clone(), session, ..options };
     let store = Store::connect(target.pg.clone(), options).await.map_err(|e| {
         let at = format!("cannot connect to PostgreSQL at {} (from {})", target.describe(), target.source.describe());
         match (tls::describe_failure(&e.to_string()), e) {

@@ -28,42 +28,26 @@ impl Store {
     /// processes at once, and a no-op when the schema is current. A database
     /// migrated by a newer `mctl` is refused untouched.
     pub async fn migrate(&self) -> StoreResult<MigrationReport> {
-        let mut client = self.client().await?;
-        let pg: &mut tokio_postgres::Client = &mut client;
         // Current already: nothing to take a lock for, nothing an operator's
         // role (which may not create tables) would be refused.
-        let found = recorded_version(pg).await?;
+        let found = self.schema_version().await?;
         if found == latest_known_version() {
             return Ok(MigrationReport { applied: Vec::new(), current: found });
         }
-        // With the roles set up in this database (its history table is
-        // mctl_owner's; the role itself is the cluster's), objects are made
-        // by the owner role.
-        let owner: bool = pg
-            .fetch_one(
-                "SELECT coalesce((SELECT pg_get_userbyid(relowner) = 'mctl_owner' FROM pg_class WHERE oid = to_regclass($1)), false)
-                        AND pg_has_role(current_user, 'mctl_owner', 'MEMBER')",
-                &[&HISTORY_TABLE],
-            )
-            .await?
-            .get(0);
-        if owner {
-            pg.batch_execute("SET ROLE mctl_owner").await?;
+        // The advisory lock and `SET ROLE` are session state: on a session
+        // connection (`listen_url` when the pool goes through a transaction
+        // pooler), else on a pooled one.
+        if self.can_listen() {
+            let (mut pg, connection) = self.dedicated_connection().await?;
+            let driver = tokio::spawn(connection);
+            let result = migrate_on(&mut pg).await;
+            drop(pg);
+            let _ = driver.await;
+            result
+        } else {
+            let mut client = self.client().await?;
+            migrate_on(&mut client).await
         }
-        let result = match pg.exec("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await {
-            Ok(_) => {
-                let result = run_migrations(pg).await;
-                // Release even when the run failed; the session would release it on close anyway.
-                let _ = pg.exec("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
-                result
-            }
-            Err(e) => Err(e.into()),
-        };
-        if owner {
-            // The connection goes back to the pool as the role it logged in as.
-            pg.batch_execute("RESET ROLE").await?;
-        }
-        result
     }
 
     /// The schema version recorded in the database (0 when never migrated).
@@ -71,6 +55,39 @@ impl Store {
         let client = self.client().await?;
         recorded_version(&client).await
     }
+}
+
+/// Takes the migration lock and applies what is missing, as the owner role
+/// when the roles are set up.
+async fn migrate_on(pg: &mut tokio_postgres::Client) -> StoreResult<MigrationReport> {
+    // With the roles set up in this database (its history table is
+    // mctl_owner's; the role itself is the cluster's), objects are made
+    // by the owner role.
+    let owner: bool = pg
+        .fetch_one(
+            "SELECT coalesce((SELECT pg_get_userbyid(relowner) = 'mctl_owner' FROM pg_class WHERE oid = to_regclass($1)), false)
+                    AND pg_has_role(current_user, 'mctl_owner', 'MEMBER')",
+            &[&HISTORY_TABLE],
+        )
+        .await?
+        .get(0);
+    if owner {
+        pg.batch_execute("SET ROLE mctl_owner").await?;
+    }
+    let result = match pg.exec("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await {
+        Ok(_) => {
+            let result = run_migrations(pg).await;
+            // Release even when the run failed; the session would release it on close anyway.
+            let _ = pg.exec("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+            result
+        }
+        Err(e) => Err(e.into()),
+    };
+    if owner {
+        // The connection goes back to the pool as the role it logged in as.
+        pg.batch_execute("RESET ROLE").await?;
+    }
+    result
 }
 
 async fn recorded_version(client: &tokio_postgres::Client) -> StoreResult<i64> {

@@ -72,6 +72,21 @@ pub struct StoreOptions {
     /// Pooled connections unused this long are closed, so an idle console
     /// or worker gives its server connections back (`None`: kept).
     pub idle_timeout: Option<Duration>,
+    /// Where connections that need a session of their own (LISTEN,
+    /// migrations) go.
+    pub session: Session,
+}
+
+/// Where a connection that keeps session state goes.
+#[derive(Debug, Clone, Default)]
+pub enum Session {
+    /// The pool's own settings: the server directly, or a session pooler.
+    #[default]
+    Same,
+    /// Other settings, because the pool goes through a transaction pooler.
+    Url(Box<tokio_postgres::Config>, crate::db::tls::Connector),
+    /// None: notifications are polled (`listen_url = poll`).
+    None,
 }
 
 impl Default for StoreOptions {
@@ -82,6 +97,7 @@ impl Default for StoreOptions {
             application_name: "mctl".into(),
             tls: crate::db::tls::Connector::default(),
             idle_timeout: Some(IDLE_TIMEOUT),
+            session: Session::Same,
         }
     }
 }
@@ -100,8 +116,13 @@ pub type DedicatedConnection = tokio_postgres::Connection<
 pub struct Store {
     pool: Pool,
     pg_config: tokio_postgres::Config,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
     read_only: bool,
+    /// PostgreSQL itself refuses writes (`default_transaction_read_only`);
+    /// false behind a pooler that refuses that startup setting, where the
+    /// client's refusal and the role's grants remain.
+    server_read_only: bool,
+    /// Where LISTEN and migrations connect (`None`: nowhere, poll).
+    session: Option<(tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,32 +150,70 @@ impl Store {
         if pg_config.get_tcp_user_timeout().is_none() {
             pg_config.tcp_user_timeout(Duration::from_secs(60));
         }
-        if options.read_only {
-            pg_config.options("-c default_transaction_read_only=on");
-        }
+        let session = match options.session {
+            Session::Same => Some((pg_config.clone(), options.tls.0.clone())),
+            Session::Url(config, tls) => {
+                let mut config = *config;
+                config.application_name(&options.application_name);
+                if config.get_connect_timeout().is_none() {
+                    config.connect_timeout(Duration::from_secs(5));
+                }
+                Some((config, tls.0))
+            }
+            Session::None => None,
+        };
         let tls = options.tls.0;
-        let manager = Manager::from_config(
-            pg_config.clone(),
-            tls.clone(),
-            ManagerConfig { recycling_method: RecyclingMethod::Verified },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let pool_for = |pg_config: &tokio_postgres::Config| {
+            let manager = Manager::from_config(
+                pg_config.clone(),
+                tls.clone(),
+                ManagerConfig { recycling_method: RecyclingMethod::Verified },
+            );
+            Pool::builder(manager)
+                .max_size(options.max_connections.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        };
+        let mut server_read_only = false;
+        let mut pool = pool_for(&pg_config)?;
+        if options.read_only {
+            let mut read_only_config = pg_config.clone();
+            read_only_config.options("-c default_transaction_read_only=on");
+            let read_only_pool = pool_for(&read_only_config)?;
+            match read_only_pool.get().await.map_err(StoreError::from) {
+                Ok(_) => (pool, pg_config, server_read_only) = (read_only_pool, read_only_config, true),
+                // PgBouncer refuses startup options it does not know.
+                Err(e) if e.to_string().contains("unsupported startup parameter") => {
+                    tracing::info!(
+                        "the server refused default_transaction_read_only at start-up; read-only is enforced by mctl and the role's grants"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
         if let Some(idle) = options.idle_timeout {
             close_idle_connections(&pool, idle);
         }
-        let store = Store { pool, pg_config, tls, read_only: options.read_only };
+        let store = Store { pool, pg_config, read_only: options.read_only, server_read_only, session };
         store.client().await?.simple_query("SELECT 1").await?;
         Ok(store)
     }
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Whether PostgreSQL itself refuses this session's writes (see [`Store::is_read_only`]).
+    pub fn server_enforces_read_only(&self) -> bool {
+        self.server_read_only
+    }
+
+    /// Whether change notifications can be listened for (else they are polled).
+    pub fn can_listen(&self) -> bool {
+        self.session.is_some()
     }
 
     /// The connection settings, for callers that need a dedicated connection
@@ -167,9 +226,16 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
-    /// A connection outside the pool. Used for LISTEN, which must stay on one session.
+    /// A connection outside the pool that keeps its session: for LISTEN, and
+    /// for migrations (advisory lock, `SET ROLE`). It goes to `listen_url`
+    /// when one is set.
     pub async fn dedicated_connection(&self) -> StoreResult<(tokio_postgres::Client, DedicatedConnection)> {
-        Ok(self.pg_config.connect(self.tls.clone()).await?)
+        let Some((config, tls)) = &self.session else {
+            return Err(StoreError::Unavailable(
+                "no session connection is configured (listen_url = poll): set listen_url to a direct URL".into(),
+            ));
+        };
+        Ok(config.connect(tls.clone()).await?)
     }
 
     pub(crate) fn refuse_if_read_only(&self) -> StoreResult<()> {

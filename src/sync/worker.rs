@@ -571,6 +571,11 @@ fn outage_wait(failures: u32) -> Duration {
 /// Forwards outbox notifications; reconnects after a pause when the
 /// connection drops (the poll covers the gap).
 async fn listen(store: Store, wake: tokio::sync::mpsc::Sender<()>) {
+    if !store.can_listen() {
+        // `listen_url = poll`: the poll interval alone; keep the channel open.
+        wake.closed().await;
+        return;
+    }
     loop {
         if let Ok((client, mut connection)) = store.dedicated_connection().await {
             let notified = wake.clone();

@@ -21,6 +21,7 @@ pub mod github;
 pub mod gitlab;
 pub mod hooks;
 pub mod mcp;
+pub mod pgbouncer;
 pub mod plane;
 pub mod repo;
 pub mod repo_suite;
