@@ -395,6 +395,37 @@ fn change_notifications_coalesce_into_one_refresh() {
     assert!(kinds.contains(&QueryKey::Board) && kinds.contains(&QueryKey::AuditTail), "{kinds:?}");
 }
 
+/// Under load (many consoles, a stream of changes) a console keeps one
+/// refresh in flight: a change meanwhile asks for one more when the answers
+/// are in, instead of piling queries onto its pool.
+#[test]
+fn a_refresh_waits_for_the_last_one_to_land() {
+    let mut s = with_board(&[("Ready", 1)]);
+    let first = update(&mut s, Action::RefreshDue);
+    let in_flight: Vec<(RequestId, QueryKey)> = first
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Query { id, query } => Some((*id, query.key())),
+            _ => None,
+        })
+        .collect();
+    assert!(in_flight.iter().any(|(_, key)| *key == QueryKey::Board), "{in_flight:?}");
+    assert!(update(&mut s, Action::RefreshDue).is_empty(), "no second refresh while the first is in flight");
+    assert!(s.refresh_again);
+    // The answers land one by one; the last one brings the next refresh.
+    let mut next = Vec::new();
+    for (id, key) in &in_flight {
+        let result = match key {
+            QueryKey::Board => Err(Failure::Unavailable("gone".into())),
+            QueryKey::AuditTail => Ok(Loaded::AuditTail(Vec::new())),
+            _ => Err(Failure::Unavailable("gone".into())),
+        };
+        next = update(&mut s, Action::Loaded { id: *id, result });
+    }
+    assert!(queries(&next).iter().any(|q| q.key() == QueryKey::Board), "one more refresh after the last answer");
+    assert!(!s.refresh_again);
+}
+
 #[test]
 fn ticks_move_the_clock_expire_toasts_and_poll() {
     let mut s = with_board(&[("Ready", 1)]);

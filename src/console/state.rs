@@ -496,6 +496,8 @@ pub struct AppState {
     pub theme: Arc<Theme>,
     pub history: Vec<String>,
     pub refresh_scheduled: bool,
+    /// A change arrived while a refresh was in flight: refresh once more when it lands.
+    pub refresh_again: bool,
     pub stale_after: Duration,
     pub offline_after: Duration,
     pub should_quit: bool,
@@ -546,6 +548,7 @@ impl AppState {
             theme: options.theme.clone(),
             history: Vec::new(),
             refresh_scheduled: false,
+            refresh_again: false,
             stale_after: options.stale_after,
             offline_after: options.offline_after,
             should_quit: false,

@@ -28,7 +28,14 @@ fn restored_message(label: &str, report: &crate::snapshot::RestoreReport) -> Str
 
 pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
     match action {
-        Action::Loaded { id, result } => loaded(state, id, result),
+        Action::Loaded { id, result } => {
+            let mut effects = loaded(state, id, result);
+            if state.refresh_again && !refresh_in_flight(state) {
+                state.refresh_again = false;
+                effects.extend(refresh(state));
+            }
+            effects
+        }
         Action::Mutated { request, result, .. } => {
             state.requests.mutations_in_flight = state.requests.mutations_in_flight.saturating_sub(1);
             state.progress = None;
@@ -89,6 +96,13 @@ pub fn on_data(state: &mut AppState, action: Action) -> Vec<Effect> {
         }
         Action::RefreshDue => {
             state.refresh_scheduled = false;
+            // One refresh at a time: under load (a busy server, a stream of
+            // changes) the console asks again once the answers are in,
+            // instead of piling queries onto its pool.
+            if refresh_in_flight(state) {
+                state.refresh_again = true;
+                return Vec::new();
+            }
             refresh(state)
         }
         Action::Db(DbEvent::Connected) => {
@@ -185,6 +199,11 @@ fn lost(state: &mut AppState, reason: String) {
 
 /// Reloads what is on screen: the current screen (Today brings the agents'
 /// load with it), the drawer's tail, the open task.
+/// Whether the answers of the last refresh are still on their way.
+fn refresh_in_flight(state: &AppState) -> bool {
+    [QueryKey::Board, QueryKey::AuditTail, QueryKey::SyncHealth].into_iter().any(|key| state.requests.pending(key))
+}
+
 pub fn refresh(state: &mut AppState) -> Vec<Effect> {
     let mut effects = load_screen(state, state.screen);
     if state.screen != crate::console::state::Screen::Work && state.board.loaded {
