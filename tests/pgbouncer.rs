@@ -20,7 +20,7 @@ use tokio_postgres::NoTls;
 
 macro_rules! bouncer_or_skip {
     ($db:expr, $pool:expr) => {
-        match PgBouncer::start($db, $pool) {
+        match PgBouncer::start(&$db.config, $pool) {
             Ok(bouncer) => bouncer,
             Err(reason) => {
                 eprintln!("skipping: {reason}");
@@ -33,7 +33,7 @@ macro_rules! bouncer_or_skip {
 /// A store whose queries go through `bouncer` and whose LISTEN goes as `session` says.
 async fn pooled_store(db: &TestDb, bouncer: &PgBouncer, session: Session, read_only: bool) -> Store {
     let options = StoreOptions { max_connections: 8, read_only, session, ..StoreOptions::default() };
-    Store::connect(bouncer.config(db), options).await.unwrap_or_else(|e| panic!("{e}: {}", bouncer.log()))
+    Store::connect(bouncer.config(&db.name), options).await.unwrap_or_else(|e| panic!("{e}: {}", bouncer.log()))
 }
 
 fn direct(db: &TestDb) -> Session {
@@ -48,7 +48,7 @@ async fn this_pooler_shares_server_sessions_between_clients() {
     let db = TestDb::new().await;
     let bouncer = bouncer_or_skip!(&db, 1);
     let connect = || async {
-        let (client, connection) = bouncer.config(&db).connect(NoTls).await.unwrap();
+        let (client, connection) = bouncer.config(&db.name).connect(NoTls).await.unwrap();
         tokio::spawn(connection);
         client
     };
@@ -113,7 +113,7 @@ async fn a_read_only_session_through_pgbouncer_still_refuses_writes() {
 async fn cli_commands_run_through_pgbouncer_with_listen_url() {
     let db = TestDb::new().await;
     let bouncer = bouncer_or_skip!(&db, 2);
-    let cli = Cli { url: bouncer.url(&db), home: tempfile::tempdir().unwrap() };
+    let cli = Cli { url: bouncer.url(&db.name), home: tempfile::tempdir().unwrap() };
     let run = |args: &[&str]| {
         let output = cli.command().env("MC_LISTEN_URL", db.url()).args(args).output().unwrap();
         common::run_from(output)

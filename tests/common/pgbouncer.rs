@@ -1,5 +1,5 @@
-//! A real PgBouncer in transaction mode in front of the test server, started
-//! per test on a free port and stopped when dropped.
+//! A real PgBouncer in transaction mode in front of a server, started on a
+//! free port and stopped when dropped (tests, and the scale benchmark).
 //!
 //! Debian's `pgbouncer` package (`.ci/run` installs it); `PGBOUNCER` names
 //! another binary. PgBouncer refuses to run as root, so as root it is started
@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::config::Host;
 
-use super::TestDb;
-
 pub struct PgBouncer {
     pub port: u16,
+    user: String,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -33,23 +32,23 @@ fn binary() -> Result<PathBuf, String> {
 }
 
 impl PgBouncer {
-    /// PgBouncer for `db`'s server with `pool_size` server connections per
-    /// database, or the reason it cannot run (printed by the caller, which
-    /// then skips).
-    pub fn start(db: &TestDb, pool_size: u32) -> Result<PgBouncer, String> {
+    /// PgBouncer for `server` (host, port and user; any database) with
+    /// `pool_size` server connections per database, or the reason it cannot
+    /// run (printed by the caller, which then skips).
+    pub fn start(server: &tokio_postgres::Config, pool_size: u32) -> Result<PgBouncer, String> {
         let binary = binary()?;
         let as_root = mission_control::db::running_as_root();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let (host, server_port) = server_of(db);
-        let user = db.config.get_user().unwrap_or("postgres").to_string();
+        let (host, server_port) = server_of(server);
+        let user = server.get_user().unwrap_or("postgres").to_string();
         let path = |name: &str| dir.path().join(name).display().to_string();
         let ini = format!(
             "[databases]\n* = host={host} port={server_port} user={user}\n\
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
              auth_type = trust\nauth_file = {auth}\npool_mode = transaction\n\
              default_pool_size = {pool_size}\nmin_pool_size = 0\nmax_client_conn = 2000\n\
-             ignore_startup_parameters = extra_float_digits\nserver_reset_query =\n\
+             ignore_startup_parameters = extra_float_digits\nserver_reset_query =\nserver_login_retry = 1\n\
              logfile = {log}\npidfile = {pid}\n",
             auth = path("users.txt"),
             log = path("pgbouncer.log"),
@@ -70,7 +69,7 @@ impl PgBouncer {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let mut bouncer = PgBouncer { port, child, dir };
+        let mut bouncer = PgBouncer { port, user, child, dir };
         bouncer.wait_ready()?;
         Ok(bouncer)
     }
@@ -99,15 +98,14 @@ impl PgBouncer {
         std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
     }
 
-    /// `db` through PgBouncer, in key=value form.
-    pub fn url(&self, db: &TestDb) -> String {
-        let user = db.config.get_user().unwrap_or("postgres");
-        format!("host=127.0.0.1 port={} user={user} dbname={} sslmode=disable", self.port, db.name)
+    /// Database `dbname` through PgBouncer, in key=value form.
+    pub fn url(&self, dbname: &str) -> String {
+        format!("host=127.0.0.1 port={} user={} dbname={dbname} sslmode=disable", self.port, self.user)
     }
 
     /// The same settings as a tokio-postgres config.
-    pub fn config(&self, db: &TestDb) -> tokio_postgres::Config {
-        self.url(db).parse().expect("a valid PgBouncer URL")
+    pub fn config(&self, dbname: &str) -> tokio_postgres::Config {
+        self.url(dbname).parse().expect("a valid PgBouncer URL")
     }
 }
 
@@ -118,11 +116,11 @@ impl Drop for PgBouncer {
     }
 }
 
-/// Host (or socket directory) and port of the test server.
-fn server_of(db: &TestDb) -> (String, u16) {
-    let host = match &db.config.get_hosts()[0] {
+/// Host (or socket directory) and port of the server.
+fn server_of(server: &tokio_postgres::Config) -> (String, u16) {
+    let host = match &server.get_hosts()[0] {
         Host::Tcp(host) => host.clone(),
         Host::Unix(path) => path.display().to_string(),
     };
-    (host, db.config.get_ports().first().copied().unwrap_or(5432))
+    (host, server.get_ports().first().copied().unwrap_or(5432))
 }
