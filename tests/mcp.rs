@@ -272,8 +272,9 @@ async fn every_tool_works_against_the_database_and_is_audited_as_the_agent() {
     let follow_up = answer(call(&client, "create_follow_up", json!({"pipeline_id": pipeline["id"]})).await);
     let not_failed =
         answer(call(&client, "report_pipeline", json!({"name": "lint", "git_ref": "main", "status": "success"})).await);
-    let refused = protocol_error(call(&client, "create_follow_up", json!({"pipeline_id": not_failed["id"]})).await);
-    assert!(refused.1.contains("has not failed"), "{refused:?}");
+    // A state precondition is the tool's answer, for the model to read.
+    let refused = tool_error(call(&client, "create_follow_up", json!({"pipeline_id": not_failed["id"]})).await);
+    assert!(refused.contains("has not failed"), "{refused:?}");
     assert_eq!(follow_up["title"], "Fix failing ci on main");
     assert_eq!(follow_up["labels"], json!(["ci"]));
     s.store.create_environment(&actor("ops"), s.project.id, "staging", EnvironmentKind::Staging, None).await.unwrap();
@@ -470,7 +471,7 @@ lanes = ["In Progress", "review", "Done"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_arguments_are_protocol_errors_and_write_nothing() {
+async fn bad_arguments_are_tool_errors_in_the_schemas_terms_and_write_nothing() {
     let s = setup().await;
     let task = s
         .store
@@ -480,31 +481,257 @@ async fn malformed_arguments_are_protocol_errors_and_write_nothing() {
     let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
     let (tasks, entries) = (s.db.count("task").await, s.db.count("audit_entry").await);
     let huge = "x".repeat(1 << 20);
-    for (tool, args) in [
-        ("create_task", json!({"title": 5})),
-        ("create_task", json!({})),
-        ("create_task", json!({"title": "ok", "colour": "red"})),
-        ("create_task", json!({"title": huge})),
-        ("create_task", json!({"title": "ok", "description": "y".repeat(100_001)})),
-        ("create_task", json!({"title": "ok", "priority": "whenever"})),
-        ("create_task", json!({"title": "ok", "due_on": "tomorrow-ish"})),
-        ("create_task", json!({"title": "two\nlines"})),
-        ("move_task", json!({"key": task.key, "lane": "Ready", "expected_version": "one"})),
-        ("move_task", json!({"key": task.key, "lane": "Ready", "expected_version": 1, "position": "sideways"})),
-        ("read_task", json!({"key": huge})),
-        ("comment_task", json!({"key": task.key, "text": "z".repeat(10_001)})),
-        ("update_handoff", json!({"id": 1, "state": "cancelled"})),
-        ("read_board", json!({"limit_per_lane": -3})),
+    for (tool, args, says) in [
+        ("create_task", json!({"title": 5}), "title must be text"),
+        ("create_task", json!({}), "title is required"),
+        (
+            "create_task",
+            json!({"title": "ok", "colour": "red"}),
+            "unknown argument \"colour\": this tool takes assignee,",
+        ),
+        ("create_task", json!({"title": huge}), "title"),
+        ("create_task", json!({"title": "ok", "description": "y".repeat(100_001)}), "description"),
+        (
+            "create_task",
+            json!({"title": "ok", "priority": "whenever"}),
+            "priority must be one of urgent, high, medium, low, none",
+        ),
+        ("create_task", json!({"title": "ok", "due_on": "tomorrow-ish"}), "date"),
+        ("create_task", json!({"title": "two\nlines"}), "title"),
+        (
+            "move_task",
+            json!({"key": task.key, "lane": "Ready", "expected_version": "one"}),
+            "expected_version must be a whole number of at least 1",
+        ),
+        (
+            "move_task",
+            json!({"key": task.key, "lane": "Ready", "expected_version": 1, "position": "sideways"}),
+            "position must be one of top, bottom",
+        ),
+        ("read_task", json!({"key": huge}), "key"),
+        ("comment_task", json!({"key": task.key, "text": "z".repeat(10_001)}), "comment"),
+        (
+            "update_handoff",
+            json!({"id": 1, "state": "open"}),
+            "state must be one of accepted, resolved, rejected, cancelled",
+        ),
+        ("read_board", json!({"limit_per_lane": -3}), "limit_per_lane must be a whole number from 1 to 200"),
+        ("read_pipelines", json!({"failed_only": "maybe"}), "failed_only must be true or false"),
     ] {
-        let (code, message) = protocol_error(call(&client, tool, args.clone()).await);
-        assert_eq!(code, -32602, "{tool} {}: {message}", mission_control::domain::text::clip(&args.to_string(), 80));
-        assert!(message.len() < 600, "the message is one short line: {}", message.len());
+        let shown = mission_control::domain::text::clip(&args.to_string(), 80).into_owned();
+        let message = tool_error(call(&client, tool, args).await);
+        assert!(message.contains(says), "{tool} {shown}: {message:?} should say {says:?}");
+        assert!(message.len() < 600 && !message.contains('\n'), "the message is one short line: {}", message.len());
     }
+    // A state the arguments meet, not a protocol fault either.
+    let not_failed = tool_error(call(&client, "create_follow_up", json!({"pipeline_id": 999})).await);
+    assert!(not_failed.contains("not found"), "{not_failed}");
     assert_eq!(s.db.count("task").await, tasks);
     assert_eq!(s.db.count("audit_entry").await, entries, "nothing was written, not even an audit entry");
+    // An unknown tool is a protocol fault.
+    let (code, message) = protocol_error(call(&client, "drop_tables", json!({})).await);
+    assert_eq!(code, -32602, "{message}");
+    assert!(message.contains("unknown tool"), "{message}");
     // The session survives all of that.
     answer(call(&client, "read_board", json!({})).await);
     client.cancel().await.unwrap();
+}
+
+/// MCP Inspector 0.15 sends every argument as a string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_and_booleans_sent_as_text_are_taken() {
+    let s = setup().await;
+    let task = s
+        .store
+        .create_task(&actor("ops"), s.project.id, NewTask { title: "Typed".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+    let board = answer(call(&client, "read_board", json!({"limit_per_lane": "1", "priority": "NONE"})).await);
+    assert_eq!(board["lanes"][0]["tasks"].as_array().unwrap().len(), 1);
+    let version = task.version.to_string();
+    let moved = answer(
+        call(&client, "move_task", json!({"key": task.key, "lane": "Ready", "expected_version": version})).await,
+    );
+    assert_eq!(moved["lane"], "Ready");
+    let failing = answer(call(&client, "read_pipelines", json!({"failed_only": "true", "limit": "5"})).await);
+    assert_eq!(failing["pipelines"], json!([]));
+    client.cancel().await.unwrap();
+}
+
+/// Every string that goes out, errors included, is sanitized: a "not found"
+/// must not echo an OSC 52 clipboard write or bidi overrides to the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_sequences_in_arguments_never_come_back_out() {
+    let s = setup().await;
+    let task = s
+        .store
+        .create_task(&actor("ops"), s.project.id, NewTask { title: "Safe".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+    let hostile = "Ready\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{202e}lanE";
+    for (tool, args) in [
+        ("move_task", json!({"key": task.key, "lane": hostile, "expected_version": task.version})),
+        ("release_readiness", json!({"release": hostile})),
+        ("read_task", json!({"key": hostile})),
+        ("read_page", json!({"slug": hostile})),
+        ("create_task", json!({"title": "x", "lane": hostile})),
+    ] {
+        let message = tool_error(call(&client, tool, args).await);
+        assert!(
+            !message.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+            "{tool}: {message:?}"
+        );
+    }
+    let (_, message) = protocol_error(call(&client, hostile, json!({})).await);
+    assert!(!message.contains('\u{1b}'), "{message:?}");
+    // Names an agent reports are stored clean, so the console and other agents never see them raw.
+    let run = answer(
+        call(
+            &client,
+            "report_pipeline",
+            json!({"name": "ci\u{202e}lmth", "git_ref": "main\u{1b}[2J", "status": "failed"}),
+        )
+        .await,
+    );
+    assert_eq!((run["name"].as_str(), run["git_ref"].as_str()), (Some("cilmth"), Some("main[2J")));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_offers_only_what_the_policy_allows() {
+    let s = setup().await;
+    let read_only: AgentPolicy = toml::from_str("read_only = true").unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", read_only).await;
+    let mut names: Vec<String> =
+        client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["read_board", "read_page", "read_pipelines", "read_task", "release_readiness", "review_queue"],
+        "a read-only agent is offered the reading tools only"
+    );
+    client.cancel().await.unwrap();
+    let narrow: AgentPolicy = toml::from_str(r#"tools = ["read_board", "move_task"]"#).unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", narrow).await;
+    let names: Vec<String> = client.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    client.cancel().await.unwrap();
+}
+
+/// Every write tool goes through the lane policy: a claim into a lane the
+/// agent may not use and a follow-up into the default lane are refused and
+/// audited, as a move or a create would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_follow_ups_obey_the_lane_policy() {
+    let s = setup().await;
+    s.store
+        .create_task(
+            &actor("ops"),
+            s.project.id,
+            NewTask { title: "Ready work".into(), lane: Some("Ready".into()), ..NewTask::default() },
+        )
+        .await
+        .unwrap();
+    let report = mission_control::store::delivery::PipelineReport {
+        provider: "ci".into(),
+        external_id: "run-1".into(),
+        name: "build".into(),
+        git_ref: "main".into(),
+        commit_sha: None,
+        status: mission_control::domain::PipelineStatus::Failed,
+        url: None,
+        started_at: None,
+        finished_at: None,
+    };
+    let failed = s.store.report_pipeline(&actor("ci"), s.project.id, report).await.unwrap();
+    let policy: AgentPolicy = toml::from_str(r#"lanes = ["Review"]"#).unwrap();
+    let client = mcp::connect(&s.store, &s.project, "bot", policy).await;
+    let (tasks, in_progress) = (
+        s.db.count("task").await,
+        s.db.count("task WHERE lane_id IN (SELECT id FROM lane WHERE name = 'In Progress')").await,
+    );
+    let claim = tool_error(call(&client, "claim_next_task", json!({})).await);
+    assert!(claim.starts_with("denied:") && claim.contains("\"In Progress\""), "{claim}");
+    let follow_up = tool_error(call(&client, "create_follow_up", json!({"pipeline_id": failed.id})).await);
+    assert!(follow_up.starts_with("denied:") && follow_up.contains("\"Inbox\""), "{follow_up}");
+    assert_eq!(s.db.count("task").await, tasks, "no follow-up was made");
+    assert_eq!(
+        s.db.count("task WHERE lane_id IN (SELECT id FROM lane WHERE name = 'In Progress')").await,
+        in_progress,
+        "nothing was claimed"
+    );
+    let denied: Vec<String> = s
+        .db
+        .client()
+        .await
+        .query("SELECT after->>'tool' FROM audit_entry WHERE action = 'mcp.denied' AND actor = 'bot' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(denied, ["claim_next_task", "create_follow_up"]);
+    client.cancel().await.unwrap();
+}
+
+/// `failed_only` is what is failing now: the latest run of each pipeline and
+/// ref, when it failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_only_leaves_out_failures_a_later_run_fixed() {
+    let s = setup().await;
+    let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+    for (name, git_ref, status, id) in [
+        ("build", "main", "failed", "b1"),
+        ("build", "main", "success", "b2"),
+        ("build", "release", "failed", "r1"),
+        ("lint", "main", "success", "l1"),
+        ("lint", "main", "failed", "l2"),
+    ] {
+        answer(
+            call(
+                &client,
+                "report_pipeline",
+                json!({"name": name, "git_ref": git_ref, "status": status, "external_id": id}),
+            )
+            .await,
+        );
+    }
+    let failing = answer(call(&client, "read_pipelines", json!({"failed_only": true})).await);
+    let mut runs: Vec<&str> =
+        failing["pipelines"].as_array().unwrap().iter().map(|p| p["external_id"].as_str().unwrap()).collect();
+    runs.sort();
+    assert_eq!(runs, ["l2", "r1"]);
+    client.cancel().await.unwrap();
+}
+
+/// The agent that opened a handoff can withdraw it; nobody else can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_withdraws_the_handoff_it_opened() {
+    let s = setup().await;
+    let task = s
+        .store
+        .create_task(&actor("ops"), s.project.id, NewTask { title: "Pass it on".into(), ..NewTask::default() })
+        .await
+        .unwrap();
+    let bot = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
+    let opened = answer(
+        call(
+            &bot,
+            "open_handoff",
+            json!({"key": task.key, "to": "ana", "kind": "transfer", "reason": "out of my depth"}),
+        )
+        .await,
+    );
+    let id = opened["id"].as_i64().unwrap();
+    let ana = mcp::connect(&s.store, &s.project, "ana", AgentPolicy::default()).await;
+    let refused = tool_error(call(&ana, "update_handoff", json!({"id": id, "state": "cancelled"})).await);
+    assert!(refused.starts_with("denied:") && refused.contains("only they can cancel"), "{refused}");
+    let withdrawn = answer(call(&bot, "update_handoff", json!({"id": id, "state": "cancelled"})).await);
+    assert_eq!(withdrawn["state"], "cancelled");
+    bot.cancel().await.unwrap();
+    ana.cancel().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,17 +4,19 @@
 //!
 //! Every tool call is audited with source `agent` and the agent's handle:
 //! changes through the repository layer like any other change, reads as an
-//! `mcp.<tool>` entry, refusals as `mcp.denied`. Errors come in two kinds:
-//! input that is malformed or invalid (wrong types, missing fields, text over
-//! its limit, an unknown priority) is a protocol error (`-32602 invalid
-//! params`) and writes nothing; a call that was understood but could not be
-//! done (denied by policy, a stale version, a task that does not exist, a
-//! handoff whose state does not allow the transition) is a
-//! tool result with `isError: true` and a one-line message saying what to do.
+//! `mcp.<tool>` entry, refusals as `mcp.denied`. Everything about a call's
+//! arguments or the state it meets (wrong types, missing fields, text over
+//! its limit, denied by policy, a stale version, a task that does not
+//! exist, a pipeline that has not failed) is a tool result with
+//! `isError: true` and a one-line message saying what to do, as the
+//! protocol asks, so the model can read it and correct the call; protocol
+//! errors are kept for protocol faults (an unknown tool, a malformed
+//! request). Every string that goes out is sanitized ([`views::sanitize`]).
 
 pub mod args;
 pub mod policy;
 mod tools;
+mod validate;
 mod views;
 
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool_handler};
 use serde_json::{Value, json};
 
 use self::policy::{Access, AgentPolicy};
+use self::tools::Effect;
 use crate::domain::{Agent, Project, Source, text};
 use crate::store::audit::Change;
 use crate::store::{Actor, Store, StoreError};
@@ -104,14 +107,47 @@ impl McpServer {
         Actor::new(self.agent.handle.clone(), Source::Agent)
     }
 
-    /// The policy check every tool starts with. A refusal is audited and
-    /// answered as a tool error.
-    async fn admit(&self, tool: &str, access: Access, args: &Value) -> Result<Actor, CallToolResult> {
+    /// The policy check every tool starts with: the tool itself, then the
+    /// lane its effect puts a task into. A refusal is audited and answered as
+    /// a tool error. A tool's effect must match its entry in
+    /// [`tools::EFFECTS`], so a write tool cannot pass as a read.
+    async fn admit(&self, tool: &str, effect: Effect<'_>, args: &Value) -> Result<Actor, CallToolResult> {
+        let access = effect.access();
+        if tools::declared_access(tool) != Some(access) {
+            // A programming error, refused rather than let through.
+            tracing::error!(tool, "mcp: a tool's effect does not match tools::EFFECTS");
+            return Err(self.deny(tool, "this tool is not declared with what it does", args).await);
+        }
         if let Err(reason) = self.policy.allows_tool(tool, access) {
             return Err(self.deny(tool, &reason, args).await);
         }
+        let lane = match effect {
+            Effect::Reads | Effect::Writes => None,
+            Effect::IntoLane(name) => Some(self.store.lane_by_name(self.project.id, name).await),
+            Effect::IntoDefaultLane => Some(self.store.default_lane(self.project.id).await),
+            Effect::IntoFirstStartedLane => Some(self.first_started_lane().await),
+        };
+        match lane {
+            None => {}
+            Some(Ok(lane)) => {
+                if let Err(reason) = self.policy.allows_lane(&lane) {
+                    return Err(self.deny(tool, &reason, args).await);
+                }
+            }
+            Some(Err(e)) => return Err(tool_error(&e.to_string())),
+        }
         self.heartbeat().await;
         Ok(self.actor())
+    }
+
+    /// Where a claim puts its task: the project's first started lane.
+    async fn first_started_lane(&self) -> Result<crate::domain::Lane, StoreError> {
+        let lanes = self.store.list_lanes(self.project.id).await?;
+        lanes
+            .into_iter()
+            .filter(|l| l.category == crate::domain::LaneCategory::Started)
+            .min_by_key(|l| l.position)
+            .ok_or_else(|| StoreError::WrongState(format!("{} has no started lane to claim into", self.project.key)))
     }
 
     /// Refuses a call: an `mcp.denied` audit entry, and the tool error.
@@ -124,7 +160,8 @@ impl McpServer {
         if let Err(e) = self.store.record_entry(&self.actor(), change).await {
             tracing::warn!("mcp: auditing a refused call failed: {e}");
         }
-        CallToolResult::structured_error(json!({ "error": format!("denied: {reason}"), "denied": true }))
+        let error = views::sanitize(&format!("denied: {reason}"));
+        CallToolResult::structured_error(json!({ "error": error, "denied": true }))
     }
 
     /// Audits a read: `mcp.<tool>` with the (clipped) arguments.
@@ -168,46 +205,96 @@ fn audited(args: &Value) -> Value {
 
 /// A failure of the database itself: the call may be retried.
 fn internal(e: StoreError) -> ErrorData {
-    ErrorData::internal_error(e.to_string(), None)
+    ErrorData::internal_error(views::sanitize(&e.to_string()), None)
 }
 
-/// Maps a repository error to the two kinds of MCP errors (see the module docs).
+/// A tool result saying what was wrong with the call, for the model to read.
+fn tool_error(message: &str) -> CallToolResult {
+    CallToolResult::structured_error(json!({ "error": views::sanitize(&text::clip(message, 500)) }))
+}
+
+/// Maps a repository error (see the module docs): anything about the
+/// arguments or the state is the tool's answer; the database failing is an
+/// internal error the client may retry.
 fn failed(e: StoreError) -> Result<CallToolResult, ErrorData> {
     match e {
-        StoreError::Invalid(message) => Err(ErrorData::invalid_params(message, None)),
-        StoreError::NotFound { .. }
+        StoreError::Invalid(_)
+        | StoreError::NotFound { .. }
         | StoreError::Conflict { .. }
         | StoreError::AlreadyExists(_)
         | StoreError::WrongState(_)
         | StoreError::Busy(_)
-        | StoreError::ReadOnly => Ok(CallToolResult::structured_error(json!({ "error": e.to_string() }))),
+        | StoreError::ReadOnly => Ok(tool_error(&e.to_string())),
         other => Err(internal(other)),
     }
 }
 
-/// How the SDK words a tool's arguments that did not deserialize.
-const UNDESERIALIZABLE: &str = "failed to deserialize parameters";
+/// Every string of a result made safe to print, its text content rebuilt
+/// from the sanitized structure.
+fn sanitized(mut result: CallToolResult) -> CallToolResult {
+    if let Some(structured) = result.structured_content.as_mut() {
+        views::sanitize_value(structured);
+        if let Ok(text) = serde_json::to_string(structured) {
+            result.content = vec![rmcp::model::ContentBlock::text(text)];
+        }
+    } else {
+        for block in &mut result.content {
+            if let Some(text) = block.as_text() {
+                *block = rmcp::model::ContentBlock::text(views::sanitize(&text.text));
+            }
+        }
+    }
+    result
+}
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for McpServer {
-    /// Routes a call to its tool. Arguments that do not fit the tool's schema
-    /// (wrong types, missing or unknown fields) are answered as the protocol
-    /// error `-32602 invalid params`, as every other invalid input is here:
-    /// the SDK would answer them as a tool result.
+    /// Routes a call to its tool after checking its arguments against the
+    /// tool's schema (coercing numbers and booleans sent as text). An unknown
+    /// tool is a protocol error; everything else is the tool's answer.
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let call = ToolCallContext::new(self, request, context);
-        match self.tool_router.call(call).await? {
-            CallToolResponse::Complete(result)
-                if result.is_error == Some(true) && views::first_text(&result).starts_with(UNDESERIALIZABLE) =>
-            {
-                Err(ErrorData::invalid_params(text::clip(&views::first_text(&result), 300).into_owned(), None))
-            }
-            response => Ok(response),
+        let Some(tool) = self.tool_router.get(&request.name) else {
+            let name = views::sanitize(&request.name);
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}: tools/list names them", text::clip(&name, 60)),
+                None,
+            ));
+        };
+        let mut args = request.arguments.take().unwrap_or_default();
+        if let Err(message) = validate::check(&tool.input_schema, &mut args) {
+            return Ok(tool_error(&format!("{}: {message}", request.name)).into());
         }
+        request.arguments = Some(args);
+        let call = ToolCallContext::new(self, request, context);
+        match self.tool_router.call(call).await {
+            Ok(CallToolResponse::Complete(result)) => Ok(CallToolResponse::Complete(sanitized(result))),
+            Ok(other) => Ok(other),
+            // What a tool refuses about its arguments is its answer too.
+            Err(e) if e.code == rmcp::model::ErrorCode::INVALID_PARAMS => Ok(tool_error(&e.message).into()),
+            Err(mut e) => {
+                e.message = views::sanitize(&e.message).into();
+                Err(e)
+            }
+        }
+    }
+
+    /// The tools this agent's policy lets it call; the rest are never offered.
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, ErrorData> {
+        let tools = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .filter(|t| tools::declared_access(&t.name).is_some_and(|a| self.policy.allows_tool(&t.name, a).is_ok()))
+            .collect();
+        Ok(rmcp::model::ListToolsResult::with_all_items(tools))
     }
 
     fn get_info(&self) -> ServerConfig {

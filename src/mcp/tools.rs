@@ -1,6 +1,7 @@
-//! The MCP tools. Each one checks the agent's policy first ([`McpServer::admit`]),
-//! validates its input like the CLI does, goes through the repository layer
-//! under the agent's identity, and answers JSON (see [`super::views`]).
+//! The MCP tools. Each one checks the agent's policy first ([`McpServer::admit`],
+//! with the [`Effect`] it has on the board), validates its input like the CLI
+//! does, goes through the repository layer under the agent's identity, and
+//! answers JSON (see [`super::views`]).
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -67,12 +68,62 @@ macro_rules! attempt {
 
 /// Checks the policy; a refusal is the tool's answer.
 macro_rules! admit {
-    ($self:ident, $tool:literal, $access:expr, $args:expr) => {
-        match $self.admit($tool, $access, &as_value($args)).await {
+    ($self:ident, $tool:literal, $effect:expr, $args:expr) => {
+        match $self.admit($tool, $effect, &as_value($args)).await {
             Ok(actor) => actor,
             Err(refusal) => return Ok(refusal),
         }
     };
+}
+
+/// What a tool does to the board, declared where it is admitted: the policy
+/// checks the tool and, for an effect that puts a task into a lane, that lane.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Effect<'a> {
+    Reads,
+    /// Writes that put no task into a lane (comments, handoffs, reports).
+    Writes,
+    /// Puts a task into this lane (by name).
+    IntoLane(&'a str),
+    /// Creates a task in the project's default lane.
+    IntoDefaultLane,
+    /// Moves a task into the project's first started lane (a claim).
+    IntoFirstStartedLane,
+}
+
+impl Effect<'_> {
+    pub(super) fn access(self) -> Access {
+        match self {
+            Effect::Reads => Access::Read,
+            _ => Access::Write,
+        }
+    }
+}
+
+/// Every tool and whether it writes: what `tools/list` filters by and what
+/// [`McpServer::admit`] holds each call to. A tool missing here is refused
+/// (and a test fails), so a new tool cannot skip the policy.
+pub(super) const EFFECTS: &[(&str, Access)] = &[
+    ("read_board", Access::Read),
+    ("read_task", Access::Read),
+    ("read_pipelines", Access::Read),
+    ("release_readiness", Access::Read),
+    ("review_queue", Access::Read),
+    ("read_page", Access::Read),
+    ("create_task", Access::Write),
+    ("move_task", Access::Write),
+    ("update_description", Access::Write),
+    ("comment_task", Access::Write),
+    ("open_handoff", Access::Write),
+    ("update_handoff", Access::Write),
+    ("claim_next_task", Access::Write),
+    ("report_pipeline", Access::Write),
+    ("report_deployment", Access::Write),
+    ("create_follow_up", Access::Write),
+];
+
+pub(super) fn declared_access(tool: &str) -> Option<Access> {
+    EFFECTS.iter().find(|(name, _)| *name == tool).map(|(_, access)| *access)
 }
 
 impl McpServer {
@@ -83,18 +134,6 @@ impl McpServer {
             return Err(StoreError::not_found("task", key));
         }
         Ok(task)
-    }
-
-    /// Refuses (audited) a destination lane the policy does not allow.
-    async fn check_lane(&self, tool: &str, lane: &str, args: &Value) -> Result<(), Answer> {
-        let lane = match self.store.lane_by_name(self.project.id, lane).await {
-            Ok(lane) => lane,
-            Err(e) => return Err(failed(e)),
-        };
-        match self.policy.allows_lane(&lane) {
-            Ok(()) => Ok(()),
-            Err(reason) => Err(Ok(self.deny(tool, &reason, args).await)),
-        }
     }
 
     async fn read(&self, actor: &Actor, tool: &str, args: &impl Serialize) -> Result<(), ErrorData> {
@@ -110,7 +149,7 @@ impl McpServer {
         annotations(read_only_hint = true)
     )]
     async fn read_board(&self, Parameters(args): Parameters<ReadBoard>) -> Answer {
-        let actor = admit!(self, "read_board", Access::Read, &args);
+        let actor = admit!(self, "read_board", Effect::Reads, &args);
         let filter = CardFilter {
             text: args.text.clone().map(|t| text::clip(&t, 200).into_owned()),
             assignee: args.assignee.clone(),
@@ -135,7 +174,7 @@ impl McpServer {
         annotations(read_only_hint = true)
     )]
     async fn read_task(&self, Parameters(args): Parameters<TaskRef>) -> Answer {
-        let actor = admit!(self, "read_task", Access::Read, &args);
+        let actor = admit!(self, "read_task", Effect::Reads, &args);
         let task = attempt!(self.project_task(&args.key));
         let handoffs = HandoffFilter {
             project_id: self.project.id,
@@ -157,15 +196,13 @@ impl McpServer {
 
     #[tool(description = "Creates a task (in the first backlog lane unless a lane is given).")]
     async fn create_task(&self, Parameters(args): Parameters<CreateTask>) -> Answer {
-        let actor = admit!(self, "create_task", Access::Write, &args);
         // Without a lane the task goes to the default one: the policy applies to that too.
+        let effect = args.lane.as_deref().map_or(Effect::IntoDefaultLane, Effect::IntoLane);
+        let actor = admit!(self, "create_task", effect, &args);
         let lane = match &args.lane {
             Some(lane) => lane.clone(),
             None => attempt!(self.store.default_lane(self.project.id)).name,
         };
-        if let Err(answer) = self.check_lane("create_task", &lane, &as_value(&args)).await {
-            return answer;
-        }
         let due_on = match args.due_on.as_deref() {
             Some(raw) => Some(crate::cli::parse::date(raw).map_err(invalid)?),
             None => None,
@@ -185,7 +222,7 @@ impl McpServer {
 
     #[tool(description = "Moves a task to a lane (top or bottom), if its version is still the one you read.")]
     async fn move_task(&self, Parameters(args): Parameters<MoveTask>) -> Answer {
-        let actor = admit!(self, "move_task", Access::Write, &args);
+        let actor = admit!(self, "move_task", Effect::IntoLane(&args.lane), &args);
         let position = match args.position.as_deref().map(|p| p.trim().to_ascii_lowercase()) {
             None => Position::Bottom,
             Some(p) if p == "bottom" => Position::Bottom,
@@ -193,16 +230,13 @@ impl McpServer {
             Some(_) => return Err(invalid("invalid position: use top or bottom")),
         };
         let task = attempt!(self.project_task(&args.key));
-        if let Err(answer) = self.check_lane("move_task", &args.lane, &as_value(&args)).await {
-            return answer;
-        }
         let moved = self.store.move_task(&actor, &task.key, Some(&args.lane), position, Some(args.expected_version));
         ok(attempt!(moved))
     }
 
     #[tool(description = "Replaces a task's description (markdown), if its version is still the one you read.")]
     async fn update_description(&self, Parameters(args): Parameters<UpdateDescription>) -> Answer {
-        let actor = admit!(self, "update_description", Access::Write, &args);
+        let actor = admit!(self, "update_description", Effect::Writes, &args);
         let task = attempt!(self.project_task(&args.key));
         let edit = TaskEdit { description: Some(sanitize(&args.description)), ..TaskEdit::default() };
         ok(attempt!(self.store.edit_task(&actor, &task.key, edit, Some(args.expected_version))))
@@ -210,7 +244,7 @@ impl McpServer {
 
     #[tool(description = "Adds a comment to a task's history (the task itself is not changed).")]
     async fn comment_task(&self, Parameters(args): Parameters<CommentTask>) -> Answer {
-        let actor = admit!(self, "comment_task", Access::Write, &args);
+        let actor = admit!(self, "comment_task", Effect::Writes, &args);
         let task = attempt!(self.project_task(&args.key));
         let entry = attempt!(self.store.comment_task(&actor, &task.key, &sanitize(&args.text)));
         ok(json!({ "task": task.key, "audit_id": entry }))
@@ -218,7 +252,7 @@ impl McpServer {
 
     #[tool(description = "Opens a handoff on a task: a transfer of the work, or blocked work waiting on someone.")]
     async fn open_handoff(&self, Parameters(args): Parameters<OpenHandoff>) -> Answer {
-        let actor = admit!(self, "open_handoff", Access::Write, &args);
+        let actor = admit!(self, "open_handoff", Effect::Writes, &args);
         let kind = args.kind.parse::<HandoffKind>().map_err(invalid)?;
         let due_at = args
             .due_at
@@ -241,29 +275,36 @@ impl McpServer {
         ok(attempt!(self.store.open_handoff(&actor, new)))
     }
 
-    #[tool(description = "Accepts or rejects a handoff addressed to this agent, or resolves one it is party to \
-                       (by id, as read_task lists them).")]
+    #[tool(description = "Answers a handoff (by id, as read_task lists them): the receiver accepts or rejects it, \
+                       either side resolves it, and the agent that opened it may cancel (withdraw) it.")]
     async fn update_handoff(&self, Parameters(args): Parameters<UpdateHandoff>) -> Answer {
-        let actor = admit!(self, "update_handoff", Access::Write, &args);
+        let actor = admit!(self, "update_handoff", Effect::Writes, &args);
         let state = args.state.parse::<HandoffState>().map_err(invalid)?;
-        if !matches!(state, HandoffState::Accepted | HandoffState::Resolved | HandoffState::Rejected) {
-            return Err(invalid("invalid state: use accepted, resolved or rejected"));
-        }
         let handoff = attempt!(self.store.handoff_by_id(args.id));
         if handoff.project_id != self.project.id {
             return failed(StoreError::not_found("handoff", args.id));
         }
-        // The receiver answers a handoff; either side may resolve it.
-        let me = Some(self.agent.handle.as_str());
-        let party = me == Some(handoff.to_agent.as_str())
-            || (state == HandoffState::Resolved && handoff.from_agent.as_deref() == me);
-        if !party {
-            let reason = format!(
-                "handoff {} is addressed to {}: only they can {} it",
-                handoff.id,
-                handoff.to_agent,
-                if state == HandoffState::Resolved { "resolve (with its opener)" } else { "answer" }
-            );
+        let me = self.agent.handle.as_str();
+        let receiver = me == handoff.to_agent;
+        let opener = handoff.from_agent.as_deref() == Some(me);
+        let allowed = match state {
+            HandoffState::Accepted | HandoffState::Rejected => receiver,
+            HandoffState::Resolved => receiver || opener,
+            HandoffState::Cancelled => opener,
+            HandoffState::Open => return Err(invalid("invalid state: use accepted, rejected, resolved or cancelled")),
+        };
+        if !allowed {
+            let reason = match state {
+                HandoffState::Cancelled => {
+                    format!("handoff {} was opened by someone else: only they can cancel it", handoff.id)
+                }
+                _ => format!(
+                    "handoff {} is addressed to {}: only they can {} it",
+                    handoff.id,
+                    handoff.to_agent,
+                    if state == HandoffState::Resolved { "resolve (with its opener)" } else { "answer" }
+                ),
+            };
             return Ok(self.deny("update_handoff", &reason, &as_value(&args)).await);
         }
         let note = sanitize(args.note.as_deref().unwrap_or_default());
@@ -274,7 +315,7 @@ impl McpServer {
                        the task moves to the first in-progress lane, assigned to this agent. Concurrent claims \
                        never get the same task.")]
     async fn claim_next_task(&self, Parameters(args): Parameters<NoArgs>) -> Answer {
-        let actor = admit!(self, "claim_next_task", Access::Write, &args);
+        let actor = admit!(self, "claim_next_task", Effect::IntoFirstStartedLane, &args);
         let outcome = attempt!(self.store.dispatch_next(&actor, self.project.id, &self.agent.handle));
         ok(match outcome {
             DispatchOutcome::Claimed(task) => json!({ "claimed": true, "task": task }),
@@ -294,14 +335,16 @@ impl McpServer {
 
     #[tool(description = "Reports a pipeline run's state (upserted by its id: reporting twice changes nothing).")]
     async fn report_pipeline(&self, Parameters(args): Parameters<ReportPipeline>) -> Answer {
-        let actor = admit!(self, "report_pipeline", Access::Write, &args);
+        let actor = admit!(self, "report_pipeline", Effect::Writes, &args);
         let status = args.status.parse::<PipelineStatus>().map_err(invalid)?;
-        let external_id = report_id(&args.external_id, &args.name, &args.git_ref, &args.commit_sha);
+        // Names are shown in the console and to other agents: no control or bidi characters.
+        let (name, git_ref) = (sanitize(&args.name), sanitize(&args.git_ref));
+        let external_id = report_id(&args.external_id, &name, &git_ref, &args.commit_sha);
         let report = PipelineReport {
             provider: "agent".into(),
             external_id,
-            name: args.name.clone(),
-            git_ref: args.git_ref.clone(),
+            name,
+            git_ref,
             commit_sha: args.commit_sha.clone(),
             status,
             url: args.url.clone(),
@@ -313,18 +356,19 @@ impl McpServer {
 
     #[tool(description = "Reports a deployment's state to an environment (upserted by its id).")]
     async fn report_deployment(&self, Parameters(args): Parameters<ReportDeployment>) -> Answer {
-        let actor = admit!(self, "report_deployment", Access::Write, &args);
+        let actor = admit!(self, "report_deployment", Effect::Writes, &args);
         let status = args.status.parse::<DeploymentStatus>().map_err(invalid)?;
-        let external_id = report_id(&args.external_id, &args.environment, &args.git_ref, &args.commit_sha);
+        let (environment, git_ref) = (sanitize(&args.environment), sanitize(&args.git_ref));
+        let external_id = report_id(&args.external_id, &environment, &git_ref, &args.commit_sha);
         let report = DeploymentReport {
-            environment: args.environment.clone(),
+            environment,
             provider: "agent".into(),
             external_id,
-            git_ref: args.git_ref.clone(),
+            git_ref,
             commit_sha: args.commit_sha.clone(),
             status,
             url: args.url.clone(),
-            release: args.release.clone(),
+            release: args.release.as_deref().map(sanitize),
             started_at: None,
             finished_at: None,
         };
@@ -336,12 +380,15 @@ impl McpServer {
         annotations(read_only_hint = true)
     )]
     async fn read_pipelines(&self, Parameters(args): Parameters<ReadPipelines>) -> Answer {
-        let actor = admit!(self, "read_pipelines", Access::Read, &args);
+        let actor = admit!(self, "read_pipelines", Effect::Reads, &args);
         let limit = i64::from(args.limit.unwrap_or(50).clamp(1, 200));
-        let mut pipelines = attempt!(self.store.list_pipelines(self.project.id, limit));
-        if args.failed_only.unwrap_or(false) {
-            pipelines.retain(|p| p.status == PipelineStatus::Failed);
-        }
+        let pipelines = if args.failed_only.unwrap_or(false) {
+            // The latest run of each pipeline and ref, when it failed: a
+            // failure a later run fixed is not failing any more.
+            attempt!(self.store.failing_pipelines(self.project.id, limit))
+        } else {
+            attempt!(self.store.list_pipelines(self.project.id, limit))
+        };
         self.read(&actor, "read_pipelines", &args).await?;
         ok(json!({ "pipelines": pipelines }))
     }
@@ -351,7 +398,7 @@ impl McpServer {
         annotations(read_only_hint = true)
     )]
     async fn release_readiness(&self, Parameters(args): Parameters<ReleaseRef>) -> Answer {
-        let actor = admit!(self, "release_readiness", Access::Read, &args);
+        let actor = admit!(self, "release_readiness", Effect::Reads, &args);
         let readiness = attempt!(self.store.release_readiness(self.project.id, &args.release));
         self.read(&actor, "release_readiness", &args).await?;
         ok(readiness)
@@ -362,7 +409,7 @@ impl McpServer {
         annotations(read_only_hint = true)
     )]
     async fn review_queue(&self, Parameters(args): Parameters<NoArgs>) -> Answer {
-        let actor = admit!(self, "review_queue", Access::Read, &args);
+        let actor = admit!(self, "review_queue", Effect::Reads, &args);
         let tasks = attempt!(self.store.review_queue(self.project.id));
         self.read(&actor, "review_queue", &args).await?;
         ok(json!({ "tasks": tasks }))
@@ -370,18 +417,44 @@ impl McpServer {
 
     #[tool(description = "Creates a high-priority follow-up task from a failed pipeline run.")]
     async fn create_follow_up(&self, Parameters(args): Parameters<PipelineRef>) -> Answer {
-        let actor = admit!(self, "create_follow_up", Access::Write, &args);
+        let actor = admit!(self, "create_follow_up", Effect::IntoDefaultLane, &args);
         ok(attempt!(self.store.create_follow_up(&actor, self.project.id, args.pipeline_id)))
     }
 
     #[tool(description = "A knowledge page (markdown) by its slug.", annotations(read_only_hint = true))]
     async fn read_page(&self, Parameters(args): Parameters<PageRef>) -> Answer {
-        let actor = admit!(self, "read_page", Access::Read, &args);
+        let actor = admit!(self, "read_page", Effect::Reads, &args);
         let page = attempt!(self.store.page_by_slug(self.project.id, &args.slug));
         if page.archived {
             return failed(StoreError::not_found("page", &args.slug));
         }
         self.read(&actor, "read_page", &args).await?;
         ok(json!({ "slug": page.slug, "title": page.title, "version": page.version, "body": page.body }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tool the router serves is declared in [`EFFECTS`] and the other
+    /// way round: a new tool cannot be served without saying whether it
+    /// writes, which is what its policy check and `tools/list` go by.
+    #[test]
+    fn every_tool_declares_its_effect() {
+        let mut served: Vec<String> = McpServer::tool_router().list_all().into_iter().map(|t| t.name.into()).collect();
+        let mut declared: Vec<String> = EFFECTS.iter().map(|(name, _)| name.to_string()).collect();
+        served.sort();
+        declared.sort();
+        assert_eq!(served, declared);
+    }
+
+    /// The annotations clients see agree with the declared effect.
+    #[test]
+    fn read_only_hints_match_the_declared_effects() {
+        for tool in McpServer::tool_router().list_all() {
+            let hinted = tool.annotations.as_ref().and_then(|a| a.read_only_hint).unwrap_or(false);
+            assert_eq!(hinted, declared_access(&tool.name) == Some(Access::Read), "{}", tool.name);
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! What MCP tools answer: compact JSON shaped for an agent to read, with the
 //! versions it needs for the next write.
 
-use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 
 use crate::domain::{AuditEntry, Handoff, Mapping, Task};
@@ -75,11 +74,6 @@ fn history_entry(entry: &AuditEntry) -> Value {
     line
 }
 
-/// The text of a tool result's first content block.
-pub fn first_text(result: &CallToolResult) -> String {
-    result.content.first().and_then(|c| c.as_text()).map(|t| t.text.clone()).unwrap_or_default()
-}
-
 /// Untrusted free text made safe to store and show: control characters
 /// other than newline and tab (escape sequences, NUL, C1) and bidi
 /// overrides are removed.
@@ -91,6 +85,27 @@ pub fn sanitize(text: &str) -> String {
                 || !(c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
         })
         .collect()
+}
+
+/// [`sanitize`] on every string of a JSON value, object keys included.
+pub fn sanitize_value(value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            let clean = sanitize(text);
+            if clean.len() != text.len() {
+                *text = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(sanitize_value),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                sanitize_value(&mut item);
+                map.insert(sanitize(&key), item);
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -257,8 +257,9 @@ impl Store {
     ) -> StoreResult<Pipeline> {
         self.refuse_if_read_only()?;
         let provider = provider_name(&report.provider)?;
-        let external_id = short("pipeline id", &report.external_id, 200)?;
+        // The name first: a default id is made from it, and its fault is the name's.
         let name = short("pipeline name", &report.name, 200)?;
+        let external_id = short("pipeline id", &report.external_id, 200)?;
         if external_id.is_empty() || name.is_empty() {
             return Err(StoreError::invalid("a pipeline report needs an id and a name"));
         }
@@ -458,6 +459,27 @@ impl Store {
                 &format!(
                     "SELECT {PIPELINE_COLUMNS} FROM pipeline pl WHERE pl.project_id = $1
                      ORDER BY coalesce(pl.started_at, pl.updated_at) DESC, pl.id DESC LIMIT $2"
+                ),
+                &[&project_id, &limit.clamp(1, 10_000)],
+            )
+            .await?;
+        rows.iter().map(rows::pipeline).collect()
+    }
+
+    /// The pipelines failing now: the latest run of each pipeline and ref,
+    /// when that run failed (a failure a later run fixed is left out).
+    pub async fn failing_pipelines(&self, project_id: i64, limit: i64) -> StoreResult<Vec<Pipeline>> {
+        let client = self.client().await?;
+        let rows = client
+            .fetch(
+                &format!(
+                    "SELECT * FROM (
+                         SELECT DISTINCT ON (pl.name, pl.ref) {PIPELINE_COLUMNS} FROM pipeline pl
+                          WHERE pl.project_id = $1
+                          ORDER BY pl.name, pl.ref, coalesce(pl.started_at, pl.updated_at) DESC, pl.id DESC
+                     ) latest
+                     WHERE latest.status = 'failed'
+                     ORDER BY coalesce(latest.started_at, latest.updated_at) DESC, latest.id DESC LIMIT $2"
                 ),
                 &[&project_id, &limit.clamp(1, 10_000)],
             )
