@@ -97,14 +97,12 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let server = cluster.pg_config();
     runtime.block_on(mission_control::db::embedded::ensure_database(&server)).expect("the cluster's own database");
-    let bouncer = if vias.iter().any(|v| *v != Via::Direct) {
-        Some(pgbouncer::PgBouncer::start(&server, BOUNCER_POOL).expect("PgBouncer for the scale runs"))
-    } else {
-        None
-    };
     println!("machine: {} cores; {seconds} s measured per run; {WRITERS} writers", num_cores());
     for via in vias {
         for &n in &sessions {
+            // A PgBouncer of its own per run, so one run's closing sessions never weigh on the next.
+            let bouncer = (via != Via::Direct)
+                .then(|| pgbouncer::PgBouncer::start(&server, BOUNCER_POOL).expect("PgBouncer for the scale runs"));
             let report = runtime.block_on(run(via, n, seconds, &server, bouncer.as_ref()));
             println!("{}", report);
         }
