@@ -765,3 +765,30 @@ async fn the_binary_serves_stdio_for_an_existing_agent_and_refuses_an_unknown_on
     assert!(status.success(), "mctl mcp ends cleanly when the client goes: {status}");
     assert_eq!(agent_entries(&s).await, [("mcp.read_board".to_string(), "agent".to_string())]);
 }
+
+/// A probe that asks one thing and disconnects, without starting a
+/// session, is a client going away: exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_without_a_session_is_a_clean_exit() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup().await;
+    let cli = Cli::new(&s.db);
+    for first in [Some(r#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#), None] {
+        let mut child = tokio::process::Command::from(cli.command())
+            .args(["mcp", "--agent", "bot", "--project", "MCP"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(line) = first {
+            stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        }
+        drop(stdin);
+        let output =
+            tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
+        assert!(output.status.success(), "{first:?}: {} {}", output.status, String::from_utf8_lossy(&output.stderr));
+    }
+}

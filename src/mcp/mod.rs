@@ -96,9 +96,21 @@ impl McpServer {
         T: rmcp::transport::IntoTransport<RoleServer, E, A>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let running = ServiceExt::serve(self, transport)
-            .await
-            .map_err(|e| crate::error::Error::usage(format!("the MCP client did not start a session: {e}")))?;
+        let running = match ServiceExt::serve(self, transport).await {
+            Ok(running) => running,
+            // A client that goes away before (or instead of) starting a
+            // session, as a probe does, is not a failure of mctl.
+            Err(
+                rmcp::service::ServerInitializeError::ConnectionClosed(_)
+                | rmcp::service::ServerInitializeError::ExpectedInitializeRequest(_),
+            ) => {
+                tracing::info!("mcp: the client left without starting a session");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(crate::error::Error::usage(format!("the MCP client did not start a session: {e}")));
+            }
+        };
         running.waiting().await.map_err(|e| crate::error::Error::usage(format!("the MCP session failed: {e}")))?;
         Ok(())
     }
