@@ -980,9 +980,9 @@ async fn a_claim_is_announced_to_listeners() {
     let (store, project) = setup(&db).await;
     agent(&store, "bot", 10, &[]).await;
     ready_task(&store, &project, "Secret rollout", Priority::High, &[]).await;
-    let (_session, mut changes) = common::change_payloads(&store).await;
+    let mut changes = common::change_payloads(&store).await;
     let task = claimed(claim(&store, &project, "bot").await);
-    let payload = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await.unwrap().unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(5), changes.notifications.recv()).await.unwrap().unwrap();
     let value: serde_json::Value = serde_json::from_str(&payload).unwrap();
     let entry = claim_entries(&store).await.remove(0);
     assert_eq!(value["action"], "task.claim");

@@ -747,9 +747,10 @@ async fn changes_are_announced_with_ids_only() {
     let db = TestDb::new().await;
     let store = db.store().await;
     let p = project(&store, "MC").await;
-    let (_session, mut rx) = common::change_payloads(&store).await;
+    let mut rx = common::change_payloads(&store).await;
     let task = store.create_task(&actor("ana"), p.id, new_task("Secret plans for Q3")).await.unwrap();
-    let payload = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let payload =
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.notifications.recv()).await.unwrap().unwrap();
     let value: serde_json::Value = serde_json::from_str(&payload).unwrap();
     assert_eq!(value["project_id"], p.id);
     assert_eq!(value["kind"], "task");

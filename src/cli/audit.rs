@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use futures_util::StreamExt;
 use time::OffsetDateTime;
 
 use super::Context;
@@ -90,21 +89,20 @@ pub async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
             // LISTEN on a dedicated connection; notifications only say "something
             // changed", the entries themselves are read back by id. With
             // `listen_url = poll` the two-second poll alone.
-            let mut wake = if store.can_listen() { Some(listen_for_changes(&store).await?) } else { None };
+            let mut listener = if store.can_listen() { Some(store.listen(CHANGE_CHANNEL).await?) } else { None };
             loop {
-                match &mut wake {
-                    Some(wake) => {
-                        // A notification wakes us at once; the timeout is the fallback poll.
-                        let woke = tokio::time::timeout(Duration::from_secs(2), wake.notified.recv()).await;
-                        if let Ok(None) = woke {
-                            let reason = match (&mut wake.driver).await {
-                                Ok(Err(e)) => e.to_string(),
-                                _ => "the notification connection closed".to_string(),
-                            };
-                            return Err(Error::Database(format!("lost the database connection: {reason}")));
-                        }
+                // A notification wakes us at once; the timeout is the fallback poll.
+                let woke = match &mut listener {
+                    Some(l) => tokio::time::timeout(Duration::from_secs(2), l.notifications.recv()).await.ok(),
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        None
                     }
-                    None => tokio::time::sleep(Duration::from_secs(2)).await,
+                };
+                if woke == Some(None)
+                    && let Some(lost) = listener.take()
+                {
+                    return Err(Error::Database(format!("lost the database connection: {}", lost.ended().await)));
                 }
                 let fresh = store
                     .list_audit(&AuditQuery {
@@ -122,36 +120,6 @@ pub async fn run(ctx: &Context, command: AuditCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A LISTEN connection and the notifications it receives; `driver` ends
-/// with the connection's error.
-struct Wake {
-    _client: tokio_postgres::Client,
-    notified: tokio::sync::mpsc::UnboundedReceiver<()>,
-    driver: tokio::task::JoinHandle<std::result::Result<(), tokio_postgres::Error>>,
-}
-
-async fn listen_for_changes(store: &crate::store::Store) -> Result<Wake> {
-    let (client, mut connection) = store.dedicated_connection().await?;
-    let (wake_tx, notified) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                    if wake_tx.send(()).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    });
-    client.batch_execute(&format!("LISTEN {CHANGE_CHANNEL}")).await.map_err(crate::store::StoreError::from)?;
-    Ok(Wake { _client: client, notified, driver })
 }
 
 /// Tail output: one JSON object per line with --json, else one text line each.

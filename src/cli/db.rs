@@ -96,7 +96,7 @@ pub async fn run(ctx: &Context, command: DbCommand) -> Result<()> {
                     "client_certificate": client_certificate,
                     "parameters_from": origins,
                     "identity": identity,
-                    "notifications": target.listen.describe(),
+                    "live": target.listen.describe(),
                     "reachable": reachable,
                     "embedded": status,
                 }));
@@ -216,7 +216,7 @@ pub fn config(ctx: &Context, command: ConfigCommand) -> Result<()> {
                         "database".to_string(),
                         format!("{} (from {})", target.describe(), target.source.describe()),
                     ]);
-                    table.row(["notifications".to_string(), target.listen.describe()]);
+                    table.row(["live updates".to_string(), target.listen.describe()]);
                 }
                 Err(e) => table.row(["database".to_string(), e.to_string()]),
             }

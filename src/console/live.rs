@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::action::{Action, ChangeNote, DbEvent};
@@ -44,31 +43,14 @@ pub fn spawn(store: Store, tx: UnboundedSender<Action>) -> tokio::task::JoinHand
 }
 
 async fn listen(store: &Store, tx: &UnboundedSender<Action>, delay: &mut Duration) -> Result<(), String> {
-    let (client, mut connection) = store.dedicated_connection().await.map_err(|e| e.to_string())?;
-    let (messages_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = stream.next().await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                    if messages_tx.send(n.payload().to_string()).is_err() {
-                        return Ok(());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Err("the connection closed".to_string())
-    });
-    client.batch_execute(&format!("LISTEN {CHANGE_CHANNEL}")).await.map_err(|e| e.to_string())?;
+    let mut listener = store.listen(CHANGE_CHANNEL).await.map_err(|e| e.to_string())?;
     *delay = FIRST_RETRY;
     if tx.send(Action::Db(DbEvent::Connected)).is_err() {
         return Ok(());
     }
     loop {
         tokio::select! {
-            payload = messages.recv() => match payload {
+            payload = listener.notifications.recv() => match payload {
                 Some(payload) => {
                     if let Ok(note) = serde_json::from_str::<ChangeNote>(&payload)
                         && tx.send(Action::Changed(note)).is_err()
@@ -78,18 +60,11 @@ async fn listen(store: &Store, tx: &UnboundedSender<Action>, delay: &mut Duratio
                 }
                 None => break,
             },
-            // Keep the client alive and notice a dead server even when nothing changes.
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {
-                if let Err(e) = client.simple_query("SELECT 1").await {
-                    return Err(e.to_string());
-                }
-            }
+            // Notice a dead server even when nothing changes.
+            _ = tokio::time::sleep(Duration::from_secs(15)) => listener.ping().await?,
         }
     }
-    match driver.await {
-        Ok(Err(reason)) => Err(reason),
-        _ => Err("the connection closed".to_string()),
-    }
+    Err(listener.ended().await)
 }
 
 /// Sends a change whenever the commit mark moves.

@@ -63,7 +63,7 @@ pub struct Target {
 }
 
 /// `listen_url = "poll"`: no LISTEN connection at all.
-pub const POLL: &str = "poll";
+const POLL: &str = "poll";
 
 /// Where change notifications are listened for. A transaction pooler
 /// (PgBouncer's `pool_mode = transaction`) cannot carry LISTEN, a session

@@ -15,6 +15,7 @@ mod error;
 pub mod handoffs;
 pub mod integrations;
 pub mod lanes;
+pub mod listen;
 pub mod migrate;
 pub mod planning;
 pub mod projects;
@@ -178,13 +179,13 @@ impl Store {
                 .map_err(|e| StoreError::Unavailable(e.to_string()))
         };
         let mut server_read_only = false;
-        let mut pool = pool_for(&pg_config)?;
+        let mut pool = None;
         if options.read_only {
             let mut read_only_config = pg_config.clone();
             read_only_config.options("-c default_transaction_read_only=on");
             let read_only_pool = pool_for(&read_only_config)?;
             match read_only_pool.get().await.map_err(StoreError::from) {
-                Ok(_) => (pool, pg_config, server_read_only) = (read_only_pool, read_only_config, true),
+                Ok(_) => (pool, pg_config, server_read_only) = (Some(read_only_pool), read_only_config, true),
                 // PgBouncer refuses startup options it does not know.
                 Err(e) if e.to_string().contains("unsupported startup parameter") => {
                     tracing::info!(
@@ -194,6 +195,10 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+        let pool = match pool {
+            Some(pool) => pool,
+            None => pool_for(&pg_config)?,
+        };
         if let Some(idle) = options.idle_timeout {
             close_idle_connections(&pool, idle);
         }

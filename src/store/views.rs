@@ -261,7 +261,6 @@ impl Store {
             .collect()
     }
 
-    /// The highest audit id of a project: the console's cheap "anything new?" poll.
     /// A number that moves on every committed audited change, in commit
     /// order (the chain heads are updated under a row lock): what a console
     /// polls when it cannot LISTEN. A max(id) would miss an entry whose
@@ -271,6 +270,7 @@ impl Store {
         Ok(client.fetch_one("SELECT coalesce(sum(seq), 0)::bigint FROM audit_chain", &[]).await?.get(0))
     }
 
+    /// The highest audit id of a project: the console's cheap "anything new?" poll.
     pub async fn latest_audit_id(&self, project_id: i64) -> StoreResult<i64> {
         let client = self.client().await?;
         let statement = "SELECT coalesce(max(id), 0) FROM audit_entry WHERE project_id = $1";

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 
 use super::error::{SyncError, SyncResult};
@@ -577,27 +576,11 @@ async fn listen(store: Store, wake: tokio::sync::mpsc::Sender<()>) {
         return;
     }
     loop {
-        if let Ok((client, mut connection)) = store.dedicated_connection().await {
-            let notified = wake.clone();
-            // The connection is driven on its own task so the LISTEN below gets its answer.
-            let driver = tokio::spawn(async move {
-                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                while let Some(message) = messages.next().await {
-                    match message {
-                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                            let _ = notified.try_send(());
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
-            if client.batch_execute(&format!("LISTEN {}", queue::WAKE_CHANNEL)).await.is_ok() {
-                // Back from an outage: look for work at once.
+        if let Ok(mut listener) = store.listen(queue::WAKE_CHANNEL).await {
+            // Back from an outage: look for work at once.
+            let _ = wake.try_send(());
+            while listener.notifications.recv().await.is_some() {
                 let _ = wake.try_send(());
-                let _ = driver.await;
-            } else {
-                driver.abort();
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

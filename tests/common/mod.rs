@@ -109,21 +109,9 @@ impl Drop for TestDb {
 }
 
 /// The payloads of the change notifications (`mc_change`) sent from now on,
-/// while the returned session is kept.
-pub async fn change_payloads(store: &Store) -> (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use futures_util::StreamExt;
-    let (client, mut connection) = store.dedicated_connection().await.unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut stream = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = stream.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_string());
-            }
-        }
-    });
-    client.batch_execute("LISTEN mc_change").await.unwrap();
-    (client, rx)
+/// while the returned listener is kept.
+pub async fn change_payloads(store: &Store) -> mission_control::store::listen::Listener {
+    store.listen("mc_change").await.unwrap()
 }
 
 pub fn actor(name: &str) -> Actor {

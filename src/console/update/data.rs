@@ -197,13 +197,13 @@ fn lost(state: &mut AppState, reason: String) {
     }
 }
 
-/// Reloads what is on screen: the current screen (Today brings the agents'
-/// load with it), the drawer's tail, the open task.
 /// Whether the answers of the last refresh are still on their way.
 fn refresh_in_flight(state: &AppState) -> bool {
     [QueryKey::Board, QueryKey::AuditTail, QueryKey::SyncHealth].into_iter().any(|key| state.requests.pending(key))
 }
 
+/// Reloads what is on screen: the current screen (Today brings the agents'
+/// load with it), the drawer's tail, the open task.
 pub fn refresh(state: &mut AppState) -> Vec<Effect> {
     let mut effects = load_screen(state, state.screen);
     if state.screen != crate::console::state::Screen::Work && state.board.loaded {
