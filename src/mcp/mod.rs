@@ -172,8 +172,7 @@ impl McpServer {
         if let Err(e) = self.store.record_entry(&self.actor(), change).await {
             tracing::warn!("mcp: auditing a refused call failed: {e}");
         }
-        let error = views::sanitize(&format!("denied: {reason}"));
-        CallToolResult::structured_error(json!({ "error": error, "denied": true }))
+        CallToolResult::structured_error(json!({ "error": format!("denied: {reason}"), "denied": true }))
     }
 
     /// Audits a read: `mcp.<tool>` with the (clipped) arguments.
@@ -220,9 +219,10 @@ fn internal(e: StoreError) -> ErrorData {
     ErrorData::internal_error(views::sanitize(&e.to_string()), None)
 }
 
-/// A tool result saying what was wrong with the call, for the model to read.
+/// A tool result saying what was wrong with the call, for the model to read
+/// (sanitized with every other result in `call_tool`).
 fn tool_error(message: &str) -> CallToolResult {
-    CallToolResult::structured_error(json!({ "error": views::sanitize(&text::clip(message, 500)) }))
+    CallToolResult::structured_error(json!({ "error": text::clip(message, 500) }))
 }
 
 /// Maps a repository error (see the module docs): anything about the
@@ -241,12 +241,13 @@ fn failed(e: StoreError) -> Result<CallToolResult, ErrorData> {
     }
 }
 
-/// Every string of a result made safe to print, its text content rebuilt
-/// from the sanitized structure.
+/// Every string of a result made safe to print; the text content is
+/// rebuilt from the structure only when sanitizing changed it.
 fn sanitized(mut result: CallToolResult) -> CallToolResult {
     if let Some(structured) = result.structured_content.as_mut() {
-        views::sanitize_value(structured);
-        if let Ok(text) = serde_json::to_string(structured) {
+        if views::sanitize_value(structured)
+            && let Ok(text) = serde_json::to_string(structured)
+        {
             result.content = vec![rmcp::model::ContentBlock::text(text)];
         }
     } else {
@@ -277,16 +278,24 @@ impl ServerHandler for McpServer {
             ));
         };
         let mut args = request.arguments.take().unwrap_or_default();
-        if let Err(message) = validate::check(&tool.input_schema, &mut args) {
-            return Ok(tool_error(&format!("{}: {message}", request.name)).into());
-        }
-        request.arguments = Some(args);
-        let call = ToolCallContext::new(self, request, context);
-        match self.tool_router.call(call).await {
+        let answer = match validate::check(&tool.input_schema, &mut args) {
+            Err(message) => Ok(CallToolResponse::Complete(tool_error(&format!("{}: {message}", request.name)))),
+            Ok(()) => {
+                request.arguments = Some(args);
+                let call = ToolCallContext::new(self, request, context);
+                match self.tool_router.call(call).await {
+                    // What a tool refuses about its arguments is its answer too.
+                    Err(e) if e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+                        Ok(CallToolResponse::Complete(tool_error(&e.message)))
+                    }
+                    other => other,
+                }
+            }
+        };
+        // The one place every answer leaves by: no string goes out unsanitized.
+        match answer {
             Ok(CallToolResponse::Complete(result)) => Ok(CallToolResponse::Complete(sanitized(result))),
             Ok(other) => Ok(other),
-            // What a tool refuses about its arguments is its answer too.
-            Err(e) if e.code == rmcp::model::ErrorCode::INVALID_PARAMS => Ok(tool_error(&e.message).into()),
             Err(mut e) => {
                 e.message = views::sanitize(&e.message).into();
                 Err(e)

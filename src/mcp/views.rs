@@ -87,24 +87,30 @@ pub fn sanitize(text: &str) -> String {
         .collect()
 }
 
-/// [`sanitize`] on every string of a JSON value, object keys included.
-pub fn sanitize_value(value: &mut Value) {
+/// [`sanitize`] on every string of a JSON value, object keys included;
+/// whether anything changed.
+pub fn sanitize_value(value: &mut Value) -> bool {
     match value {
         Value::String(text) => {
             let clean = sanitize(text);
-            if clean.len() != text.len() {
+            let changed = clean.len() != text.len();
+            if changed {
                 *text = clean;
             }
+            changed
         }
-        Value::Array(items) => items.iter_mut().for_each(sanitize_value),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| sanitize_value(item) | changed),
         Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (key, mut item) in entries {
-                sanitize_value(&mut item);
-                map.insert(sanitize(&key), item);
+            let mut changed = false;
+            for (key, mut item) in std::mem::take(map) {
+                changed |= sanitize_value(&mut item);
+                let clean = sanitize(&key);
+                changed |= clean.len() != key.len();
+                map.insert(clean, item);
             }
+            changed
         }
-        _ => {}
+        _ => false,
     }
 }
 
