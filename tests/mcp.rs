@@ -68,6 +68,25 @@ async fn agent_entries(s: &Setup) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The bot's refusals, oldest first: each `mcp.denied` entry's `after`
+/// (tool, reason, arguments).
+async fn refusals(s: &Setup) -> Vec<Value> {
+    let client = s.db.client().await;
+    client
+        .query("SELECT after FROM audit_entry WHERE action = 'mcp.denied' AND actor = 'bot' AND source = 'agent' ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// A task made by an operator, in the default lane unless `lane` says.
+async fn task(s: &Setup, title: &str, lane: Option<&str>) -> mission_control::domain::Task {
+    let new = NewTask { title: title.into(), lane: lane.map(str::to_string), ..NewTask::default() };
+    s.store.create_task(&actor("ops"), s.project.id, new).await.unwrap()
+}
+
 fn protocol_error(result: Result<rmcp::model::CallToolResult, ServiceError>) -> (i32, String) {
     match result {
         Err(ServiceError::McpError(e)) => (e.code.0, e.message.to_string()),
@@ -451,14 +470,7 @@ lanes = ["In Progress", "review", "Done"]
     let after = s.store.task_by_key(&task.key).await.unwrap();
     assert_eq!((after.lane.as_str(), after.version as i64), ("Review", version));
     assert_eq!(s.db.count("task").await, tasks_before);
-    let client_db = s.db.client().await;
-    let denied: Vec<Value> = client_db
-        .query("SELECT after FROM audit_entry WHERE action = 'mcp.denied' AND actor = 'bot' AND source = 'agent' ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let denied = refusals(&s).await;
     let refused: Vec<(&str, &str)> = denied
         .iter()
         .map(|d| (d["tool"].as_str().unwrap(), d["arguments"]["lane"].as_str().unwrap_or("(default)")))
@@ -473,11 +485,7 @@ lanes = ["In Progress", "review", "Done"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_arguments_are_tool_errors_in_the_schemas_terms_and_write_nothing() {
     let s = setup().await;
-    let task = s
-        .store
-        .create_task(&actor("ops"), s.project.id, NewTask { title: "Here".into(), ..NewTask::default() })
-        .await
-        .unwrap();
+    let task = task(&s, "Here", None).await;
     let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
     let (tasks, entries) = (s.db.count("task").await, s.db.count("audit_entry").await);
     let huge = "x".repeat(1 << 20);
@@ -541,11 +549,7 @@ async fn bad_arguments_are_tool_errors_in_the_schemas_terms_and_write_nothing() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbers_and_booleans_sent_as_text_are_taken() {
     let s = setup().await;
-    let task = s
-        .store
-        .create_task(&actor("ops"), s.project.id, NewTask { title: "Typed".into(), ..NewTask::default() })
-        .await
-        .unwrap();
+    let task = task(&s, "Typed", None).await;
     let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
     let board = answer(call(&client, "read_board", json!({"limit_per_lane": "1", "priority": "NONE"})).await);
     assert_eq!(board["lanes"][0]["tasks"].as_array().unwrap().len(), 1);
@@ -564,11 +568,7 @@ async fn numbers_and_booleans_sent_as_text_are_taken() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escape_sequences_in_arguments_never_come_back_out() {
     let s = setup().await;
-    let task = s
-        .store
-        .create_task(&actor("ops"), s.project.id, NewTask { title: "Safe".into(), ..NewTask::default() })
-        .await
-        .unwrap();
+    let task = task(&s, "Safe", None).await;
     let client = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
     let hostile = "Ready\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{202e}lanE";
     for (tool, args) in [
@@ -626,14 +626,7 @@ async fn tools_list_offers_only_what_the_policy_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_and_follow_ups_obey_the_lane_policy() {
     let s = setup().await;
-    s.store
-        .create_task(
-            &actor("ops"),
-            s.project.id,
-            NewTask { title: "Ready work".into(), lane: Some("Ready".into()), ..NewTask::default() },
-        )
-        .await
-        .unwrap();
+    task(&s, "Ready work", Some("Ready")).await;
     let report = mission_control::store::delivery::PipelineReport {
         provider: "ci".into(),
         external_id: "run-1".into(),
@@ -662,16 +655,7 @@ async fn claims_and_follow_ups_obey_the_lane_policy() {
         in_progress,
         "nothing was claimed"
     );
-    let denied: Vec<String> = s
-        .db
-        .client()
-        .await
-        .query("SELECT after->>'tool' FROM audit_entry WHERE action = 'mcp.denied' AND actor = 'bot' ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let denied: Vec<String> = refusals(&s).await.iter().map(|d| d["tool"].as_str().unwrap().to_string()).collect();
     assert_eq!(denied, ["claim_next_task", "create_follow_up"]);
     client.cancel().await.unwrap();
 }
@@ -710,11 +694,7 @@ async fn failed_only_leaves_out_failures_a_later_run_fixed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_withdraws_the_handoff_it_opened() {
     let s = setup().await;
-    let task = s
-        .store
-        .create_task(&actor("ops"), s.project.id, NewTask { title: "Pass it on".into(), ..NewTask::default() })
-        .await
-        .unwrap();
+    let task = task(&s, "Pass it on", None).await;
     let bot = mcp::connect(&s.store, &s.project, "bot", AgentPolicy::default()).await;
     let opened = answer(
         call(
